@@ -1,0 +1,1 @@
+"""CLI subcommands, one module each; `edge_ocr.cli` registers them."""

@@ -1,0 +1,1 @@
+"""Inference engines behind one protocol (`base.Engine`); see `registry` for names."""

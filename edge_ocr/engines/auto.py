@@ -1,0 +1,118 @@
+"""`--engine auto`: the fastest engine on this machine among those whose model set matched the
+reference in its build check. The choice is measured once and cached per machine and model build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from edge_ocr.engines.registry import REAL_ENGINES, engine_class
+from edge_ocr.errors import EdgeOcrError, EngineUnavailableError, ModelNotFoundError
+from edge_ocr.modelstore import ModelStore
+
+logger = logging.getLogger(__name__)
+
+CACHE_NAME = "auto-engine.json"
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: str
+    reason: str
+    images_per_s: dict[str, float]
+    fingerprint: str
+    cached: bool = False
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_fingerprint(store: ModelStore, variant: str) -> str:
+    manifest_hash = hashlib.sha256(store.manifest_path.read_bytes()).hexdigest()[:16]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [_cpu_model(), str(cores), platform.machine(), manifest_hash, variant]
+    for name in REAL_ENGINES:
+        cls = engine_class(name)
+        parts.append(f"{name}:{cls.unavailable_reason() is None}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def probe_image() -> np.ndarray:
+    """A 640x480 label with four text lines (the benchmark's standard workload)."""
+    img = np.full((480, 640, 3), 245, dtype=np.uint8)
+    for i, text in enumerate(["LOT: A23B0417", "SN 0012345678", "MFG 2026-03-14", "EXP 2027/09"]):
+        cv2.putText(
+            img, text, (40, 90 + i * 100), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (20, 20, 20), 3, cv2.LINE_AA
+        )
+    return img
+
+
+def _measure(store: ModelStore, engine: str, variant: str, runs: int = 3) -> float:
+    from edge_ocr.ocr import default_threads, pipeline_from_files
+
+    files = store.resolve(engine, variant)
+    cores = default_threads()
+    cls = engine_class(engine)
+    # Lite runs one process per core; the others use all cores in one process.
+    threads = 1 if cls.fixed_shapes else cores
+    img = probe_image()
+    with pipeline_from_files(files, threads=threads) as pipe:
+        pipe.run(img)  # warm-up
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            pipe.run(img)
+        latency = (time.perf_counter() - t0) / runs
+    return (cores if cls.fixed_shapes else 1) / latency
+
+
+def choose_engine(store: ModelStore, variant: str = "fp32", *, refresh: bool = False) -> EngineChoice:
+    fingerprint = machine_fingerprint(store, variant)
+    cache = store.root / CACHE_NAME
+    if not refresh and cache.is_file():
+        try:
+            data = json.loads(cache.read_text(encoding="utf-8"))
+            if data.get("fingerprint") == fingerprint:
+                return EngineChoice(**{**data, "cached": True})
+        except (OSError, ValueError, TypeError):
+            logger.warning("ignoring unreadable engine cache %s", cache)
+    speeds: dict[str, float] = {}
+    skipped: list[str] = []
+    for name in REAL_ENGINES:
+        reason = engine_class(name).unavailable_reason()
+        if reason:
+            skipped.append(f"{name}: {reason}")
+            continue
+        try:
+            speeds[name] = _measure(store, name, variant)
+        except (ModelNotFoundError, EdgeOcrError) as exc:
+            skipped.append(f"{name}: {exc}")
+    if not speeds:
+        raise EngineUnavailableError(
+            "no engine can run here: " + "; ".join(skipped) + ". Install one and run `edge-ocr models build`."
+        )
+    best = max(speeds, key=lambda k: speeds[k])
+    ranking = ", ".join(f"{k} {v:.1f} img/s" for k, v in sorted(speeds.items(), key=lambda kv: -kv[1]))
+    reason = f"fastest of the engines whose {variant} models matched the reference: {ranking}"
+    if skipped:
+        reason += "; not considered: " + "; ".join(skipped)
+    choice = EngineChoice(engine=best, reason=reason, images_per_s=speeds, fingerprint=fingerprint)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(choice), indent=2), encoding="utf-8")
+    os.replace(tmp, cache)
+    return choice

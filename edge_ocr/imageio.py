@@ -1,0 +1,200 @@
+"""Reading input files into images, with limits. Every failure is an `InputError` that says why.
+
+Accepted: PNG, JPEG, TIFF (every page), BMP, WebP, GIF (first frame) and PDF (every page,
+rendered with pdfium). The format is sniffed from the file's bytes, never its name.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_ocr.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_PIXELS = 80_000_000  # per page; a 20000x20000 image (400 MP) is refused, not decoded
+PDF_DPI = 200
+MAX_PDF_PAGES = 500
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pdf"})
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),
+    (b"MM\x00+", "tiff"),
+    (b"BM", "bmp"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"%PDF-", "pdf"),
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    image: np.ndarray  # BGR uint8
+    index: int  # 0-based page number
+    count: int  # pages in the file
+
+
+def sniff_format(head: bytes) -> str | None:
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _check_file(path: Path) -> tuple[str, int]:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image")
+    if size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{path}: file is {size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    fmt = sniff_format(head)
+    if fmt is None:
+        raise InputError(
+            f"{path}: not an image (unknown file signature {head[:8]!r}); "
+            "accepted: PNG, JPEG, TIFF, BMP, WebP, GIF, PDF"
+        )
+    return fmt, size
+
+
+def _to_bgr(img) -> np.ndarray:  # PIL.Image.Image
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        hi = float(arr.max()) or 1.0
+        arr = (arr / hi * 255.0).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    rgb = np.asarray(img, dtype=np.uint8)
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _raster_pages(path: Path, fmt: str, max_pixels: int) -> Iterator[Page]:
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{path}: cannot decode {fmt.upper()}: {exc}") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot decode {fmt.upper()}: {exc}") from exc
+    with img:
+        count = getattr(img, "n_frames", 1) if fmt == "tiff" else 1
+        frames = ImageSequence.Iterator(img) if fmt == "tiff" else [img]
+        for index, frame in enumerate(frames):
+            if index >= count:
+                break
+            w, h = frame.size
+            if w * h > max_pixels:
+                raise InputError(
+                    f"{path}: page {index + 1} is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+                    f"{max_pixels / 1e6:.0f} MP limit; scale it down before OCR"
+                )
+            if w < 2 or h < 2:
+                raise InputError(f"{path}: image is {w}x{h} pixels, too small to read")
+            try:
+                frame.load()
+                bgr = _to_bgr(frame)
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise InputError(f"{path}: {fmt.upper()} data is corrupt or truncated ({exc})") from exc
+            yield Page(image=bgr, index=index, count=count)
+
+
+def _pdf_pages(path: Path, max_pixels: int) -> Iterator[Page]:
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        raise InputError(f"{path}: cannot open PDF ({exc})") from exc
+    try:
+        count = len(pdf)
+        if count == 0:
+            raise InputError(f"{path}: PDF has no pages")
+        if count > MAX_PDF_PAGES:
+            raise InputError(f"{path}: PDF has {count} pages, over the {MAX_PDF_PAGES}-page limit")
+        for index in range(count):
+            page = pdf[index]
+            w_pt, h_pt = page.get_size()
+            scale = PDF_DPI / 72.0
+            px = w_pt * scale * h_pt * scale
+            if px > max_pixels:
+                scale *= (max_pixels / px) ** 0.5
+            bitmap = page.render(scale=scale)
+            pil = bitmap.to_pil()
+            yield Page(image=_to_bgr(pil), index=index, count=count)
+            page.close()
+    finally:
+        pdf.close()
+
+
+def read_pages(path: Path, *, max_pixels: int = MAX_PIXELS) -> Iterator[Page]:
+    """Yield every page of an image or PDF file as BGR arrays. Raises InputError on bad input."""
+    path = Path(path)
+    fmt, _ = _check_file(path)
+    if fmt == "pdf":
+        yield from _pdf_pages(path, max_pixels)
+    else:
+        yield from _raster_pages(path, fmt, max_pixels)
+
+
+def read_image(path: Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The first page of a file as a BGR array."""
+    for page in read_pages(path, max_pixels=max_pixels):
+        return page.image
+    raise InputError(f"{path}: no image in file")
+
+
+def decode_bytes(data: bytes, *, max_pixels: int = MAX_PIXELS, name: str = "<upload>") -> np.ndarray:
+    """Decode an in-memory image (first page), with the same checks as files."""
+    from io import BytesIO
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise InputError(f"{name}: empty image")
+    fmt = sniff_format(data[:16])
+    if fmt is None or fmt == "pdf":
+        raise InputError(f"{name}: not an image; accepted: PNG, JPEG, TIFF, BMP, WebP, GIF")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(BytesIO(data))
+            w, h = img.size
+            if w * h > max_pixels:
+                raise InputError(f"{name}: image is {w}x{h}, over the {max_pixels / 1e6:.0f} MP limit")
+            img.load()
+            return _to_bgr(img)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise InputError(f"{name}: cannot decode image: {exc}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{name}: image data is corrupt or truncated ({exc})") from exc

@@ -1,0 +1,1 @@
+"""Image pipeline stages: detection, orientation, recognition (numpy/OpenCV only, no I/O)."""

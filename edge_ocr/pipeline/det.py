@@ -1,0 +1,179 @@
+"""DB text detection: pre-processing and post-processing (numpy/OpenCV only).
+
+Defaults follow PaddleOCR 2.x's `tools/infer/predict_det.py` (the reference pipeline), so
+every engine fed by this module must reproduce the reference's boxes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pyclipper
+
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class DetOptions:
+    limit_side_len: int = 960
+    limit_type: str = "max"  # "max": the longer side is at most limit; "min": the shorter at least
+    thresh: float = 0.3
+    box_thresh: float = 0.6
+    unclip_ratio: float = 1.5
+    max_candidates: int = 1000
+    use_dilation: bool = False
+    min_size: int = 3
+
+
+@dataclass(frozen=True)
+class DetInput:
+    tensor: np.ndarray  # (1, 3, H, W) float32
+    src_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+
+
+def resize_for_det(img: np.ndarray, opts: DetOptions) -> tuple[np.ndarray, tuple[int, int]]:
+    h, w = img.shape[:2]
+    if opts.limit_type == "max":
+        ratio = float(opts.limit_side_len) / max(h, w) if max(h, w) > opts.limit_side_len else 1.0
+    else:
+        ratio = float(opts.limit_side_len) / min(h, w) if min(h, w) < opts.limit_side_len else 1.0
+    resize_h = max(int(round(int(h * ratio) / 32) * 32), 32)
+    resize_w = max(int(round(int(w * ratio) / 32) * 32), 32)
+    if (resize_h, resize_w) != (h, w):
+        img = cv2.resize(img, (resize_w, resize_h))
+    return img, (resize_h, resize_w)
+
+
+def preprocess(img_bgr: np.ndarray, opts: DetOptions) -> DetInput:
+    resized, hw = resize_for_det(img_bgr, opts)
+    x = (resized.astype(np.float32) * (1.0 / 255.0) - _MEAN) / _STD
+    tensor = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+    return DetInput(tensor=tensor, src_hw=(img_bgr.shape[0], img_bgr.shape[1]), resized_hw=hw)
+
+
+def _mini_box(contour: np.ndarray) -> tuple[np.ndarray, float]:
+    rect = cv2.minAreaRect(contour)
+    pts = sorted(cv2.boxPoints(rect).tolist(), key=lambda p: p[0])
+    i1, i4 = (0, 1) if pts[1][1] > pts[0][1] else (1, 0)
+    i2, i3 = (2, 3) if pts[3][1] > pts[2][1] else (3, 2)
+    box = np.array([pts[i1], pts[i2], pts[i3], pts[i4]], dtype=np.float32)
+    return box, float(min(rect[1]))
+
+
+def _box_score_fast(bitmap: np.ndarray, box: np.ndarray) -> float:
+    h, w = bitmap.shape[:2]
+    box = box.copy()
+    xmin = int(np.clip(np.floor(box[:, 0].min()), 0, w - 1))
+    xmax = int(np.clip(np.ceil(box[:, 0].max()), 0, w - 1))
+    ymin = int(np.clip(np.floor(box[:, 1].min()), 0, h - 1))
+    ymax = int(np.clip(np.ceil(box[:, 1].max()), 0, h - 1))
+    mask = np.zeros((ymax - ymin + 1, xmax - xmin + 1), dtype=np.uint8)
+    box[:, 0] -= xmin
+    box[:, 1] -= ymin
+    cv2.fillPoly(mask, box.reshape(1, -1, 2).astype(np.int32), 1)
+    return float(cv2.mean(bitmap[ymin : ymax + 1, xmin : xmax + 1], mask)[0])
+
+
+def _unclip(box: np.ndarray, ratio: float) -> list:
+    contour = box.reshape(-1, 1, 2).astype(np.float32)
+    area = abs(cv2.contourArea(contour))
+    length = cv2.arcLength(contour, True)
+    if length == 0:
+        return []
+    distance = area * ratio / length
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath(box.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    return offset.Execute(distance)
+
+
+def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
+    rect = np.zeros((4, 2), dtype=np.float32)
+    s = pts.sum(axis=1)
+    rect[0] = pts[np.argmin(s)]
+    rect[2] = pts[np.argmax(s)]
+    tmp = np.delete(pts, (np.argmin(s), np.argmax(s)), axis=0)
+    diff = np.diff(np.array(tmp), axis=1)
+    rect[1] = tmp[np.argmin(diff)]
+    rect[3] = tmp[np.argmax(diff)]
+    return rect
+
+
+def postprocess(
+    prob_map: np.ndarray, det_in: DetInput, opts: DetOptions
+) -> tuple[list[np.ndarray], list[float]]:
+    """Turn the (1, 1, H, W) probability map into quads in source pixels, with their scores."""
+    rh, rw = det_in.resized_hw
+    pred = prob_map[0, 0, :rh, :rw]
+    mask = (pred > opts.thresh).astype(np.uint8)
+    if opts.use_dilation:
+        mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
+    src_h, src_w = det_in.src_hw
+    contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    boxes: list[np.ndarray] = []
+    scores: list[float] = []
+    for contour in contours[: opts.max_candidates]:
+        points, sside = _mini_box(contour)
+        if sside < opts.min_size:
+            continue
+        score = _box_score_fast(pred, points)
+        if opts.box_thresh > score:
+            continue
+        expanded = _unclip(points, opts.unclip_ratio)
+        if len(expanded) != 1:
+            continue
+        box, sside = _mini_box(np.array(expanded[0]).reshape(-1, 1, 2).astype(np.float32))
+        if sside < opts.min_size + 2:
+            continue
+        box[:, 0] = np.clip(np.round(box[:, 0] / rw * src_w), 0, src_w)
+        box[:, 1] = np.clip(np.round(box[:, 1] / rh * src_h), 0, src_h)
+        boxes.append(box.astype(np.int32))
+        scores.append(score)
+    return _filter_boxes(boxes, scores, src_h, src_w)
+
+
+def _filter_boxes(
+    boxes: list[np.ndarray], scores: list[float], img_h: int, img_w: int
+) -> tuple[list[np.ndarray], list[float]]:
+    out_boxes, out_scores = [], []
+    for box, score in zip(boxes, scores):
+        box = order_points_clockwise(box.astype(np.float32))
+        box[:, 0] = np.clip(box[:, 0], 0, img_w - 1).astype(np.int32)
+        box[:, 1] = np.clip(box[:, 1], 0, img_h - 1).astype(np.int32)
+        width = int(np.linalg.norm(box[0] - box[1]))
+        height = int(np.linalg.norm(box[0] - box[3]))
+        if width <= 3 or height <= 3:
+            continue
+        out_boxes.append(box)
+        out_scores.append(score)
+    return out_boxes, out_scores
+
+
+def sort_reading_order(boxes: list[np.ndarray]) -> list[int]:
+    """Indices of `boxes` top-to-bottom, left-to-right (lines within 10 px count as one row)."""
+    order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0][1], boxes[i][0][0]))
+    for i in range(len(order) - 1):
+        for j in range(i, -1, -1):
+            a, b = boxes[order[j]], boxes[order[j + 1]]
+            if abs(b[0][1] - a[0][1]) < 10 and b[0][0] < a[0][0]:
+                order[j], order[j + 1] = order[j + 1], order[j]
+            else:
+                break
+    return order
+
+
+def crop_quad(img: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Perspective-crop a quad; tall crops (h/w >= 1.5) are turned to read left to right."""
+    pts = box.astype(np.float32)
+    w = int(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3])))
+    h = int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2])))
+    w, h = max(w, 1), max(h, 1)
+    dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    m = cv2.getPerspectiveTransform(pts, dst)
+    crop = cv2.warpPerspective(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    if crop.shape[0] / float(crop.shape[1]) >= 1.5:
+        crop = np.rot90(crop)
+    return np.ascontiguousarray(crop)

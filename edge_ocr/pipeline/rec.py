@@ -1,0 +1,97 @@
+"""CTC text recognition: pre-processing, batching by width, and decoding (numpy/OpenCV only)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RecOptions:
+    image_height: int = 48
+    min_width: int = 320  # PaddleOCR's rec_image_shape width: batches are at least this wide
+    max_width: int = 3200  # very long crops are squeezed to this width
+    batch_size: int = 6
+    drop_score: float = 0.5
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    confidence: float
+    #: per decoded character: (first frame, last frame) in the CTC output, for spacing analysis
+    frames: tuple[tuple[int, int], ...] = ()
+    n_frames: int = 0
+
+
+def load_dictionary(path: Path) -> list[str]:
+    """PaddleOCR's character list: blank, the dictionary's characters, then a space."""
+    chars = [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    return ["blank", *chars, " "]
+
+
+def resize_norm(img: np.ndarray, height: int, target_w: int) -> np.ndarray:
+    """Resize a crop to `height` keeping its ratio, normalise to [-1, 1], pad right to `target_w`."""
+    h, w = img.shape[:2]
+    resized_w = min(target_w, int(math.ceil(height * (w / float(h)))))
+    resized_w = max(resized_w, 1)
+    resized = cv2.resize(img, (resized_w, height)).astype(np.float32)
+    resized = resized.transpose(2, 0, 1) / 255.0
+    resized -= 0.5
+    resized /= 0.5
+    out = np.zeros((3, height, target_w), dtype=np.float32)
+    out[:, :, :resized_w] = resized
+    return out
+
+
+def batches_by_width(crops: list[np.ndarray], opts: RecOptions) -> list[tuple[list[int], np.ndarray]]:
+    """Group crops sorted by aspect ratio into batches; each batch is padded to its widest member."""
+    ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
+    order = list(np.argsort(np.array(ratios), kind="stable"))
+    out = []
+    for beg in range(0, len(order), opts.batch_size):
+        idx = [int(i) for i in order[beg : beg + opts.batch_size]]
+        max_ratio = max([opts.min_width / opts.image_height] + [ratios[i] for i in idx])
+        target_w = min(int(opts.image_height * max_ratio), opts.max_width)
+        batch = np.stack([resize_norm(crops[i], opts.image_height, target_w) for i in idx])
+        out.append((idx, batch))
+    return out
+
+
+def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
+    """Greedy CTC decoding of (N, T, C) probabilities: collapse repeats, drop blanks (index 0)."""
+    idx = probs.argmax(axis=2)
+    conf = probs.max(axis=2)
+    results = []
+    n_frames = probs.shape[1]
+    for b in range(probs.shape[0]):
+        seq = idx[b]
+        keep = np.ones(len(seq), dtype=bool)
+        keep[1:] = seq[1:] != seq[:-1]
+        keep &= seq != 0
+        chars, confs, frames = [], [], []
+        positions = np.nonzero(keep)[0]
+        for p in positions:
+            c = int(seq[p])
+            if c >= len(charset):
+                continue
+            end = p
+            while end + 1 < len(seq) and seq[end + 1] == c:
+                end += 1
+            chars.append(charset[c])
+            confs.append(float(conf[b, p]))
+            frames.append((int(p), int(end)))
+        text = "".join(chars)
+        results.append(
+            Decoded(
+                text=text,
+                confidence=float(np.mean(confs)) if confs else 0.0,
+                frames=tuple(frames),
+                n_frames=n_frames,
+            )
+        )
+    return results

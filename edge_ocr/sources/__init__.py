@@ -1,0 +1,1 @@
+"""Sources of images: watched folders and cameras."""

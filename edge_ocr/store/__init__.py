@@ -1,0 +1,1 @@
+"""The results store: SQLite via sqlite-utils, WAL, numbered migrations. All SQL lives in this package."""

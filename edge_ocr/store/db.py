@@ -1,0 +1,164 @@
+"""Opening the results database: WAL, foreign keys, migrations with a backup first.
+
+The file is a plain SQLite database: it opens as is in `sqlite3` and Datasette.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+
+from edge_ocr.errors import SchemaTooNewError, StoreError
+from edge_ocr.store.migrations import LATEST_VERSION, MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+ENV_DB = "EDGE_OCR_DB"
+BUSY_TIMEOUT_MS = 10_000
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC with milliseconds, the store's time format."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def default_db_path() -> Path:
+    env = os.environ.get(ENV_DB)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("edge-ocr", appauthor=False)) / "edge-ocr.db"
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
+    ).fetchone()
+    if row is None:
+        return 0
+    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+    return int(version)
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        uri = f"file:{path}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.isolation_level = None  # explicit transactions only (BEGIN ... COMMIT)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def backup_database(conn: sqlite3.Connection, path: Path, from_version: int) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.v{from_version}.{stamp}.bak")
+    dest = sqlite3.connect(str(target))
+    try:
+        conn.backup(dest)
+    finally:
+        dest.close()
+    logger.info("backed up %s to %s before migrating", path, target)
+    return target
+
+
+def migrate(conn: sqlite3.Connection, path: Path | None) -> int:
+    """Apply pending migrations, each in its own transaction. Returns the resulting version."""
+    current = schema_version(conn)
+    if current > LATEST_VERSION:
+        raise SchemaTooNewError(
+            f"{path or 'database'} has schema version {current}, newer than this edge-ocr knows "
+            f"({LATEST_VERSION}); upgrade edge-ocr to open it"
+        )
+    pending = [m for m in MIGRATIONS if m.version > current]
+    if not pending:
+        return current
+    if current > 0 and path is not None:
+        backup_database(conn, path, current)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL)"
+    )
+    for m in pending:
+        try:
+            # executescript() commits whatever is open before it runs, so the transaction is
+            # part of the script itself; Python steps then run inside it.
+            conn.executescript("BEGIN IMMEDIATE;\n" + m.sql)
+            if m.apply is not None:
+                m.apply(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.name, utcnow()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        logger.info("migrated %s to schema version %d (%s)", path or "database", m.version, m.name)
+    return pending[-1].version
+
+
+def open_connection(
+    path: Path | None = None, *, readonly: bool = False, create: bool = True
+) -> sqlite3.Connection:
+    """Open (creating and migrating unless read-only) the store at `path`. Raises StoreError."""
+    path = Path(path) if path is not None else default_db_path()
+    if readonly or not create:
+        if not path.is_file():
+            raise StoreError(f"no database at {path}; run the agent or `edge-ocr demo-store` to create one")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = _connect(path, readonly=readonly)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is not a readable SQLite database ({exc}); restore it from a backup"
+        ) from exc
+    try:
+        if readonly:
+            version = schema_version(conn)
+            if version > LATEST_VERSION:
+                raise SchemaTooNewError(
+                    f"{path} has schema version {version}, newer than this edge-ocr knows ({LATEST_VERSION}); "
+                    "upgrade edge-ocr to open it"
+                )
+            if version < LATEST_VERSION:
+                raise StoreError(
+                    f"{path} has schema version {version}; open it once with the agent to upgrade it"
+                )
+        else:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                logger.warning("%s: journal mode is %s, not WAL", path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrate(conn, path)
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreError(f"{path} is locked by another process; try again or stop that process") from exc
+        raise StoreError(f"{path}: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"{path} is corrupt ({exc}); restore it from a backup") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_db(
+    path: Path | None = None, *, readonly: bool = False, create: bool = True
+) -> sqlite_utils.Database:
+    """The same as `open_connection`, wrapped in a sqlite-utils Database."""
+    return sqlite_utils.Database(open_connection(path, readonly=readonly, create=create))

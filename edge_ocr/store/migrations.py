@@ -1,0 +1,196 @@
+"""Numbered, transactional schema migrations, recorded in `schema_migrations`.
+
+Rules: never edit a released migration; add a new one. Each runs in one transaction, after a
+backup of the database file (see `store.db.open_store`). Times are ISO-8601 UTC text
+("2026-11-24T22:00:00.123Z"), which sorts and compares correctly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A schema step: `sql` (a script) and/or `apply` (Python using `conn.execute` only, never
+    `executescript`, which would commit). Both run inside the migration's one transaction."""
+
+    version: int
+    name: str
+    sql: str = ""
+    apply: Callable[[sqlite3.Connection], None] | None = None
+
+
+_M001_INITIAL = """
+        -- every file a folder source has seen: the per-file state machine
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,                -- e.g. "folder:/srv/in"
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime REAL,
+            state TEXT NOT NULL CHECK (state IN ('seen','processing','done','failed','quarantined')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            first_seen_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            done_at TEXT,
+            capture_id INTEGER REFERENCES captures(id),
+            duplicate_of INTEGER REFERENCES files(id),  -- same content already processed
+            UNIQUE (path, sha256)
+        );
+        CREATE INDEX files_state ON files(state);
+        CREATE INDEX files_sha256 ON files(sha256);
+
+        -- one image (or one page of a file, or one camera record) that was read
+        CREATE TABLE captures (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,                -- "folder:/srv/in", "camera:line1", "cli", "demo"
+            source_path TEXT,                    -- the file it came from, when it came from a file
+            page INTEGER NOT NULL DEFAULT 1,
+            sha256 TEXT,
+            size INTEGER,
+            width INTEGER,
+            height INTEGER,
+            captured_at TEXT NOT NULL,
+            stored_image TEXT,                   -- path of the kept copy, if any
+            station TEXT,
+            recipe TEXT
+        );
+        CREATE INDEX captures_captured_at ON captures(captured_at);
+        CREATE INDEX captures_source ON captures(source);
+
+        -- what OCR read from a capture
+        CREATE TABLE results (
+            id INTEGER PRIMARY KEY,
+            capture_id INTEGER NOT NULL REFERENCES captures(id),
+            created_at TEXT NOT NULL,
+            engine TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_versions TEXT,                 -- JSON: runtime library versions
+            text TEXT NOT NULL,                  -- recognised lines joined by \n
+            corrected_text TEXT,                 -- the text after reviewers' corrections
+            confidence REAL NOT NULL,
+            n_lines INTEGER NOT NULL,
+            lines TEXT NOT NULL,                 -- JSON list of {text, confidence, box, raw_text?}
+            timings TEXT,                        -- JSON {det, cls, rec, total} ms
+            recipe TEXT,
+            verdict TEXT CHECK (verdict IN ('pass','fail','unreadable')),  -- latest verdict
+            review_state TEXT NOT NULL DEFAULT 'unreviewed'
+                CHECK (review_state IN ('unreviewed','accepted','rejected','corrected')),
+            reviewed_at TEXT,
+            reviewed_by TEXT
+        );
+        CREATE INDEX results_created_at ON results(created_at);
+        CREATE INDEX results_capture ON results(capture_id);
+        CREATE INDEX results_verdict ON results(verdict, created_at);
+        CREATE INDEX results_review ON results(review_state, created_at);
+        CREATE INDEX results_confidence ON results(confidence);
+        CREATE INDEX results_recipe ON results(recipe, created_at);
+
+        CREATE TABLE verdicts (
+            id INTEGER PRIMARY KEY,
+            result_id INTEGER NOT NULL REFERENCES results(id),
+            created_at TEXT NOT NULL,
+            recipe TEXT,
+            status TEXT NOT NULL CHECK (status IN ('pass','fail','unreadable')),
+            reasons TEXT NOT NULL,               -- JSON list of strings
+            fields TEXT NOT NULL                 -- JSON {name: value}
+        );
+        CREATE INDEX verdicts_result ON verdicts(result_id);
+
+        CREATE TABLE corrections (
+            id INTEGER PRIMARY KEY,
+            result_id INTEGER NOT NULL REFERENCES results(id),
+            line_index INTEGER NOT NULL,
+            before TEXT NOT NULL,
+            after TEXT NOT NULL,
+            at TEXT NOT NULL,
+            by TEXT NOT NULL
+        );
+        CREATE INDEX corrections_result ON corrections(result_id);
+
+        -- audit trail and operational events
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            level TEXT NOT NULL,
+            kind TEXT NOT NULL,                  -- e.g. file.quarantined, result.accepted, agent.started
+            message TEXT NOT NULL,
+            subject TEXT,                        -- e.g. "result:42" or a path
+            actor TEXT,
+            data TEXT                            -- JSON
+        );
+        CREATE INDEX events_at ON events(at);
+        CREATE INDEX events_kind ON events(kind, at);
+
+        -- the running agent's heartbeat (one row per agent; usually one)
+        CREATE TABLE agent_status (
+            agent_id TEXT PRIMARY KEY,
+            pid INTEGER,
+            host TEXT,
+            started_at TEXT,
+            heartbeat_at TEXT,
+            state TEXT,                          -- starting, running, stopping, stopped
+            queue_depth INTEGER,
+            engine TEXT,
+            model TEXT,
+            version TEXT,
+            details TEXT                         -- JSON
+        );
+
+        -- transactional outbox: written in the same transaction as the record it ships
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                  -- result, correction, verdict, review
+            ref_id INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            payload TEXT NOT NULL,               -- JSON
+            batch_id TEXT,                       -- set when cut into a batch
+            acked_at TEXT
+        );
+        CREATE INDEX outbox_pending ON outbox(batch_id, id);
+
+        CREATE TABLE sync_batches (
+            batch_id TEXT PRIMARY KEY,           -- client-generated, kept across retries
+            created_at TEXT NOT NULL,
+            n_records INTEGER NOT NULL,
+            content_sha256 TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending','acked')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_attempt_at TEXT,
+            last_error TEXT,
+            acked_at TEXT
+        );
+        CREATE INDEX sync_batches_state ON sync_batches(state, created_at);
+
+        CREATE TABLE sync_state (
+            key TEXT PRIMARY KEY,
+            value TEXT
+        );
+
+        -- full-text search over recognised and corrected text
+        CREATE VIRTUAL TABLE results_fts USING fts5(
+            text, corrected_text, content='results', content_rowid='id', tokenize='unicode61'
+        );
+        CREATE TRIGGER results_fts_ai AFTER INSERT ON results BEGIN
+            INSERT INTO results_fts(rowid, text, corrected_text) VALUES (new.id, new.text, new.corrected_text);
+        END;
+        CREATE TRIGGER results_fts_ad AFTER DELETE ON results BEGIN
+            INSERT INTO results_fts(results_fts, rowid, text, corrected_text)
+                VALUES ('delete', old.id, old.text, old.corrected_text);
+        END;
+        CREATE TRIGGER results_fts_au AFTER UPDATE OF text, corrected_text ON results BEGIN
+            INSERT INTO results_fts(results_fts, rowid, text, corrected_text)
+                VALUES ('delete', old.id, old.text, old.corrected_text);
+            INSERT INTO results_fts(rowid, text, corrected_text) VALUES (new.id, new.text, new.corrected_text);
+        END;
+"""
+
+
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", sql=_M001_INITIAL),)
+
+LATEST_VERSION = MIGRATIONS[-1].version

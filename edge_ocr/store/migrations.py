@@ -191,6 +191,29 @@ _M001_INITIAL = """
 """
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", sql=_M001_INITIAL),)
+# Versions 10-19 belong to sync (issue 5).
+_M010_SYNC_BODIES_UPLOADS = """
+        -- the exact gzip body of a cut batch, so every retry sends the same bytes; NULL once acked
+        ALTER TABLE sync_batches ADD COLUMN body BLOB;
+        CREATE INDEX outbox_unacked ON outbox(acked_at, id);
+
+        -- images sent to the endpoint through presigned S3 PUT URLs
+        CREATE TABLE sync_uploads (
+            capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
+            sha256 TEXT NOT NULL,
+            object_key TEXT,
+            state TEXT NOT NULL CHECK (state IN ('pending','uploaded','skipped')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX sync_uploads_state ON sync_uploads(state);
+"""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", sql=_M001_INITIAL),
+    Migration(10, "sync batch bodies and image uploads", sql=_M010_SYNC_BODIES_UPLOADS),
+)
 
 LATEST_VERSION = MIGRATIONS[-1].version

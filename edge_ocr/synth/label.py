@@ -186,11 +186,11 @@ def _fit_lines(
                 break
             c = max(options.min_cap_height, (title if line.field == "product" else base) * scale)
             art = renderer.render(line, c)
-            if art.width > area.w:
+            while art.width > area.w and c >= options.min_cap_height:
                 c = c * area.w / art.width * 0.97
-                if c < options.min_cap_height:
-                    continue  # too long for this label at a legible size: try the next candidate
                 art = renderer.render(line, c)
+            if art.width > area.w or c < options.min_cap_height:
+                continue  # too long for this label at a legible size: try the next candidate
             lines.append(line)
             arts.append(art)
         gap = max(6.0, 0.6 * base * scale)
@@ -219,7 +219,7 @@ def _place(
     y = area.y0 + float(rng.uniform(0.2, 0.8)) * (area.h - total)
     out = []
     for art in arts:
-        room = area.w - art.width
+        room = max(0, area.w - art.width)
         x = area.x0 + (room / 2 if centred else float(rng.uniform(0, min(room, 0.08 * area.w))))
         out.append((round(x), round(y)))
         y += art.height + gap + extra

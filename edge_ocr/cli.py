@@ -23,8 +23,9 @@ logger = logging.getLogger(__name__)
 CORE_COMMANDS = (
     "edge_ocr.commands.ocr",
     "edge_ocr.commands.evaluate",
-    "edge_ocr.commands.bench",
     "edge_ocr.commands.synth",
+    "edge_ocr.commands.bench",
+    "edge_ocr.commands.demo_store",
 )
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: OCR engines (`edge-ocr bench`) and the agent."""

@@ -1,0 +1,103 @@
+"""One benchmark worker process: load one engine, OCR a folder of images, print JSON.
+
+Run as `python -m edge_ocr.benchmarks.worker --engine onnx --variant fp32 --images DIR ...`.
+A fresh process per measurement keeps load time and peak RSS honest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_ocr.imageio import read_image
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+class _RapidOcrPeer:
+    """rapidocr-onnxruntime 1.4.4 with its default settings, as its users run it."""
+
+    def __init__(self) -> None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        self._engine = RapidOCR()
+
+    def run(self, img: np.ndarray) -> int:
+        result, _ = self._engine(img)
+        return len(result or [])
+
+
+class _EdgeOcr:
+    def __init__(self, engine: str, variant: str, threads: int, models_dir: Path | None) -> None:
+        from edge_ocr.ocr import open_pipeline
+
+        self._pipe = open_pipeline(engine, variant, models_dir=models_dir, threads=threads)
+
+    def run(self, img: np.ndarray) -> int:
+        return len(self._pipe.run(img).lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--engine", required=True, help="lite, onnx, paddle or rapidocr (the peer)")
+    p.add_argument("--variant", default="fp32")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--repeat", type=int, default=1, help="passes over the images")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument(
+        "--sync", action="store_true", help="print READY after warm-up, then wait for a line on stdin"
+    )
+    args = p.parse_args(argv)
+
+    images = [read_image(f) for f in sorted(args.images.glob("*.png"))]
+    rss_before_load = _peak_rss_mb()
+    t0 = time.perf_counter()
+    if args.engine == "rapidocr":
+        runner: _RapidOcrPeer | _EdgeOcr = _RapidOcrPeer()
+    else:
+        runner = _EdgeOcr(args.engine, args.variant, args.threads, args.models_dir)
+    # the first image also pays for lazy session creation: count it in the load time
+    runner.run(images[0])
+    load_s = time.perf_counter() - t0
+    for i in range(args.warmup):
+        runner.run(images[i % len(images)])
+    if args.sync:
+        print("READY", flush=True)
+        sys.stdin.readline()
+    latencies = []
+    n_lines = 0
+    t_start = time.perf_counter()
+    for _ in range(args.repeat):
+        for img in images:
+            t = time.perf_counter()
+            n_lines += runner.run(img)
+            latencies.append((time.perf_counter() - t) * 1000)
+    wall = time.perf_counter() - t_start
+    print(
+        json.dumps(
+            {
+                "load_s": load_s,
+                "latencies_ms": latencies,
+                "wall_s": wall,
+                "images": len(latencies),
+                "lines": n_lines,
+                "peak_rss_mb": _peak_rss_mb(),
+                "rss_before_load_mb": rss_before_load,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

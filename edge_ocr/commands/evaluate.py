@@ -1,0 +1,61 @@
+"""`edge-ocr eval`: score the pipeline on PaddleOCR-format label folders."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge_ocr.commands.common import add_engine_args
+from edge_ocr.evaluation.runner import run_eval
+from edge_ocr.ocr import open_pipeline
+from edge_ocr.progress import Progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="score accuracy on labelled images (rec_gt.txt or det_gt.txt)",
+        description="Score OCR on PaddleOCR-format label folders: rec_gt.txt (path<TAB>text; each image is "
+        "one line, read without detection) or det_gt.txt (path<TAB>JSON regions; end to end). Recognition "
+        "sets report line accuracy, 1-NED and CER; end-to-end sets report detection P/R/H, end-to-end H "
+        "and word P/R/F.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="label folders or label files")
+    case = p.add_mutually_exclusive_group()
+    case.add_argument("--case-insensitive", dest="ci", action="store_true", default=None)
+    case.add_argument("--case-sensitive", dest="ci", action="store_false")
+    p.add_argument("--json", action="store_true", help="print one JSON report per set")
+    p.add_argument("--cls", action="store_true", help="classify line orientation")
+    add_engine_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_pipeline(
+        args.engine, args.model_variant, models_dir=args.models_dir, threads=args.threads
+    ) as pipe:
+        for path in args.paths:
+            progress = Progress(0, f"eval {path}", enabled=sys.stderr.isatty())
+
+            def tick(done: int, total: int, progress: Progress = progress) -> None:
+                progress.total = total
+                progress.advance()
+
+            report = run_eval(
+                path,
+                lambda img, det: pipe.run(img, det=det, cls=args.cls),
+                case_insensitive=args.ci,
+                progress=tick,
+            )
+            progress.close()
+            if args.json:
+                out = report.to_dict()
+                out["engine"] = pipe.engine_name
+                out["model"] = pipe.model_id
+                print(json.dumps(out, ensure_ascii=False))
+            else:
+                print(report.to_markdown())
+                print(f"engine {pipe.engine_name}, model {pipe.model_id}, {report.elapsed_s:.1f} s\n")
+    return 0

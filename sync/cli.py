@@ -1,0 +1,128 @@
+"""Subcommands contributed to `edge-ocr` (entry point `sync = "sync.cli:register"`):
+
+- `edge-ocr sync [--once] [--db PATH] [--config PATH]`: run the sync service (or one pass).
+- `edge-ocr endpoint serve --host 127.0.0.1 --port N`: the endpoint as a local HTTP service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from edge_ocr.errors import ConfigError, SyncError
+
+logger = logging.getLogger(__name__)
+
+ENV_CONFIG = "EDGE_OCR_CONFIG"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sync",
+        help="send queued results to the sync endpoint",
+        description="Send the outbox to the sync endpoint: batches are signed, retried with backoff "
+        "and marked synced only when the endpoint acknowledges them.",
+    )
+    p.add_argument("--once", action="store_true", help="one pass: send everything queued, then exit")
+    p.add_argument(
+        "--db", type=Path, default=None, help="results database (default: $EDGE_OCR_DB or per-user)"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"config file with a [sync] section (default: ${ENV_CONFIG})",
+    )
+    p.add_argument("--json", action="store_true", help="print the report of --once as JSON")
+    p.set_defaults(func=run_sync)
+
+    e = subparsers.add_parser("endpoint", help="the sync endpoint (cloud side) as a local HTTP service")
+    esub = e.add_subparsers(dest="endpoint_command", metavar="ACTION")
+    esub.required = True
+    s = esub.add_parser(
+        "serve",
+        help="serve the endpoint with uvicorn",
+        description="Serve POST /v1/batches, /v1/uploads, /v1/ocr and GET /v1/health. Storage comes from "
+        "EDGE_OCR_BUCKET, EDGE_OCR_TABLE and the standard AWS variables (AWS_ENDPOINT_URL_S3, "
+        "AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION, credentials); device secrets from "
+        "EDGE_OCR_DEVICE_SECRETS_FILE. See docs/DEPLOY.md.",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    s.add_argument("--create-resources", action="store_true", help="create the bucket and table if missing")
+    s.set_defaults(func=run_endpoint_serve)
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    path = args.config or (Path(os.environ[ENV_CONFIG]) if os.environ.get(ENV_CONFIG) else None)
+    if path is None:
+        raise ConfigError(
+            f"no config: pass --config PATH or set {ENV_CONFIG} (a TOML file with a [sync] section)"
+        )
+    return path
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from sync.config import load_sync_config
+    from sync.service import SyncService
+
+    config = load_sync_config(_config_path(args))
+    if not config.enabled:
+        print("sync is disabled in the config ([sync] enabled = false)", file=sys.stderr)
+        return 0
+    stop = threading.Event()
+    service = SyncService(config, args.db, stop)
+    if not args.once:
+        _stop_on_signals(stop)
+        service.run()
+        return 0
+    try:
+        report = service.run_once(flush=True)
+        while not report.failures and not report.drained and (report.batches_acked or report.conflicts):
+            report = service.run_once(flush=True)
+    finally:
+        service.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(
+            f"acked {report.records_acked} records in {report.batches_acked} batches "
+            f"({report.duplicates} duplicates); pending: {report.pending_batches} batches, "
+            f"{report.queued_records} queued records; circuit {report.circuit}"
+        )
+    if report.failures or report.rejected:
+        raise SyncError(f"sync incomplete: {report.last_error}")
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum, frame):
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def run_endpoint_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise ConfigError("the endpoint needs the cloud extra: pip install 'edge-ocr[cloud]'") from exc
+    from sync.endpoint.app import create_app
+    from sync.endpoint.core import build_core
+    from sync.endpoint.settings import EndpointSettings
+    from sync.endpoint.storage import create_resources
+
+    settings = EndpointSettings.from_env()
+    if args.create_resources:
+        create_resources(settings.bucket, settings.table)
+    app = create_app(build_core(settings))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
+    return 0

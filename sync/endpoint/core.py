@@ -159,7 +159,7 @@ class EndpointCore:
             v = verify_signature(headers, method, path, body, self.secrets.get, now=self.clock())
         except AuthFailure as exc:
             raise HttpError(401, f"authentication failed: {exc}") from None
-        if not self.nonces.remember(f"{v.device_id}#{v.timestamp}#{v.signature}", self.settings.nonce_ttl_s):
+        if not self.nonces.remember(f"{v.device_id}#{v.nonce}", self.settings.nonce_ttl_s):
             raise HttpError(401, "authentication failed: replayed request (sign each request afresh)")
         return v.device_id
 

@@ -1,0 +1,98 @@
+"""Starting the GUI: `edge-ocr gui` and the `edge-ocr-gui` desktop launcher."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from edge_ocr.config import Config, load_config
+from edge_ocr.errors import ConfigError, StoreError
+from edge_ocr.store.db import default_db_path
+
+logger = logging.getLogger(__name__)
+
+SCREENSHOT_TIMEOUT_MS = 30_000
+
+
+def resolve(db: Path | None, config_path: Path | None) -> tuple[Path, Config | None, Path | None]:
+    """The store to open and the config (when one is given by option or EDGE_OCR_CONFIG)."""
+    if config_path is None and os.environ.get("EDGE_OCR_CONFIG"):
+        config_path = Path(os.environ["EDGE_OCR_CONFIG"])
+    config = load_config(config_path) if config_path is not None and config_path.is_file() else None
+    if db is None:
+        db = config.db_path() if config is not None else default_db_path()
+    return Path(db), config, config_path
+
+
+def run(
+    db: Path | None = None,
+    *,
+    config_path: Path | None = None,
+    screenshot: Path | None = None,
+    page: str = "review",
+    argv: list[str] | None = None,
+) -> int:
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+
+    db, config, config_path = resolve(db, config_path)
+    app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
+    app.setApplicationName("edge-ocr")
+    app.setDesktopFileName("edge-ocr")
+    window = MainWindow(db, config=config, config_path=config_path, page=page)
+    window.show()
+    if screenshot is None:
+        code = app.exec()
+        return code
+    outcome = {"code": 1}
+
+    def save() -> None:
+        pixmap = window.grab()
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        if pixmap.save(str(screenshot)):
+            outcome["code"] = 0
+            print(f"saved {screenshot} ({pixmap.width()}x{pixmap.height()})")
+        window.close()
+        app.quit()
+
+    def timeout() -> None:
+        print("edge-ocr: error: the first page was not shown in time", file=sys.stderr)
+        window.close()
+        app.quit()
+
+    if window.error is not None:
+        QTimer.singleShot(0, save)
+    elif page == "dashboard":
+        window.dashboard.updated.connect(lambda _d: QTimer.singleShot(50, save))
+    else:
+        window.firstPageShown.connect(lambda: QTimer.singleShot(50, save))
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, timeout)
+    app.exec()
+    if window.error is not None:
+        raise StoreError(window.error)
+    return outcome["code"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The desktop launcher (`edge-ocr-gui`): the same options as `edge-ocr gui`."""
+    from edge_ocr.logsetup import configure_logging
+    from gui.cli import add_arguments
+
+    parser = argparse.ArgumentParser(prog="edge-ocr-gui", description="Review and monitor edge-ocr results.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging(level=logging.WARNING)
+    try:
+        return run(args.db, config_path=args.config, screenshot=args.screenshot, page=args.page)
+    except (StoreError, ConfigError) as exc:
+        print(f"edge-ocr-gui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""`edge-ocr run | watch | status | results | export`: the agent and its store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig, load_config
+from edge_ocr.errors import ConfigError
+from edge_ocr.store.db import default_db_path, open_connection
+
+logger = logging.getLogger(__name__)
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="results database (default: $EDGE_OCR_DB or the per-user data directory)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the agent (folder and camera sources) from a config file",
+        description="Run the always-on agent: watch the configured folders and cameras, OCR what arrives "
+        "in worker processes, store results and verdicts. SIGTERM/SIGINT finish in-flight work first. "
+        "See docs/CONFIG.md.",
+    )
+    p.add_argument("--config", type=Path, default=None, help="TOML config (default: $EDGE_OCR_CONFIG)")
+    _add_db(p)
+    p.add_argument("--once", action="store_true", help="process what is there, then exit (no watching)")
+    p.set_defaults(func=run_agent)
+
+    p = sub.add_parser(
+        "watch",
+        help="watch a folder and OCR every image that lands in it (no config needed)",
+        description="A shortcut for `run` with one folder source and default settings.",
+    )
+    p.add_argument("folder", type=Path, help="folder to watch (recursively)")
+    p.add_argument("--config", type=Path, default=None, help="optional TOML config for everything else")
+    _add_db(p)
+    p.add_argument("--engine", default=None, help="inference engine (default: auto)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--recipe", default=None, help="recipe (from --config) to check labels against")
+    p.add_argument(
+        "--after", choices=[a.value for a in AfterSuccess], default=None, help="after success (default: keep)"
+    )
+    p.add_argument("--archive-dir", type=Path, default=None, help="where --after archive moves files")
+    p.add_argument("--polling", action="store_true", help="poll instead of inotify (network shares)")
+    p.add_argument("--once", action="store_true", help="process what is there, then exit")
+    p.set_defaults(func=run_watch)
+
+    p = sub.add_parser("status", help="is the agent running; heartbeat, queue, file counts, engine")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=run_status)
+
+    p = sub.add_parser(
+        "results",
+        help="list stored results (search, filters; --json as in `ocr --json`)",
+        description="List stored results, oldest first. --json prints one object per result in the "
+        "`edge-ocr ocr --json` contract with `image` the source file, plus result_id, capture_id, verdict "
+        "and review_state.",
+    )
+    _add_db(p)
+    p.add_argument("--search", default=None, help="full-text search over recognised and corrected text")
+    p.add_argument("--since", default=None, help="only newer results: 30m, 2h, 7d or an ISO date/time")
+    p.add_argument("--verdict", choices=("pass", "fail", "unreadable", "none"), default=None)
+    p.add_argument("--limit", type=int, default=None, help="at most N results (the newest N)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON Lines")
+    fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
+    p.set_defaults(func=run_results)
+
+    p = sub.add_parser(
+        "export",
+        help="export results as CSV, JSON Lines or PPOCRLabel training data",
+        description="Export stored results. ppocrlabel writes Label.txt, images/, rec_gt.txt and crop_img/ "
+        "into --out (PaddleOCR fine-tuning format), using reviewers' corrections.",
+    )
+    _add_db(p)
+    p.add_argument("--format", choices=("csv", "jsonl", "ppocrlabel"), required=True)
+    p.add_argument("--out", type=Path, default=None, help="file (csv/jsonl; default stdout) or folder")
+    p.add_argument("--since", default=None, help="only newer results: 30m, 2h, 7d or an ISO date/time")
+    p.add_argument("--verdict", choices=("pass", "fail", "unreadable", "none"), default=None)
+    p.add_argument(
+        "--reviewed",
+        action="store_true",
+        help="only accepted or corrected results (default: all but rejected)",
+    )
+    p.set_defaults(func=run_export)
+
+
+# -- run / watch ----------------------------------------------------------------------------------
+
+
+def _serve(cfg: Config, once: bool) -> int:
+    from edge_ocr.agent import Agent
+
+    if not cfg.folders and not cfg.cameras:
+        raise ConfigError(
+            "no sources configured: add [[sources.folder]] or [[sources.camera]] (docs/CONFIG.md)"
+        )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logger.info("signal %d: finishing in-flight work", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        agent = Agent(cfg, once=once)
+        stats = agent.run(stop)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    logger.info(
+        "agent stopped: %d file(s) done, %d duplicate(s), %d quarantined, %d camera record(s)",
+        stats.files_done,
+        stats.files_duplicate,
+        stats.files_quarantined,
+        stats.camera_records,
+    )
+    return 0
+
+
+def _with_db(cfg: Config, db: Path | None) -> Config:
+    return replace(cfg, agent=replace(cfg.agent, db=db)) if db is not None else cfg
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    cfg = _with_db(load_config(args.config), args.db)
+    return _serve(cfg, args.once)
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    cfg = _with_db(load_config(args.config), args.db)
+    if args.engine:
+        cfg = replace(cfg, engine=replace(cfg.engine, name=args.engine))
+    if args.workers is not None:
+        cfg = replace(cfg, agent=replace(cfg.agent, workers=args.workers))
+    if args.recipe is not None and args.recipe not in cfg.recipes:
+        raise ConfigError(f"--recipe {args.recipe!r} is not defined in the config")
+    folder = FolderSourceConfig(
+        path=args.folder.expanduser(),
+        polling=args.polling,
+        after=AfterSuccess(args.after) if args.after else AfterSuccess.KEEP,
+        archive_dir=args.archive_dir,
+        recipe=args.recipe,
+    )
+    cfg = replace(cfg, folders=(folder,), cameras=())
+    return _serve(cfg, args.once)
+
+
+# -- status ------------------------------------------------------------------------------------------
+
+
+def _age_seconds(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    then = datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - then).total_seconds()
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def agent_running(status: dict) -> bool:
+    """A fresh heartbeat (within three periods) from an agent that has not said it stopped; on this host
+    the process must also exist."""
+    if status.get("state") == "stopped":
+        return False
+    age = _age_seconds(status.get("heartbeat_at"))
+    period = float(status.get("details", {}).get("heartbeat_s", 5.0))
+    if age is None or age > 3 * period + 1:
+        return False
+    if status.get("host") == socket.gethostname():
+        return _pid_alive(status.get("pid"))
+    return True
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from edge_ocr.store.query import status_counts
+    from edge_ocr.store.results import file_state_counts, read_agent_status
+
+    db = args.db or default_db_path()
+    conn = open_connection(db, readonly=True)
+    try:
+        agents = read_agent_status(conn)
+        files = file_state_counts(conn)
+        counts = status_counts(conn)
+    finally:
+        conn.close()
+    agent = agents[0] if agents else {}
+    running = bool(agent) and agent_running(agent)
+    report = {
+        "db": str(db),
+        "running": running,
+        "state": agent.get("state") if agent else None,
+        "pid": agent.get("pid"),
+        "host": agent.get("host"),
+        "heartbeat_at": agent.get("heartbeat_at"),
+        "heartbeat_age_s": round(_age_seconds(agent.get("heartbeat_at")) or 0.0, 1) if agent else None,
+        "queue_depth": agent.get("queue_depth"),
+        "engine": agent.get("engine"),
+        "model": agent.get("model"),
+        "files": files,
+        **counts,
+    }
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0 if running else 1
+    print(f"database:   {db}")
+    if agent:
+        state = "running" if running else f"not running (last state: {agent.get('state')})"
+        print(f"agent:      {state}, pid {agent.get('pid')} on {agent.get('host')}")
+        print(f"heartbeat:  {report['heartbeat_age_s']} s ago ({agent.get('heartbeat_at')})")
+        print(f"queue:      {agent.get('queue_depth')}")
+        print(f"engine:     {agent.get('engine')} / {agent.get('model')}")
+    else:
+        print("agent:      never ran on this database")
+    print("files:      " + ", ".join(f"{k} {v}" for k, v in files.items()))
+    verdicts = ", ".join(f"{k} {v}" for k, v in sorted(counts["verdicts"].items())) or "-"
+    print(
+        f"results:    {counts['results']} (verdicts: {verdicts}); last at {counts['last_result_at'] or '-'}"
+    )
+    return 0 if running else 1
+
+
+# -- results / export ----------------------------------------------------------------------------------
+
+
+def run_results(args: argparse.Namespace) -> int:
+    from edge_ocr.export import write_csv, write_jsonl
+    from edge_ocr.store.query import iter_results, parse_since
+
+    conn = open_connection(args.db or default_db_path(), readonly=True)
+    try:
+        since = parse_since(args.since) if args.since else None
+        rows = list(
+            iter_results(
+                conn,
+                search=args.search,
+                since=since,
+                verdict=args.verdict,
+                limit=args.limit,
+                newest_first=True,
+            )
+        )
+        rows.reverse()
+        out = sys.stdout
+        if args.json:
+            write_jsonl(rows, out)
+        elif args.csv:
+            write_csv(rows, out)
+        else:
+            for r in rows:
+                text = (r.corrected_text if r.corrected_text is not None else r.text).replace("\n", " | ")
+                page = f" p{r.page}" if r.page > 1 else ""
+                print(
+                    f"#{r.result_id:<6} {r.created_at}  {r.verdict or '-':<10} {r.review_state:<10} "
+                    f"{r.confidence:.2f}  {r.image}{page}\n        {text}"
+                )
+    finally:
+        conn.close()
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from edge_ocr.export import write_csv, write_jsonl, write_ppocrlabel
+    from edge_ocr.store.query import iter_results, parse_since
+
+    conn = open_connection(args.db or default_db_path(), readonly=True)
+    try:
+        since = parse_since(args.since) if args.since else None
+        states = ("accepted", "corrected") if args.reviewed else ("unreviewed", "accepted", "corrected")
+        rows = iter_results(conn, since=since, verdict=args.verdict, review_states=states)
+        if args.format == "ppocrlabel":
+            if args.out is None:
+                raise ConfigError("--format ppocrlabel needs --out FOLDER")
+            report = write_ppocrlabel(conn, rows, args.out)
+            print(
+                f"exported {report.images} image(s), {report.crops} line crop(s) to {args.out}"
+                + (f"; {report.skipped} skipped (image gone)" if report.skipped else ""),
+                file=sys.stderr,
+            )
+            return 0
+        writer = write_csv if args.format == "csv" else write_jsonl
+        if args.out is None:
+            n = writer(rows, sys.stdout)
+        else:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with args.out.open("w", encoding="utf-8", newline="" if args.format == "csv" else None) as fh:
+                n = writer(rows, fh)
+        print(f"exported {n} result(s)", file=sys.stderr)
+    finally:
+        conn.close()
+    return 0

@@ -1,0 +1,471 @@
+"""The agent's configuration: frozen dataclasses loaded once from TOML and `EDGE_OCR_*` variables.
+
+Precedence, lowest first: built-in defaults, the TOML file, environment variables, command-line
+options. Unknown keys are errors that name the key. The result is never mutated; it is passed
+explicitly to whatever needs it. The reference is docs/CONFIG.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from edge_ocr.errors import ConfigError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - 3.10
+    import tomli as tomllib
+
+ENV_PREFIX = "EDGE_OCR_"
+ENV_CONFIG = "EDGE_OCR_CONFIG"
+DEFAULT_IMAGE_GLOBS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.bmp", "*.webp", "*.gif", "*.pdf")
+DEFAULT_EXCLUDE_GLOBS = (".*", "*~", "*.tmp", "*.part", "*.crdownload", "*.error.txt")
+
+
+class AfterSuccess(str, enum.Enum):
+    """What the folder source does with a file once its result is committed."""
+
+    KEEP = "keep"
+    ARCHIVE = "archive"
+    DELETE = "delete"
+
+
+class Trigger(str, enum.Enum):
+    """When a camera source turns frames into a record."""
+
+    CONTINUOUS = "continuous"  # every `interval` seconds
+    MOTION = "motion"  # once per object passing (presence tracking)
+    HTTP = "http"  # on POST /trigger
+    FILE = "file"  # when `trigger_file` appears
+
+
+class FieldType(str, enum.Enum):
+    TEXT = "text"
+    DATE = "date"
+    GTIN = "gtin"  # digits with a GS1 mod-10 check digit
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    db: Path | None = None  # default: store.db.default_db_path() (honours EDGE_OCR_DB)
+    data_dir: Path | None = None  # default: per-user data dir; camera frames, archive, quarantine
+    workers: int = 0  # 0 = one worker process per core
+    queue_size: int = 64
+    heartbeat: float = 5.0  # seconds between agent_status updates
+    shutdown_grace: float = 20.0  # seconds to let in-flight jobs finish on SIGTERM/SIGINT
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str = "auto"
+    variant: str = "fp32"
+    threads: int | None = None  # per worker; default: cores / workers
+    models_dir: Path | None = None
+    cls: bool = False  # classify line orientation
+
+
+@dataclass(frozen=True)
+class FolderSourceConfig:
+    path: Path
+    recursive: bool = True
+    include: tuple[str, ...] = DEFAULT_IMAGE_GLOBS
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE_GLOBS
+    polling: bool = False  # PollingObserver, for network shares without inotify
+    poll_interval: float = 2.0
+    settle_seconds: float = 0.5  # size and mtime must stay unchanged this long before reading
+    after: AfterSuccess = AfterSuccess.KEEP
+    archive_dir: Path | None = None  # default: <data_dir>/archive/<folder name>
+    quarantine_dir: Path | None = None  # default: <data_dir>/quarantine/<folder name>
+    max_attempts: int = 3
+    recipe: str | None = None
+    station: str | None = None
+
+    @property
+    def source_name(self) -> str:
+        return f"folder:{self.path}"
+
+
+@dataclass(frozen=True)
+class Roi:
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+@dataclass(frozen=True)
+class CameraSourceConfig:
+    name: str = "camera"
+    device: int | None = None
+    url: str | None = None
+    file: Path | None = None
+    fps_cap: float = 0.0  # 0 = no cap (a video file is read as fast as it decodes)
+    trigger: Trigger = Trigger.MOTION
+    interval: float = 2.0  # continuous trigger period, seconds
+    http_host: str = "127.0.0.1"
+    http_port: int = 0  # 0 = any free port (logged)
+    trigger_file: Path | None = None
+    rois: tuple[Roi, ...] = ()
+    consensus_frames: int = 3  # frames OCR'd and voted per record
+    motion_threshold: float = 0.02  # fraction of changed pixels that means "something is there"
+    min_frames: int = 3  # frames an object must be present to count
+    reconnect_max: float = 30.0  # seconds, backoff ceiling
+    loop: bool = False  # restart a video file at its end
+    recipe: str | None = None
+    station: str | None = None
+
+    @property
+    def source_name(self) -> str:
+        return f"camera:{self.name}"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field on a label: found by `regex` (group 1, else the whole match) and/or inside `region`
+    ([x0, y0, x1, y1] as fractions of the image), checked against `format` (a mask: 9 digit, A letter,
+    X letter or digit, anything else literal; or a regex when `format_regex` is true)."""
+
+    name: str
+    regex: str | None = None
+    region: tuple[float, float, float, float] | None = None
+    format: str | None = None
+    type: FieldType = FieldType.TEXT
+    date_formats: tuple[str, ...] = ()  # strptime formats; default: the common ones (rules_dates.py)
+    required: bool = True
+    expected: str | None = None  # may use {today:%y%m%d}-style strftime templates
+    correct_confusables: bool = True
+
+
+@dataclass(frozen=True)
+class ChecksSpec:
+    production: str | None = None  # name of the production-date field
+    expiry: str | None = None  # name of the expiry-date field; must be after production
+    not_expired: bool = True  # expiry must not be before today
+    min_confidence: float = 0.0  # below this mean confidence the verdict is "unreadable"
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    name: str
+    fields: tuple[FieldSpec, ...] = ()
+    checks: ChecksSpec = field(default_factory=ChecksSpec)
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    webhook: str | None = None  # URL receiving one POST per verdict
+    webhook_timeout: float = 5.0
+    webhook_retries: int = 5
+    jsonl: str | None = None  # file path, or "-" for stdout
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    max_age_days: float | None = None
+    max_images_mb: float | None = None  # for images the agent stored (camera frames)
+    max_rows: int | None = None
+    interval: float = 3600.0  # seconds between retention passes
+
+
+@dataclass(frozen=True)
+class Config:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    folders: tuple[FolderSourceConfig, ...] = ()
+    cameras: tuple[CameraSourceConfig, ...] = ()
+    recipes: Mapping[str, RecipeConfig] = field(default_factory=dict)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # Placeholder for the sync engineer: accepted and passed through unvalidated for now.
+    sync: Mapping[str, Any] = field(default_factory=dict)
+
+    def data_dir(self) -> Path:
+        if self.agent.data_dir is not None:
+            return self.agent.data_dir
+        env = os.environ.get("EDGE_OCR_DATA_DIR")
+        if env:
+            return Path(env).expanduser()
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("edge-ocr", appauthor=False))
+
+    def db_path(self) -> Path:
+        if self.agent.db is not None:
+            return self.agent.db
+        from edge_ocr.store.db import default_db_path
+
+        return default_db_path()
+
+    def worker_count(self) -> int:
+        if self.agent.workers > 0:
+            return self.agent.workers
+        from edge_ocr.ocr import default_threads
+
+        return default_threads()
+
+    def archive_dir(self, folder: FolderSourceConfig) -> Path:
+        return folder.archive_dir or self.data_dir() / "archive" / _slug(folder.path)
+
+    def quarantine_dir(self, folder: FolderSourceConfig) -> Path:
+        return folder.quarantine_dir or self.data_dir() / "quarantine" / _slug(folder.path)
+
+
+def _slug(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(path).strip("/")) or "root"
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _convert(value: Any, annotation: str, where: str) -> Any:
+    """Coerce a TOML (or env string) value to the dataclass field's annotated type."""
+    optional = annotation.endswith("| None")
+    base = annotation.removesuffix(" | None").strip()
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    try:
+        if base == "bool":
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if base == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if base == "str":
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+        if base == "Path":
+            if not isinstance(value, str) or not value:
+                raise ValueError(value)
+            return Path(value).expanduser()
+        if base == "tuple[str, ...]":
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(value)
+            return tuple(value)
+        if base == "tuple[float, float, float, float]":
+            if not isinstance(value, list) or len(value) != 4:
+                raise ValueError(value)
+            out = tuple(float(v) for v in value)
+            if not (0 <= out[0] < out[2] <= 1 and 0 <= out[1] < out[3] <= 1):
+                raise ValueError(value)
+            return out
+        enums = {"AfterSuccess": AfterSuccess, "Trigger": Trigger, "FieldType": FieldType}
+        if base in enums:
+            return enums[base](value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: invalid value {value!r} (expected {base})") from None
+    raise AssertionError(f"no converter for {annotation}")  # pragma: no cover
+
+
+def _build(cls: type, raw: Mapping[str, Any], where: str, *, skip: tuple[str, ...] = ()) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
+    known = {f.name: f for f in fields(cls) if f.name not in skip}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))}); see docs/CONFIG.md"
+            )
+        kwargs[key] = _convert(value, str(known[key].type), f"{where}.{key}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _camera(raw: Mapping[str, Any], where: str, index: int) -> CameraSourceConfig:
+    raw = dict(raw)
+    rois_raw = raw.pop("rois", [])
+    cam = _build(CameraSourceConfig, raw, where, skip=("rois",))
+    if "name" not in raw:
+        cam = replace(cam, name=f"camera{index}")
+    rois = []
+    for j, r in enumerate(rois_raw if isinstance(rois_raw, list) else [None]):
+        if not (isinstance(r, list) and len(r) == 4 and all(isinstance(v, int) and v >= 0 for v in r)):
+            raise ConfigError(f"{where}.rois[{j}]: expected [x, y, width, height] in pixels, got {r!r}")
+        if r[2] == 0 or r[3] == 0:
+            raise ConfigError(f"{where}.rois[{j}]: width and height must be positive")
+        rois.append(Roi(*r))
+    cam = replace(cam, rois=tuple(rois))
+    inputs = [k for k in ("device", "url", "file") if getattr(cam, k) is not None]
+    if len(inputs) != 1:
+        raise ConfigError(f"{where}: set exactly one of device, url, file (got {inputs or 'none'})")
+    if cam.trigger is Trigger.FILE and cam.trigger_file is None:
+        raise ConfigError(f"{where}: trigger = 'file' needs trigger_file")
+    if cam.consensus_frames < 1:
+        raise ConfigError(f"{where}.consensus_frames: must be at least 1")
+    return cam
+
+
+def _recipe(name: str, raw: Mapping[str, Any]) -> RecipeConfig:
+    where = f"recipes.{name}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = set(raw) - {"fields", "checks"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: checks, fields)")
+    specs = []
+    for i, f in enumerate(raw.get("fields", [])):
+        spec = _build(FieldSpec, f, f"{where}.fields[{i}]")
+        if spec.regex is None and spec.region is None:
+            raise ConfigError(f"{where}.fields[{i}] ({spec.name}): set regex, region or both")
+        if spec.regex is not None:
+            try:
+                re.compile(spec.regex)
+            except re.error as exc:
+                raise ConfigError(f"{where}.fields[{i}].regex: {exc}") from None
+        specs.append(spec)
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: field names must be unique")
+    checks = _build(ChecksSpec, raw.get("checks", {}), f"{where}.checks")
+    for ref in (checks.production, checks.expiry):
+        if ref is not None and ref not in names:
+            raise ConfigError(f"{where}.checks: no field named {ref!r}")
+    return RecipeConfig(name=name, fields=tuple(specs), checks=checks)
+
+
+_SCALAR_SECTIONS = {
+    "agent": AgentConfig,
+    "engine": EngineConfig,
+    "outputs": OutputsConfig,
+    "retention": RetentionConfig,
+}
+_TOP_KEYS = set(_SCALAR_SECTIONS) | {"sources", "recipes", "sync"}
+
+# Short environment names kept for compatibility with the rest of edge-ocr.
+_ENV_ALIASES = {
+    "EDGE_OCR_DB": ("agent", "db"),
+    "EDGE_OCR_DATA_DIR": ("agent", "data_dir"),
+    "EDGE_OCR_MODELS_DIR": ("engine", "models_dir"),
+}
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, (section, key) in _ENV_ALIASES.items():
+        if env.get(name):
+            out.setdefault(section, {})[key] = env[name]
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section, cls in _SCALAR_SECTIONS.items():
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                if key not in {f.name for f in fields(cls)}:
+                    raise ConfigError(f"environment variable {name}: unknown key {key!r} in [{section}]")
+                out.setdefault(section, {})[key] = value
+    return out
+
+
+def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
+    """Validate a config mapping (a parsed TOML document) plus environment overrides."""
+    env = os.environ if env is None else env
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown top-level key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})"
+        )
+    sections: dict[str, Any] = {}
+    overrides = _env_overrides(env)
+    for section, cls in _SCALAR_SECTIONS.items():
+        merged = dict(raw.get(section, {}))
+        merged.update(overrides.get(section, {}))
+        sections[section] = _build(cls, merged, section)
+    sources = raw.get("sources", {})
+    if not isinstance(sources, Mapping):
+        raise ConfigError("sources: expected a table holding [[sources.folder]] / [[sources.camera]]")
+    unknown = set(sources) - {"folder", "camera"}
+    if unknown:
+        raise ConfigError(f"sources: unknown source type {sorted(unknown)[0]!r} (known: camera, folder)")
+    folders = tuple(
+        _build(FolderSourceConfig, f, f"sources.folder[{i}]") for i, f in enumerate(sources.get("folder", []))
+    )
+    cameras = tuple(_camera(c, f"sources.camera[{i}]", i) for i, c in enumerate(sources.get("camera", [])))
+    recipes_raw = raw.get("recipes", {})
+    if not isinstance(recipes_raw, Mapping):
+        raise ConfigError("recipes: expected a table of [recipes.NAME] tables")
+    recipes = {name: _recipe(name, r) for name, r in recipes_raw.items()}
+    sync = raw.get("sync", {})
+    if not isinstance(sync, Mapping):
+        raise ConfigError("sync: expected a table")
+    cfg = Config(
+        agent=sections["agent"],
+        engine=sections["engine"],
+        folders=folders,
+        cameras=cameras,
+        recipes=recipes,
+        outputs=sections["outputs"],
+        retention=sections["retention"],
+        sync=dict(sync),
+    )
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks. Raises ConfigError."""
+    if cfg.agent.workers < 0 or cfg.agent.queue_size < 1 or cfg.agent.heartbeat <= 0:
+        raise ConfigError("agent: workers must be >= 0, queue_size >= 1 and heartbeat > 0")
+    names = [c.name for c in cfg.cameras]
+    if len(set(names)) != len(names):
+        raise ConfigError("sources.camera: camera names must be unique")
+    for src in (*cfg.folders, *cfg.cameras):
+        if src.recipe is not None and src.recipe not in cfg.recipes:
+            raise ConfigError(
+                f"{src.source_name}: recipe {src.recipe!r} is not defined; add a [recipes.{src.recipe}] table"
+            )
+    for f in cfg.folders:
+        if f.max_attempts < 1 or f.settle_seconds < 0:
+            raise ConfigError(f"{f.source_name}: max_attempts must be >= 1 and settle_seconds >= 0")
+    if cfg.outputs.webhook is not None and not re.match(r"https?://", cfg.outputs.webhook):
+        raise ConfigError(f"outputs.webhook: {cfg.outputs.webhook!r} is not an http(s) URL")
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a TOML file (or only defaults and env when `path` is None)."""
+    env = os.environ if env is None else env
+    if path is None and env.get(ENV_CONFIG):
+        path = Path(env[ENV_CONFIG])
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path).expanduser()
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        return parse_config(raw, env)
+    except ConfigError as exc:
+        if path is not None:
+            raise ConfigError(f"{path}: {exc}") from None
+        raise

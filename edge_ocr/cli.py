@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 CORE_COMMANDS = (
     "edge_ocr.commands.ocr",
+    "edge_ocr.commands.agent",
     "edge_ocr.commands.evaluate",
     "edge_ocr.commands.synth",
     "edge_ocr.commands.bench",

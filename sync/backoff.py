@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
+RETRY_AFTER_CAP_S = 600.0  # a Retry-After longer than this is taken as this
+
 
 class CircuitState(str, enum.Enum):
     CLOSED = "closed"  # sending normally
@@ -29,7 +31,7 @@ class Backoff:
         cap = min(self.max_s, self.base_s * (2 ** min(self.failures - 1, 30)))
         delay = self.rng.uniform(self.base_s / 2, cap) if cap > self.base_s / 2 else cap
         if retry_after_s is not None:
-            delay = max(delay, min(retry_after_s, self.max_s * 10))
+            delay = max(delay, min(retry_after_s, max(self.max_s, RETRY_AFTER_CAP_S)))
         return delay
 
     def reset(self) -> None:

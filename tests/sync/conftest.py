@@ -3,7 +3,9 @@ a flaky TCP proxy for dropped connections, a temp results store and a device con
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -22,6 +24,7 @@ DEVICE_SECRET = "s3cr3t-for-line1-cam1-0123456789abcdef"
 def moto_server():
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -210,13 +213,15 @@ class DropProxy:
         while not self._stop.is_set():
             try:
                 client, _ = self.listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             for src, dst, is_reply in ((client, upstream, False), (upstream, client, True)):
-                t = threading.Thread(target=self._pump, args=(src, dst, is_reply, client, upstream), daemon=True)
+                t = threading.Thread(
+                    target=self._pump, args=(src, dst, is_reply, client, upstream), daemon=True
+                )
                 t.start()
                 self._threads.append(t)
 
@@ -238,10 +243,8 @@ class DropProxy:
         except OSError:
             pass
         for s in (client, upstream):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def close(self) -> None:
@@ -288,6 +291,17 @@ def _enqueue_results(db_path: Path, n: int, start: int = 1) -> None:
         conn.execute("COMMIT")
     finally:
         conn.close()
+
+
+@pytest.fixture
+def cli_logging():
+    """`edge_ocr.cli.main` installs log handlers on the (captured) stderr: remove them afterwards."""
+    yield
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_edge_ocr", False):
+            root.removeHandler(h)
+            h.close()
 
 
 @pytest.fixture

@@ -28,7 +28,13 @@ def png_bytes(w: int = 160, h: int = 48) -> bytes:
 
 def batch_body(device_id: str, batch_id: str, n: int = 3, text: str = "LOT") -> tuple[bytes, str]:
     records = [
-        {"seq": i, "kind": "result", "ref_id": i, "created_at": "2026-01-01T00:00:00.000Z", "payload": {"t": text}}
+        {
+            "seq": i,
+            "kind": "result",
+            "ref_id": i,
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "payload": {"t": text},
+        }
         for i in range(1, n + 1)
     ]
     return encode_document(
@@ -62,7 +68,12 @@ def test_batch_is_stored_once_and_repeats_are_duplicates(post, aws, device_id):
     body, sha = batch_body(device_id, "batch-0001")
     first = post("/v1/batches", body)
     assert first.status_code == 200, first.text
-    assert first.json() == {"status": "stored", "batch_id": "batch-0001", "content_sha256": sha, "n_records": 3}
+    assert first.json() == {
+        "status": "stored",
+        "batch_id": "batch-0001",
+        "content_sha256": sha,
+        "n_records": 3,
+    }
     for _ in range(3):
         again = post("/v1/batches", body)
         assert again.status_code == 200
@@ -98,12 +109,16 @@ def test_conflicting_reuse_of_a_batch_id_is_409_and_changes_nothing(post, aws, d
             "batch_id",
         ),
         (
-            json.dumps({"schema": 1, "device_id": "other", "batch_id": "batch-0003", "records": [{}]}).encode(),
+            json.dumps(
+                {"schema": 1, "device_id": "other", "batch_id": "batch-0003", "records": [{}]}
+            ).encode(),
             400,
             "device_id",
         ),
         (
-            json.dumps({"schema": 1, "device_id": "line1-cam1", "batch_id": "batch-0003", "records": []}).encode(),
+            json.dumps(
+                {"schema": 1, "device_id": "line1-cam1", "batch_id": "batch-0003", "records": []}
+            ).encode(),
             400,
             "non-empty",
         ),
@@ -131,7 +146,9 @@ def test_gzip_bomb_is_refused(post, aws, device_id):
     assert aws.objects() == []
 
 
-@pytest.mark.parametrize("case", ["missing", "wrong", "stale", "future", "unknown_device", "tampered", "replayed"])
+@pytest.mark.parametrize(
+    "case", ["missing", "wrong", "stale", "future", "unknown_device", "tampered", "replayed"]
+)
 def test_bad_signatures_get_401_and_nothing_is_written(post, aws, endpoint, device_id, device_secret, case):
     body, _ = batch_body(device_id, "batch-0100")
     if case == "replayed":

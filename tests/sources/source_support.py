@@ -1,0 +1,89 @@
+"""Helpers for agent and source tests: images, a fake-engine config, a running agent, DB queries."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_ocr.agent import Agent
+from edge_ocr.config import AgentConfig, Config, EngineConfig, FolderSourceConfig
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def label_image(text: str, seed: int = 0) -> np.ndarray:
+    img = np.full((120, 420, 3), 255, np.uint8)
+    cv2.putText(img, text, (10, 70), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (0, 0, 0), 3)
+    cv2.circle(img, (400, 100), 3 + seed % 10, (0, 0, 0), -1)  # different pixels per seed
+    return img
+
+
+def write_label(path: Path, text: str, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    ok, buf = cv2.imencode(path.suffix or ".png", label_image(text, seed))
+    assert ok
+    tmp.write_bytes(buf.tobytes())
+    tmp.rename(path)  # atomic, like a well-behaved scanner
+    return path
+
+
+def make_config(dirs: dict[str, Path], **folder_kw) -> Config:
+    folder = FolderSourceConfig(
+        path=dirs["in"], settle_seconds=folder_kw.pop("settle_seconds", 0.1), **folder_kw
+    )
+    return Config(
+        agent=AgentConfig(db=dirs["db"], data_dir=dirs["data"], workers=2, heartbeat=0.5, shutdown_grace=10),
+        engine=EngineConfig(name="fake"),
+        folders=(folder,),
+    )
+
+
+@contextlib.contextmanager
+def running_agent(cfg: Config) -> Iterator[Agent]:
+    agent = Agent(cfg)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            agent.run(stop)
+        except BaseException as exc:  # re-raised in the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="agent-under-test")
+    thread.start()
+    try:
+        wait_for(lambda: agent.ready.is_set() or errors, 60, "workers ready")
+        if errors:
+            raise errors[0]
+        yield agent
+    finally:
+        stop.set()
+        thread.join(60)
+        assert not thread.is_alive(), "agent did not stop"
+    if errors:
+        raise errors[0]
+
+
+def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()

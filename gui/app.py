@@ -35,7 +35,7 @@ def run(
     page: str = "review",
     argv: list[str] | None = None,
 ) -> int:
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEventLoop, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
     from gui.main_window import MainWindow
@@ -45,11 +45,14 @@ def run(
     app.setApplicationName("edge-ocr")
     app.setDesktopFileName("edge-ocr")
     window = MainWindow(db, config=config, config_path=config_path, page=page)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    error = window.error
     window.show()
     if screenshot is None:
         code = app.exec()
         return code
     outcome = {"code": 1}
+    loop = QEventLoop()  # a local loop: never quits an application that someone else runs
 
     def save() -> None:
         pixmap = window.grab()
@@ -58,23 +61,23 @@ def run(
             outcome["code"] = 0
             print(f"saved {screenshot} ({pixmap.width()}x{pixmap.height()})")
         window.close()
-        app.quit()
+        loop.quit()
 
     def timeout() -> None:
         print("edge-ocr: error: the first page was not shown in time", file=sys.stderr)
         window.close()
-        app.quit()
+        loop.quit()
 
-    if window.error is not None:
+    if error is not None:
         QTimer.singleShot(0, save)
     elif page == "dashboard":
         window.dashboard.updated.connect(lambda _d: QTimer.singleShot(50, save))
     else:
         window.firstPageShown.connect(lambda: QTimer.singleShot(50, save))
-    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, timeout)
-    app.exec()
-    if window.error is not None:
-        raise StoreError(window.error)
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, loop, timeout)
+    loop.exec()
+    if error is not None:
+        raise StoreError(error)
     return outcome["code"]
 
 

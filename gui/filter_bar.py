@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from PySide6.QtCore import QDateTime, Qt, QTimer, Signal
+from PySide6.QtCore import QDateTime, Qt, QTimer, QTimeZone, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDateTimeEdit,
@@ -53,7 +53,7 @@ class FilterBar(QWidget):
         self.date_from = QDateTimeEdit(now.addDays(-1), displayFormat="yyyy-MM-dd HH:mm", calendarPopup=True)
         self.date_to = QDateTimeEdit(now.addSecs(3600), displayFormat="yyyy-MM-dd HH:mm", calendarPopup=True)
         for edit in (self.date_from, self.date_to):
-            edit.setTimeSpec(Qt.TimeSpec.UTC)
+            edit.setTimeZone(QTimeZone.utc())
             edit.setVisible(False)
         self.source = QComboBox()
         self.recipe = QComboBox()

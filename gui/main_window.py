@@ -101,6 +101,7 @@ class MainWindow(QMainWindow):
         self.review.model.countChanged.connect(self._count_known)
         self.tabs.setCurrentIndex(PAGES.index(page))
         self.review.load()
+        self.review.table.setFocus()
         self.session.start_polling()
 
     def _count_known(self, _count: int) -> None:

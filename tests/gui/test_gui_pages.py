@@ -1,0 +1,126 @@
+"""Dashboard, settings, export and the `edge-ocr gui` command."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+
+from edge_ocr.store.db import utcnow
+from gui.main_window import MainWindow
+from gui.settings_page import SettingsPage, set_engine, validate_text
+
+CONFIG = """# line 3 labels
+[engine]
+name = "auto"  # picked per machine
+
+[[sources.folder]]
+path = "/srv/in"
+recipe = "lot-exp"
+
+[recipes.lot-exp]
+"""
+
+
+def window_for(qtbot, db: Path, **kwargs) -> MainWindow:
+    window = MainWindow(db, **kwargs)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.review.model.count is not None, timeout=5000)
+    return window
+
+
+def test_dashboard_shows_aggregates_agent_and_sync(qtbot, store: Path) -> None:
+    conn = sqlite3.connect(store)
+    conn.execute(
+        "INSERT INTO agent_status (agent_id, pid, host, heartbeat_at, state, queue_depth, engine, model, version, details) "
+        "VALUES ('agent-1', 42, 'edge-box', ?, 'running', 3, 'onnxruntime', 'ppocrv4-mobile/fp32', '0.1.0', "
+        '\'{"model_versions": {"onnxruntime": "1.20"}}\')',
+        (utcnow(),),
+    )
+    conn.execute(
+        "INSERT INTO sync_batches (batch_id, created_at, n_records, content_sha256, state, attempts, last_attempt_at, last_error) "
+        "VALUES ('b1', ?, 5, 'x', 'pending', 2, ?, 'endpoint returned 503')",
+        (utcnow(), utcnow()),
+    )
+    conn.commit()
+    conn.close()
+    window = window_for(qtbot, store)
+    with qtbot.waitSignal(window.dashboard.updated, timeout=5000) as blocker:
+        window.tabs.setCurrentIndex(1)
+    data = blocker.args[0]
+    assert data.total > 0 and 0 < data.read_rate <= 1
+    assert sum(n for _, n in data.throughput) == data.total
+    assert {name for name, _ in data.per_recipe} == {"gs1-carton", "lot-exp", "pharma-serial"}
+    assert sum(c.total for _, c in data.per_shift) == data.total
+    assert "running" in window.dashboard.agent.text() and "onnxruntime" in window.dashboard.agent.text()
+    assert (
+        "503" in window.dashboard.sync.text() and "pending batches: <b>1</b>" in window.dashboard.sync.text()
+    )
+    assert window.dashboard.read_rate.text().endswith("%")
+
+
+def test_settings_validates_and_writes_back(qtbot, tmp_path: Path) -> None:
+    path = tmp_path / "edge-ocr.toml"
+    path.write_text(CONFIG)
+    page = SettingsPage(path)
+    qtbot.addWidget(page)
+    assert "valid" in page.status.text() and "1 source" in page.status.text()
+    page.editor.setPlainText(CONFIG.replace('recipe = "lot-exp"', 'recipe = "missing"'))
+    assert not page.save()
+    assert "not defined" in page.status.text()
+    assert path.read_text() == CONFIG  # nothing written
+    page.editor.setPlainText(CONFIG)
+    page.engine.setCurrentText("onnx")
+    page._engine_chosen()
+    assert page.save()
+    written = path.read_text()
+    assert 'name = "onnx"' in written and "# picked per machine" not in written
+    assert "# line 3 labels" in written  # comments elsewhere are kept
+    assert validate_text(written).engine.name == "onnx"
+
+
+def test_set_engine_adds_a_missing_section() -> None:
+    assert validate_text(set_engine("", "onnx")).engine.name == "onnx"
+    assert validate_text(set_engine("[engine]\nvariant = 'int8'\n", "lite")).engine.variant == "int8"
+
+
+def test_service_buttons_are_disabled_without_a_user_unit(qtbot, monkeypatch) -> None:
+    monkeypatch.setattr("gui.settings_page.UNIT_DIRS", ())
+    page = SettingsPage(None)
+    qtbot.addWidget(page)
+    assert not page.start_button.isEnabled()
+    assert page.start_button.toolTip()
+
+
+def test_export_of_the_filtered_selection(qtbot, store: Path, tmp_path: Path) -> None:
+    window = window_for(qtbot, store)
+    window.review.filters.verdict.setCurrentText("fail")
+    qtbot.waitUntil(lambda: window.review.model.count is not None, timeout=5000)
+    dialog = window.export()
+    out = tmp_path / "fail.csv"
+    dialog.path.setText(str(out))
+    with qtbot.waitSignal(dialog.finished_export, timeout=10_000) as blocker:
+        dialog.start()
+    assert blocker.args == [window.review.model.count]
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == window.review.model.count and {r["verdict"] for r in rows} == {"fail"}
+
+    dialog.format.setCurrentIndex(dialog.format.findData("ppocrlabel"))
+    folder = tmp_path / "ppocr"
+    dialog.path.setText(str(folder))
+    with qtbot.waitSignal(dialog.finished_export, timeout=10_000) as blocker:
+        dialog.start()
+        dialog.cancel()
+    assert blocker.args == [None] or (folder / "Label.txt").is_file()
+    dialog.close()
+
+
+def test_gui_command_screenshot_and_bad_database(qapp, store: Path, tmp_path: Path, capsys) -> None:
+    from edge_ocr.cli import main
+
+    shot = tmp_path / "shot.png"
+    assert main(["gui", "--db", str(store), "--screenshot", str(shot)]) == 0
+    assert shot.stat().st_size > 10_000
+    assert main(["gui", "--db", str(tmp_path / "nope.db"), "--screenshot", str(tmp_path / "x.png")]) == 6
+    err = capsys.readouterr().err
+    assert "no database at" in err and "Traceback" not in err

@@ -1,0 +1,418 @@
+"""Build every model set into a models directory: fetch, verify, convert, check, record.
+
+``build(models_dir)`` is idempotent: a set whose recipe (sources, tool versions, conversion
+settings) is unchanged and whose files still have their recorded sha256 is kept as it is, and
+its accuracy is not re-measured; a second run with everything in place takes seconds.
+
+Each set is built in ``<models_dir>/.staging/`` and moved into place only when complete; the
+manifest is rewritten once at the end (atomically, the old one kept as manifest.prev.json).
+A fetch or hash failure stops the build before anything is moved or written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edge_ocr.engines.base import ModelFiles
+from edge_ocr.errors import EdgeOcrError, ModelError
+from edge_ocr.modelstore import default_models_dir
+from models import verify as verify_mod
+from models.calibration import CalibrationData, CalibrationSpec
+from models.catalogue import Catalogue, Family, MemberRef, load_catalogue
+from models.convert import (
+    ALL_SETS,
+    DICT_NAME,
+    ROLES,
+    SetSpec,
+    build_lite_set,
+    build_onnx_fp32_set,
+    build_onnx_int8_set,
+    build_paddle_set,
+    lite_rewrites,
+    spec_for,
+)
+from models.fetch import FetchedFamily, fetch_family
+from models.manifest import file_record, files_intact, read_manifest, utc_now, write_manifest
+from models.onnx_int8 import QuantSettings
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+#: bump when a change in the conversion code should rebuild existing sets
+RECIPE_VERSION = 1
+STAGING_DIR = ".staging"
+TOOL_PACKAGES = ("paddlelite", "paddlepaddle", "onnx", "onnxruntime", "paddleocr", "numpy")
+ONNX_INT8_SETTINGS = {
+    "det": QuantSettings(calibrate_method="MinMax"),
+    "rec": QuantSettings(calibrate_method="MinMax"),
+}
+ARM_REASON = "ARM model: not checked on this machine (x86); copy it to an ARM device with Paddle Lite 2.13rc0"
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def tool_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for pkg in TOOL_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _tools_for(spec: SetSpec, tools: dict[str, str | None]) -> dict[str, str | None]:
+    keys = {
+        "paddle": ("paddlepaddle",),
+        "onnx": ("onnx", "onnxruntime") if spec.variant != "fp32" else ("onnxruntime",),
+        "lite": ("paddlelite", "paddlepaddle"),
+    }[spec.engine]
+    return {k: tools.get(k) for k in keys}
+
+
+def _members_of(family: Family, spec: SetSpec) -> dict[str, list[MemberRef]]:
+    if spec.engine == "onnx":
+        roles = {role: [family.onnx[role]] for role in ROLES}
+    else:
+        roles = {role: [family.paddle[role].model, family.paddle[role].params] for role in ROLES}
+    roles["dict"] = [family.dict_ref]
+    return roles
+
+
+def _settings_for(spec: SetSpec, calibration: CalibrationSpec) -> dict[str, Any]:
+    if spec.engine == "lite":
+        return {"rewrites": list(lite_rewrites(spec.variant)), "target": spec.target, "variant": spec.variant}
+    if spec.engine == "onnx" and spec.variant == "int8":
+        return {
+            "calibration": calibration.as_dict(),
+            "quantization": {r: s.as_dict() for r, s in ONNX_INT8_SETTINGS.items()},
+        }
+    return {}
+
+
+def recipe_of(
+    cat: Catalogue, family: Family, spec: SetSpec, tools: dict[str, str | None], calibration: CalibrationSpec
+) -> dict[str, Any]:
+    """Everything the set's files depend on; its hash decides whether the set must be rebuilt."""
+    members = _members_of(family, spec)
+    return {
+        "recipe_version": RECIPE_VERSION,
+        "set": spec.set_id,
+        "family": family.family_id,
+        "members": {role: {str(r): cat.member_sha256(r) for r in refs} for role, refs in members.items()},
+        "tools": _tools_for(spec, tools),
+        "settings": _settings_for(spec, calibration),
+    }
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _file_source(cat: Catalogue, refs: Iterable[MemberRef]) -> dict[str, Any]:
+    out = []
+    for r in refs:
+        src = cat.source(r.source_id)
+        out.append(
+            {
+                "source": src.source_id,
+                "member": r.member,
+                "member_sha256": cat.member_sha256(r),
+                "archive_sha256": src.sha256,
+            }
+        )
+    return out[0] if len(out) == 1 else {"members": out}
+
+
+def _build_one(
+    cat: Catalogue,
+    fetched: FetchedFamily,
+    spec: SetSpec,
+    models_dir: Path,
+    calibration: CalibrationData,
+) -> dict[str, Any]:
+    """Build one set into staging, move it into place; returns its manifest entry (no accuracy)."""
+    staging_root = models_dir / STAGING_DIR
+    stage = staging_root / spec.folder
+    work = staging_root / "work" / spec.folder
+    final = models_dir / spec.folder
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    stage.mkdir(parents=True)
+    t0 = time.perf_counter()
+    try:
+        if spec.engine == "paddle":
+            info = build_paddle_set(fetched, spec, stage)
+        elif spec.engine == "onnx" and spec.variant == "fp32":
+            info = build_onnx_fp32_set(fetched, spec, stage)
+        elif spec.engine == "onnx":
+            info = build_onnx_int8_set(fetched, spec, stage, calibration, ONNX_INT8_SETTINGS)
+        else:
+            info = build_lite_set(fetched, spec, stage, work)
+        # move into place: old folder aside, new one in, old one removed
+        final.parent.mkdir(parents=True, exist_ok=True)
+        old = staging_root / "old" / spec.folder
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            old.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(final, old)
+        os.replace(stage, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    members = _members_of(fetched.family, spec)
+    files = {
+        role: file_record(models_dir, final / spec.file_name(role), _file_source(cat, members[role]))
+        for role in (*ROLES, "dict")
+    }
+    return {
+        "engine": spec.engine,
+        "variant": spec.variant,
+        "target": spec.target,
+        "family": fetched.family.family_id,
+        "files": files,
+        "source": {
+            "family": fetched.family.family_id,
+            "catalogue": {
+                sid: cat.source(sid).describe()
+                for sid in sorted({r.source_id for refs in members.values() for r in refs})
+            },
+        },
+        **info,
+        "built_at": utc_now(),
+        "build_seconds": round(seconds, 2),
+    }
+
+
+def _model_files(models_dir: Path, set_id: str, entry: dict[str, Any]) -> ModelFiles:
+    f = entry["files"]
+    return ModelFiles(
+        set_id=set_id,
+        engine=entry["engine"],
+        variant=entry["variant"],
+        det=models_dir / f["det"]["path"],
+        rec=models_dir / f["rec"]["path"],
+        cls=models_dir / f["cls"]["path"],
+        rec_dict=models_dir / f["dict"]["path"],
+    )
+
+
+def reference_id(cat: Catalogue, family: Family, tools: dict[str, str | None]) -> str:
+    """What the reference output depends on: the Paddle models and the paddleocr/paddle versions."""
+    refs = [r for role in ROLES for r in (family.paddle[role].model, family.paddle[role].params)] + [
+        family.dict_ref
+    ]
+    return _hash(
+        {
+            "members": {str(r): cat.member_sha256(r) for r in refs},
+            "tools": {k: tools.get(k) for k in ("paddleocr", "paddlepaddle")},
+        }
+    )[:16]
+
+
+def _needs_check(entry: dict[str, Any], check: verify_mod.CheckSpec, ref_id: str) -> bool:
+    acc = entry.get("accuracy") or {}
+    return not (
+        acc.get("checked")
+        and acc.get("check_set", {}).get("key") == check.key
+        and acc.get("reference") == ref_id
+    )
+
+
+def _check_sets(
+    models_dir: Path,
+    sets: dict[str, dict[str, Any]],
+    set_ids: list[str],
+    check: verify_mod.CheckSpec,
+    ref_id: str,
+    progress: Progress,
+    threads: int | None,
+) -> dict[str, float]:
+    """Measure accuracy where it is missing, then judge every x86 set (float sets first)."""
+    timings: dict[str, float] = {}
+    todo = [
+        s
+        for s in set_ids
+        if s in sets and spec_for(s).target == "x86" and _needs_check(sets[s], check, ref_id)
+    ]
+    if todo:
+        t0 = time.perf_counter()
+        progress(f"generating the check set ({check.count} labels, seed {check.seed})")
+        images, truth = verify_mod.check_images(check)
+        progress("running the reference pipeline (paddleocr 2.10) on the check set")
+        try:
+            refs = verify_mod.reference_lines(models_dir, check, images, ref_id)
+        except EdgeOcrError as exc:
+            refs = None
+            ref_error = str(exc)
+        except Exception as exc:  # any failure of the third-party reference is reported, not fatal
+            refs = None
+            ref_error = f"{type(exc).__name__}: {exc}"
+        timings["reference"] = round(time.perf_counter() - t0, 2)
+        for set_id in sorted(todo, key=lambda s: spec_for(s).variant != "fp32"):
+            entry = sets[set_id]
+            t1 = time.perf_counter()
+            progress(f"checking {set_id} on the check set")
+            if refs is None:
+                entry["accuracy"] = {"checked": False, "error": f"reference unavailable: {ref_error}"}
+                continue
+            try:
+                lines, ms = verify_mod.run_set(_model_files(models_dir, set_id, entry), images, threads)
+            except EdgeOcrError as exc:
+                entry["accuracy"] = {"checked": False, "error": str(exc)}
+                continue
+            except Exception as exc:  # an engine crash marks the set inactive, it does not stop the build
+                logger.exception("checking %s failed", set_id)
+                entry["accuracy"] = {"checked": False, "error": f"{type(exc).__name__}: {exc}"}
+                continue
+            metrics = verify_mod.compare(truth, refs, lines)
+            reference_metrics = verify_mod.compare(truth, refs, refs)
+            entry["accuracy"] = {
+                "checked": True,
+                "check_set": {**check.as_dict(), "key": check.key},
+                "reference": ref_id,
+                **metrics,
+                "reference_gt_line_accuracy_nospace": reference_metrics["gt_line_accuracy_nospace"],
+                "reference_gt_char_accuracy": reference_metrics["gt_char_accuracy"],
+                "ms_per_image": round(ms, 1),
+                "checked_at": utc_now(),
+            }
+            timings[set_id] = round(time.perf_counter() - t1, 2)
+    # judge (cheap; quantized sets against their float set's current numbers)
+    for set_id in set_ids:
+        if set_id not in sets:
+            continue
+        spec, entry = spec_for(set_id), sets[set_id]
+        if spec.target != "x86":
+            entry["accuracy"] = {"checked": False, "note": "not checked on this machine (x86)"}
+            entry["active"], entry["reason"] = False, ARM_REASON
+            continue
+        acc = entry.get("accuracy") or {}
+        if not acc.get("checked"):
+            entry["active"] = False
+            entry["reason"] = (
+                f"accuracy not checked: {acc.get('error', 'unknown error')}; rerun `edge-ocr models build`"
+            )
+            continue
+        base_id = f"{spec.engine}/fp32"
+        base = sets.get(base_id, {}).get("accuracy")
+        if spec.variant != "fp32" and not (base and base.get("checked")):
+            base = None
+        ok, why = verify_mod.judge(set_id, spec.variant, acc, base)
+        if spec.variant != "fp32" and base is not None:
+            acc["baseline"] = {"set": base_id, "gt_line_accuracy_nospace": base["gt_line_accuracy_nospace"]}
+        entry["active"], entry["reason"] = ok, why
+    return timings
+
+
+def build(
+    models_dir: Path | None = None,
+    *,
+    force: bool = False,
+    variants: Iterable[str] | None = None,
+    progress: Progress | None = None,
+    check: bool = True,
+    catalogue_path: Path | None = None,
+    family: str | None = None,
+    check_spec: verify_mod.CheckSpec | None = None,
+    calibration_spec: CalibrationSpec | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Build the requested sets (all by default) into `models_dir`; returns a summary.
+
+    ``variants`` are set ids (``"onnx/int8"``, ``"lite/fp32@arm"`` ...). ``force`` rebuilds even
+    unchanged sets (and re-downloads a cached wheel whose hash is wrong). ``check=False`` skips
+    the accuracy check (sets without a recorded check are then inactive).
+    """
+    t_start = time.perf_counter()
+    progress = progress or _quiet
+    root = Path(models_dir) if models_dir is not None else default_models_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    set_ids = list(dict.fromkeys(variants)) if variants else list(ALL_SETS)
+    specs = [spec_for(s) for s in set_ids]
+    check_spec = check_spec or verify_mod.CheckSpec()
+    calibration_spec = calibration_spec or CalibrationSpec()
+    cat = load_catalogue(catalogue_path)
+    fam = cat.family(family)
+    tools = tool_versions()
+    manifest = read_manifest(root)
+    before = json.dumps(manifest, sort_keys=True)
+    sets: dict[str, dict[str, Any]] = manifest["sets"]
+
+    recipes = {s.set_id: recipe_of(cat, fam, s, tools, calibration_spec) for s in specs}
+    todo = [
+        s
+        for s in specs
+        if force
+        or s.set_id not in sets
+        or sets[s.set_id].get("recipe") != _hash(recipes[s.set_id])
+        or not files_intact(root, sets[s.set_id])
+    ]
+    summary: dict[str, Any] = {"models_dir": str(root), "sets": {}, "timings": {}}
+    for s in specs:
+        if s not in todo:
+            summary["sets"][s.set_id] = {"status": "kept"}
+
+    failures: dict[str, str] = {}
+    if todo:
+        t0 = time.perf_counter()
+        progress(f"fetching and verifying the {fam.family_id} sources")
+        fetched = fetch_family(cat, fam, root, force=force, progress=progress)  # raises before anything moves
+        summary["timings"]["fetch"] = round(time.perf_counter() - t0, 2)
+        calibration = CalibrationData(calibration_spec)
+        for s in todo:
+            progress(f"building {s.set_id}")
+            try:
+                entry = _build_one(cat, fetched, s, root, calibration)
+            except EdgeOcrError as exc:
+                failures[s.set_id] = str(exc)
+                summary["sets"][s.set_id] = {"status": "failed", "error": str(exc)}
+                logger.error("building %s failed: %s", s.set_id, exc)
+                continue
+            entry["recipe"] = _hash(recipes[s.set_id])
+            entry["recipe_detail"] = recipes[s.set_id]
+            sets[s.set_id] = entry
+            summary["sets"][s.set_id] = {"status": "built", "seconds": entry["build_seconds"]}
+            summary["timings"][s.set_id] = entry["build_seconds"]
+        shutil.rmtree(root / STAGING_DIR, ignore_errors=True)
+    if check:
+        built_ids = [s.set_id for s in specs if s.set_id in sets]
+        summary["timings"]["check"] = _check_sets(
+            root, sets, built_ids, check_spec, reference_id(cat, fam, tools), progress, threads
+        )
+    else:
+        for s in specs:
+            if s.set_id in sets and "active" not in sets[s.set_id]:
+                sets[s.set_id]["active"] = False
+                sets[s.set_id]["reason"] = "accuracy not checked (built with check disabled)"
+    if json.dumps(manifest, sort_keys=True) != before:
+        manifest["built_at"] = utc_now()
+        manifest["tools"] = tools
+        manifest["dict_name"] = DICT_NAME
+        write_manifest(root, manifest)
+        progress(f"wrote {root / 'manifest.json'}")
+    for set_id, entry in sets.items():
+        if set_id in summary["sets"]:
+            summary["sets"][set_id].update(active=entry.get("active"), reason=entry.get("reason", ""))
+    summary["seconds"] = round(time.perf_counter() - t_start, 2)
+    if failures:
+        raise ModelError(
+            "building failed for "
+            + "; ".join(f"{k}: {v}" for k, v in failures.items())
+            + f" (the other sets were written to {root})"
+        )
+    return summary

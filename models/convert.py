@@ -1,0 +1,197 @@
+"""Turn fetched models into the files of each model set.
+
+- ``paddle/fp32``: the carrier's inference folders, copied.
+- ``onnx/fp32``: the carrier's ONNX files, copied.
+- ``onnx/int8``: det and rec quantized with onnxruntime (see `models.onnx_int8`); cls copied.
+- ``lite/<variant>[@arm]``: Paddle Lite ``.nb`` made by ``paddlelite.lite.Opt`` in a child
+  process (a crash in the converter cannot take the build down), after the graph rewrites of
+  `models.rewrite`: fp32 gets the affine rewrite, int16/int8 (weight-only quantization) also the
+  matmul_v2 -> mul rewrite that the quantized runtime needs.
+
+Every function writes into a folder the caller gives (the build's staging folder) and returns
+what it did, for the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_ocr.errors import ModelError
+from models.fetch import FetchedFamily, copy_atomic
+from models.rewrite import MODEL_FILE, PARAMS_FILE, rewrite_model
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("det", "rec", "cls")
+DICT_NAME = "ppocr_keys_v1.txt"
+LITE_TARGETS = ("x86", "arm")
+LITE_QUANT = {"fp32": None, "int16": "QUANT_INT16", "int8": "QUANT_INT8"}
+OPT_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class SetSpec:
+    """What one set id means."""
+
+    set_id: str
+    engine: str  # "paddle" | "onnx" | "lite"
+    variant: str  # "fp32" | "int16" | "int8"
+    target: str = "x86"
+
+    @property
+    def folder(self) -> str:
+        return self.set_id
+
+    @property
+    def is_float(self) -> bool:
+        return self.variant == "fp32"
+
+    def file_name(self, role: str) -> str:
+        if role == "dict":
+            return DICT_NAME
+        return {"paddle": role, "onnx": f"{role}.onnx", "lite": f"{role}.nb"}[self.engine]
+
+
+SET_SPECS: dict[str, SetSpec] = {
+    s.set_id: s
+    for s in (
+        SetSpec("paddle/fp32", "paddle", "fp32"),
+        SetSpec("onnx/fp32", "onnx", "fp32"),
+        SetSpec("onnx/int8", "onnx", "int8"),
+        SetSpec("lite/fp32", "lite", "fp32"),
+        SetSpec("lite/int16", "lite", "int16"),
+        SetSpec("lite/int8", "lite", "int8"),
+        SetSpec("lite/fp32@arm", "lite", "fp32", "arm"),
+        SetSpec("lite/int16@arm", "lite", "int16", "arm"),
+        SetSpec("lite/int8@arm", "lite", "int8", "arm"),
+    )
+}
+ALL_SETS = tuple(SET_SPECS)
+
+
+def spec_for(set_id: str) -> SetSpec:
+    try:
+        return SET_SPECS[set_id]
+    except KeyError:
+        raise ModelError(f"unknown model set {set_id!r}; known: {', '.join(ALL_SETS)}") from None
+
+
+def lite_rewrites(variant: str) -> tuple[str, ...]:
+    return ("affine",) if variant == "fp32" else ("matmul", "affine")
+
+
+# --- Paddle Lite ------------------------------------------------------------------------------
+
+_OPT_SCRIPT = """
+import json, sys
+from paddlelite.lite import Opt
+a = json.loads(sys.argv[1])
+opt = Opt()
+opt.set_model_file(a["model"])
+opt.set_param_file(a["params"])
+opt.set_model_type("naive_buffer")
+opt.set_valid_places(a["target"])
+if a["quant"]:
+    opt.set_quant_model(True)
+    opt.set_quant_type(a["quant"])
+opt.set_optimize_out(a["out"])
+opt.run()
+"""
+
+
+def lite_optimize(model_dir: Path, out_nb: Path, *, target: str, quant: str | None) -> None:
+    """Run Paddle Lite's opt on a Paddle inference folder; writes `out_nb` (ending in .nb)."""
+    if target not in LITE_TARGETS:
+        raise ModelError(f"Paddle Lite target must be one of {', '.join(LITE_TARGETS)}, not {target!r}")
+    if out_nb.suffix != ".nb":
+        raise ModelError(f"{out_nb} must end in .nb")
+    out_nb.parent.mkdir(parents=True, exist_ok=True)
+    args = {
+        "model": str(Path(model_dir) / MODEL_FILE),
+        "params": str(Path(model_dir) / PARAMS_FILE),
+        "target": target,
+        "quant": quant,
+        "out": str(out_nb.with_suffix("")),  # opt appends .nb
+    }
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _OPT_SCRIPT, json.dumps(args)],
+            capture_output=True,
+            text=True,
+            timeout=OPT_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError(f"Paddle Lite opt timed out on {model_dir}") from exc
+    if proc.returncode != 0 or not out_nb.is_file():
+        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+        raise ModelError(f"Paddle Lite opt failed on {model_dir} (target {target}, quant {quant}): {tail}")
+
+
+def build_lite_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path, work_dir: Path) -> dict[str, Any]:
+    """Rewrite and convert det/rec/cls into `out_dir/<role>.nb`; returns rewrites and options per role."""
+    rewrites = lite_rewrites(spec.variant)
+    quant = LITE_QUANT[spec.variant]
+    info: dict[str, Any] = {"rewrites": {}, "opt": {"valid_targets": spec.target, "quant_type": quant}}
+    for role in ROLES:
+        model, params = fetched.paddle[role]
+        rw_dir = work_dir / "rewritten" / "+".join(rewrites) / role
+        report = rewrite_model(model, params, rw_dir, rewrites)
+        info["rewrites"][role] = report.as_dict()
+        lite_optimize(rw_dir, out_dir / spec.file_name(role), target=spec.target, quant=quant)
+    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    return info
+
+
+# --- Paddle and ONNX float --------------------------------------------------------------------
+
+
+def build_paddle_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path) -> dict[str, Any]:
+    for role in ROLES:
+        model, params = fetched.paddle[role]
+        copy_atomic(model, out_dir / role / MODEL_FILE)
+        copy_atomic(params, out_dir / role / PARAMS_FILE)
+    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    return {"rewrites": None}
+
+
+def build_onnx_fp32_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path) -> dict[str, Any]:
+    for role in ROLES:
+        copy_atomic(fetched.onnx[role], out_dir / spec.file_name(role))
+    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    return {"rewrites": None}
+
+
+# --- ONNX int8 --------------------------------------------------------------------------------
+
+CalibrationSource = Callable[[str], Iterable[np.ndarray]]
+
+
+def build_onnx_int8_set(
+    fetched: FetchedFamily,
+    spec: SetSpec,
+    out_dir: Path,
+    calibration: CalibrationSource,
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """Quantize det and rec (cls stays float: it is 0.6 MB and runs once per line at most)."""
+    from models.onnx_int8 import quantize_onnx
+
+    info: dict[str, Any] = {"quantization": {}}
+    for role in ("det", "rec"):
+        info["quantization"][role] = quantize_onnx(
+            fetched.onnx[role], out_dir / spec.file_name(role), role, calibration(role), settings[role]
+        )
+    copy_atomic(fetched.onnx["cls"], out_dir / spec.file_name("cls"))
+    info["quantization"]["cls"] = "not quantized (float copy)"
+    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    return info

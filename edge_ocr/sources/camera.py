@@ -148,7 +148,8 @@ class PresenceTracker:
         share = float(diff.mean())
         threshold = self.cfg.motion_threshold
         if not self.present:
-            cv2.accumulateWeighted(gray, self._bg, 0.05)
+            if share < threshold / 2:  # learn only from an empty scene, never from an object arriving
+                cv2.accumulateWeighted(gray, self._bg, 0.05)
             self._on = self._on + 1 if share > threshold else 0
             if self._on >= self.cfg.min_frames:
                 self.present, self._off, self._frames = True, 0, 0

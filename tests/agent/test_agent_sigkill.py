@@ -55,7 +55,9 @@ def test_sigkill_mid_batch_then_restart(dirs: dict[str, Path], tmp_path: Path) -
         target = min(N_FILES - 1, done(dirs["db"]) + 5 * k)
         proc = start_agent(config)
         try:
-            wait_for(lambda t=target, p=proc: done(dirs["db"]) >= t or p.poll() is not None, 60, f"{target} done")
+            wait_for(
+                lambda t=target, p=proc: done(dirs["db"]) >= t or p.poll() is not None, 60, f"{target} done"
+            )
             assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
         finally:
             kill_tree(proc)

@@ -171,7 +171,7 @@ def fts_query(search: str) -> str:
     return " ".join(f'"{w}"*' for w in words)
 
 
-def _where(flt: ResultFilter) -> tuple[str, list[Any], bool]:
+def _where(flt: ResultFilter, *, for_count: bool = False) -> tuple[str, list[Any], bool]:
     """SQL condition, its parameters, and whether it needs `captures c`."""
     clauses: list[str] = []
     params: list[Any] = []
@@ -205,7 +205,10 @@ def _where(flt: ResultFilter) -> tuple[str, list[Any], bool]:
     if flt.search and not query:
         clauses.append("0")  # nothing searchable typed (only punctuation): no match
     elif query:
-        clauses.append("r.id IN (SELECT rowid FROM results_fts WHERE results_fts MATCH ?)")
+        # "+r.id" keeps SQLite walking the sort order's index and probing the match list, so a
+        # page of a common word costs a few ms; counting drives from the match list instead.
+        ident = "r.id" if for_count else "+r.id"
+        clauses.append(f"{ident} IN (SELECT rowid FROM results_fts WHERE results_fts MATCH ?)")
         params.append(query)
     return (" AND ".join(clauses) or "1"), params, needs_capture
 
@@ -306,7 +309,11 @@ def iter_results(
 
 
 def count_results(conn: sqlite3.Connection, flt: ResultFilter = ResultFilter()) -> int:
-    where, params, needs_capture = _where(flt)
+    query = fts_query(flt.search) if flt.search else ""
+    if query and flt == ResultFilter(search=flt.search):
+        (n,) = conn.execute("SELECT count(*) FROM results_fts WHERE results_fts MATCH ?", (query,)).fetchone()
+        return int(n)
+    where, params, needs_capture = _where(flt, for_count=True)
     (n,) = conn.execute(f"SELECT count(*) FROM {_from(needs_capture)} WHERE {where}", params).fetchone()
     return int(n)
 

@@ -160,3 +160,17 @@ def test_dashboard(conn: sqlite3.Connection) -> None:
     assert sum(c.total for _, c in data.per_recipe) == data.total
     assert [name for name, _ in data.per_shift] == ["early", "late", "night"]
     assert data.sync.pending_batches == 0 and data.agents == ()
+
+
+def test_demo_store_command_needs_no_qt(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, argparse; from pathlib import Path; from edge_ocr.commands import demo_store as d; "
+        f"d.run(argparse.Namespace(rows=20, db=Path({str(tmp_path / 'd.db')!r}), seed=0, pool=2, days=1.0)); "
+        "assert not any(m.startswith('PySide6') for m in sys.modules), 'demo-store imported Qt'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "added 20 results" in out.stdout
+    assert sqlite3.connect(tmp_path / "d.db").execute("SELECT count(*) FROM results").fetchone()[0] == 20

@@ -294,12 +294,41 @@ def test_ten_thousand_offline_results_drain_completely(
     assert elapsed < 30
 
 
+def main(argv: list[str]) -> int:
+    """`edge-ocr` as `edge_ocr.cli.main` runs it, with only the subcommands `sync` contributes
+    (so these tests do not depend on the other plugins being importable)."""
+    import argparse
+
+    from edge_ocr.errors import EdgeOcrError
+    from sync.cli import register
+
+    parser = argparse.ArgumentParser(prog="edge-ocr")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgeOcrError as exc:
+        return exc.exit_code
+
+
+def test_sync_commands_are_registered_through_the_entry_point():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="edge_ocr.commands") if e.name == "sync"]
+    assert ep.value == "sync.cli:register"
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="edge-ocr")
+    ep.load()(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["endpoint", "serve", "--host", "127.0.0.1", "--port", "0"])
+    assert args.port == 0 and callable(args.func)
+    assert parser.parse_args(["sync", "--once"]).once
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_cli_sync_once(
     cli_logging, endpoint, aws, store_path, enqueue_results, secret_file, tmp_path, capsys, fmt
 ):
-    from edge_ocr.cli import main
-
     enqueue_results(store_path, 42)
     cfg = tmp_path / "edge-ocr.toml"
     cfg.write_text(
@@ -320,8 +349,6 @@ def test_cli_sync_once(
 def test_cli_sync_once_fails_with_exit_code_when_offline(
     cli_logging, aws, store_path, enqueue_results, secret_file, tmp_path
 ):
-    from edge_ocr.cli import main
-
     enqueue_results(store_path, 3)
     cfg = tmp_path / "edge-ocr.toml"
     cfg.write_text(

@@ -145,7 +145,7 @@ class _Handler(FileSystemEventHandler):
         if event.is_directory:
             self._debouncer.rescan_later()
         else:
-            self._note(event.dest_path)
+            self._note(event.dest_path, closed=True)  # a rename into the folder is atomic: complete
 
 
 @dataclass

@@ -35,8 +35,10 @@ def _plugin_registrars() -> list:
     for ep in sorted(entry_points(group="edge_ocr.commands"), key=lambda e: e.name):
         try:
             out.append(ep.load())
-        except ImportError as exc:
+        except ImportError as exc:  # an optional package whose dependencies are not installed
             logger.debug("subcommands %s unavailable: %s", ep.name, exc)
+        except AttributeError as exc:  # a broken plugin must not take the whole CLI down
+            print(f"edge-ocr: note: '{ep.name}' commands unavailable: {exc}", file=sys.stderr)
     return out
 
 

@@ -55,8 +55,10 @@ class AwsStorage:
 
         self.bucket = bucket
         self.table = table
-        self.s3 = s3 or boto3.client("s3", config=_boto_config("s3"))
-        self.ddb = dynamodb or boto3.client("dynamodb", config=_boto_config("dynamodb"))
+        # botocore reads AWS_DEFAULT_REGION; Lambda and most tools also set AWS_REGION
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+        self.s3 = s3 or boto3.client("s3", region_name=region, config=_boto_config("s3"))
+        self.ddb = dynamodb or boto3.client("dynamodb", region_name=region, config=_boto_config("dynamodb"))
 
     # --- S3
     def put_object(self, key: str, body: bytes, content_type: str, encoding: str | None = None) -> None:

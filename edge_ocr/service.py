@@ -31,7 +31,6 @@ USER_UNIT_TEMPLATE = """\
 # edge-ocr agent, per-user unit. Written by `edge-ocr service install`; edit the config, not this.
 [Unit]
 Description=edge-ocr OCR agent (user service)
-Documentation=https://github.com/edge-ocr/edge-ocr/blob/main/docs/USER_GUIDE.md
 Wants=network-online.target
 After=network-online.target
 StartLimitIntervalSec=300

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 #: bump when a change in the conversion code should rebuild existing sets
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 STAGING_DIR = ".staging"
 LOCK_NAME = ".build.lock"
 TOOL_PACKAGES = ("paddlelite", "paddlepaddle", "onnx", "onnxruntime", "paddleocr", "numpy")
@@ -430,6 +430,7 @@ def _build_locked(
                 summary["sets"][s.set_id] = {"status": "failed", "error": str(exc)}
                 logger.error("building %s failed: %s", s.set_id, exc)
                 continue
+            entry["tools"] = dict(tools)
             entry["recipe"] = _hash(recipes[s.set_id])
             entry["recipe_detail"] = recipes[s.set_id]
             sets[s.set_id] = entry

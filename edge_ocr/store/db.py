@@ -37,14 +37,24 @@ def default_db_path() -> Path:
     return Path(user_data_dir("edge-ocr", appauthor=False)) / "edge-ocr.db"
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
     row = conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_migrations'"
     ).fetchone()
     if row is None:
-        return 0
-    (version,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
-    return int(version)
+        return set()
+    return {int(v) for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return max(applied_versions(conn), default=0)
+
+
+def pending_migrations(conn: sqlite3.Connection) -> list:
+    """Every known migration not yet recorded, in version order (a lower-numbered migration that
+    was added later still runs)."""
+    done = applied_versions(conn)
+    return sorted((m for m in MIGRATIONS if m.version not in done), key=lambda m: m.version)
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -79,7 +89,7 @@ def migrate(conn: sqlite3.Connection, path: Path | None) -> int:
             f"{path or 'database'} has schema version {current}, newer than this edge-ocr knows "
             f"({LATEST_VERSION}); upgrade edge-ocr to open it"
         )
-    pending = [m for m in MIGRATIONS if m.version > current]
+    pending = pending_migrations(conn)
     if not pending:
         return current
     if current > 0 and path is not None:
@@ -104,8 +114,8 @@ def migrate(conn: sqlite3.Connection, path: Path | None) -> int:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        logger.info("migrated %s to schema version %d (%s)", path or "database", m.version, m.name)
-    return pending[-1].version
+        logger.info("migrated %s: applied migration %d (%s)", path or "database", m.version, m.name)
+    return schema_version(conn)
 
 
 def open_connection(
@@ -133,7 +143,7 @@ def open_connection(
                     f"{path} has schema version {version}, newer than this edge-ocr knows ({LATEST_VERSION}); "
                     "upgrade edge-ocr to open it"
                 )
-            if version < LATEST_VERSION:
+            if pending_migrations(conn):
                 raise StoreError(
                     f"{path} has schema version {version}; open it once with the agent to upgrade it"
                 )

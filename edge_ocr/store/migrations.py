@@ -216,4 +216,4 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "sync batch bodies and image uploads", sql=_M010_SYNC_BODIES_UPLOADS),
 )
 
-LATEST_VERSION = MIGRATIONS[-1].version
+LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -1,0 +1,117 @@
+"""The CLI as users run it: ocr, synth, eval, bench, engine auto."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_ocr.cli import build_parser, main
+from edge_ocr.engines.auto import CACHE_NAME, choose_engine
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_synth_then_eval_rec_and_e2e(tmp_path, capsys, model_store):
+    assert main(["synth", str(tmp_path / "set"), "--count", "3", "--seed", "11"]) == 0
+    assert (tmp_path / "set" / "det_gt.txt").is_file()
+    assert (tmp_path / "set" / "rec" / "rec_gt.txt").is_file()
+    capsys.readouterr()
+    assert (
+        main(["eval", "--json", "--engine", "onnx", str(tmp_path / "set"), str(tmp_path / "set" / "rec")])
+        == 0
+    )
+    e2e, rec = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert e2e["kind"] == "e2e" and e2e["n"] == 3
+    assert e2e["metrics"]["det_hmean"] > 0.9
+    assert set(e2e["metrics"]) >= {"det_precision", "det_recall", "det_hmean", "e2e_hmean", "word_f"}
+    assert rec["kind"] == "rec" and rec["n"] >= 9
+    assert rec["metrics"]["cer"] < 0.15
+    assert e2e["engine"] == "onnx" and e2e["model"] == "onnx/fp32"
+
+
+def test_ocr_folder_json_contract(tmp_path, capsys, model_store):
+    main(["synth", str(tmp_path / "set"), "--count", "2", "--seed", "3"])
+    capsys.readouterr()
+    assert main(["ocr", "--json", "--engine", "onnx", str(tmp_path / "set" / "images")]) == 0
+    objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(objs) == 2
+    for o in objs:
+        assert set(o) >= {"image", "status", "data", "timestamp", "engine", "timings_ms"}
+        assert o["status"] == "success" and o["engine"] == "onnx"
+        assert o["data"]["text"] == "\n".join(line["text"] for line in o["data"]["lines"])
+        for line in o["data"]["lines"]:
+            assert len(line["box"]) == 4 and all(len(p) == 2 for p in line["box"])
+            assert 0 <= line["confidence"] <= 1
+
+
+def test_plain_output_and_subprocess_entry_point(tmp_path, model_store):
+    main(["synth", str(tmp_path / "set"), "--count", "1"])
+    img = next((tmp_path / "set" / "images").glob("*.png"))
+    exe = Path(sys.executable).with_name("edge-ocr")
+    proc = subprocess.run(
+        [str(exe), "ocr", "--engine", "onnx", str(img)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"== {img}: ")
+
+
+def test_unknown_model_variant_is_a_clear_error(tmp_path, capsys):
+    code = main(
+        ["ocr", "--engine", "onnx", "--model-variant", "int16", "--models-dir", str(tmp_path), "x.png"]
+    )
+    assert code == 3
+    assert "edge-ocr models build" in capsys.readouterr().err
+
+
+def test_auto_picks_and_caches_and_explains(model_store):
+    choice = choose_engine(model_store, "fp32", refresh=True)
+    assert choice.engine in {"lite", "onnx", "paddle"}
+    assert choice.engine in choice.reason and "matched the reference" in choice.reason
+    assert choice.images_per_s[choice.engine] == max(choice.images_per_s.values())
+    assert (model_store.root / CACHE_NAME).is_file()
+    again = choose_engine(model_store, "fp32")
+    assert again.cached and again.engine == choice.engine
+
+
+def test_bench_smoke(tmp_path, capsys, model_store):
+    doc = tmp_path / "B.md"
+    doc.write_text("# Benchmarks\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\ntail\n")
+    code = main(
+        [
+            "bench",
+            "--engines",
+            "onnx",
+            "--variants",
+            "fp32",
+            "--images",
+            "1",
+            "--repeat",
+            "1",
+            "--write",
+            str(doc),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| onnx | fp32 |" in out and "rapidocr-onnxruntime 1.4.4" in out
+    text = doc.read_text()
+    assert "old" not in text and "| onnx | fp32 |" in text and text.endswith("tail\n")
+
+
+def test_every_command_is_documented_in_readme():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    readme = README.read_text()
+    missing = [name for name in sub.choices if f"edge-ocr {name}" not in readme]
+    assert not missing, f"commands not shown in README.md: {missing}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["ocr", "--help"], ["eval", "--help"], ["bench", "--help"]])
+def test_help(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0

@@ -1,0 +1,66 @@
+"""Schema migrations: order, backups, newer schemas, late-added lower numbers."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from edge_ocr.errors import SchemaTooNewError, StoreError
+from edge_ocr.store import db as store_db
+from edge_ocr.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
+
+
+def test_fresh_database_gets_every_migration_in_wal(tmp_path):
+    conn = store_db.open_connection(tmp_path / "a.db")
+    assert store_db.applied_versions(conn) == {m.version for m in MIGRATIONS}
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_a_lower_numbered_migration_added_later_still_runs_after_a_backup(tmp_path, monkeypatch):
+    path = tmp_path / "b.db"
+    store_db.open_connection(path).close()
+    late = Migration(
+        LATEST_VERSION - 1 if LATEST_VERSION > 2 else 2, "late", sql="CREATE TABLE late_table (x);"
+    )
+    if late.version in {m.version for m in MIGRATIONS}:
+        late = Migration(max(m.version for m in MIGRATIONS) + 1, "late", sql="CREATE TABLE late_table (x);")
+    monkeypatch.setattr(store_db, "MIGRATIONS", (*MIGRATIONS, late))
+    conn = store_db.open_connection(path)
+    assert late.version in store_db.applied_versions(conn)
+    conn.execute("SELECT * FROM late_table").fetchall()
+    conn.close()
+    assert list(tmp_path.glob("b.db.v*.bak")), "no backup was taken before migrating"
+
+
+def test_failed_migration_rolls_back(tmp_path, monkeypatch):
+    path = tmp_path / "c.db"
+    store_db.open_connection(path).close()
+    bad = Migration(999, "bad", sql="CREATE TABLE half_done (x); INSERT INTO no_such_table VALUES (1);")
+    monkeypatch.setattr(store_db, "MIGRATIONS", (*MIGRATIONS, bad))
+    with pytest.raises((sqlite3.OperationalError, StoreError)):
+        store_db.open_connection(path)
+    monkeypatch.undo()
+    conn = store_db.open_connection(path)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name='half_done'").fetchone() is None
+    assert 999 not in store_db.applied_versions(conn)
+    conn.close()
+
+
+def test_newer_schema_is_refused_with_advice(tmp_path):
+    path = tmp_path / "d.db"
+    conn = store_db.open_connection(path)
+    conn.execute("INSERT INTO schema_migrations VALUES (?, 'future', 'x')", (LATEST_VERSION + 50,))
+    conn.close()
+    with pytest.raises(SchemaTooNewError, match="upgrade edge-ocr"):
+        store_db.open_connection(path)
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a readable SQLite database|corrupt"):
+        store_db.open_connection(bad)
+    with pytest.raises(StoreError, match="no database"):
+        store_db.open_connection(tmp_path / "none.db", readonly=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import cv2
 
-from edge_ocr import __version__
+from edge_ocr import __version__, metrics
 from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig
 from edge_ocr.errors import EdgeOcrError
 from edge_ocr.outputs import Outputs
@@ -333,6 +333,7 @@ class Agent:
         if flight is None:
             logger.warning("reply for unknown job %s", msg.job_id)
             return
+        metrics.record_job(flight.item, msg)
         if isinstance(flight.item, CameraCapture):
             if isinstance(msg, JobDone):
                 self._store_camera(flight.item, msg)
@@ -436,6 +437,7 @@ class Agent:
     def _emit_verdicts(
         self, stored: list[store.StoredResult], pages: list[store.PageOutcome], image: str
     ) -> None:
+        metrics.record_outcomes(pages)
         if self._outputs is None or not self._outputs.sinks:
             return
         for s, p in zip(stored, pages):

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from edge_ocr.metrics import observe_sync
 from sync.auth import sign_headers
 from sync.config import SyncConfig
 
@@ -55,7 +56,7 @@ class EndpointClient:
         path = self._prefix + route
         h = dict(headers or {})
         h.update(sign_headers(self._secret, self.config.device_id, method, path, body))
-        resp = self._http.request(method, route, content=body, headers=h)
+        resp = observe_sync(route, self._http.request, method, route, content=body, headers=h)
         try:
             doc = resp.json()
             if not isinstance(doc, dict):

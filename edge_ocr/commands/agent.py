@@ -121,8 +121,10 @@ def _serve(cfg: Config, once: bool) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        agent = Agent(cfg, once=once)
-        stats = agent.run(stop)
+        from edge_ocr.metrics import serve_from_env
+
+        with serve_from_env():  # off unless EDGE_OCR_METRICS_PORT is set
+            stats = Agent(cfg, once=once).run(stop)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

@@ -256,9 +256,7 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
         return [Finding("database", Status.INFO, f"{path} does not exist yet; the agent creates it on start")]
     if not path.is_file():
         return [
-            Finding(
-                "database", Status.FAIL, f"{path} is not a file", "remove it or set [agent] db elsewhere"
-            )
+            Finding("database", Status.FAIL, f"{path} is not a file", "remove it or set [agent] db elsewhere")
         ]
     backups = _db_backups(path)
     restore = f"stop the agent, move the file aside (mv {path} {path}.corrupt) and " + (

@@ -26,6 +26,7 @@ CORE_COMMANDS = (
     "edge_ocr.commands.evaluate",
     "edge_ocr.commands.synth",
     "edge_ocr.commands.bench",
+    "edge_ocr.commands.demo",
     "edge_ocr.commands.demo_store",
     "edge_ocr.commands.doctor",
     "edge_ocr.commands.service",

@@ -26,6 +26,7 @@ from typing import Any
 from edge_ocr.engines.base import ModelFiles
 from edge_ocr.errors import EdgeOcrError, ModelError
 from edge_ocr.modelstore import default_models_dir
+from edge_ocr.pipeline.fingerprint import code_fingerprint
 from models import verify as verify_mod
 from models.calibration import CalibrationData, CalibrationSpec
 from models.catalogue import Catalogue, Family, MemberRef, load_catalogue
@@ -230,6 +231,7 @@ def _needs_check(entry: dict[str, Any], check: verify_mod.CheckSpec, ref_id: str
     acc = entry.get("accuracy") or {}
     return not (
         acc.get("checked")
+        and acc.get("pipeline") == code_fingerprint()
         and acc.get("check_set", {}).get("key") == check.key
         and acc.get("reference") == ref_id
     )
@@ -285,6 +287,7 @@ def _check_sets(
             reference_metrics = verify_mod.compare(truth, refs, refs)
             entry["accuracy"] = {
                 "checked": True,
+                "pipeline": code_fingerprint(),
                 "check_set": {**check.as_dict(), "key": check.key},
                 "reference": ref_id,
                 **metrics,

@@ -131,17 +131,6 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (`python -m models.cli build ...`) until the main CLI wires it in."""
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="python -m models.cli")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = parser.parse_args(["models", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def register(subparsers: Any) -> None:
+    """Entry point of the `edge_ocr.commands` group (see pyproject.toml)."""
+    add_parser(subparsers)

@@ -214,8 +214,11 @@ def run_set(
 ) -> tuple[list[list[Line]], float]:
     """Run one model set end to end; returns its lines per image and the mean warm ms per image."""
     from edge_ocr.ocr import pipeline_from_files
+    from edge_ocr.pipeline.runner import PipelineOptions
 
-    pipe = pipeline_from_files(files, threads=threads)
+    # the engines are checked against the reference on what the models read, before our own
+    # post-processing (word spaces, retries), which the reference does not have
+    pipe = pipeline_from_files(files, threads=threads, options=PipelineOptions.reference())
     out = []
     try:
         if images:

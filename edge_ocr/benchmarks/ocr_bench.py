@@ -145,7 +145,7 @@ def measure(
     engine: str, variant: str, images: Path, *, repeat: int, models_dir: Path | None, timeout: float = 1800
 ) -> BenchRow:
     n = cores()
-    single_threaded = engine == "lite"
+    single_threaded = engine != PEER and engine_class(engine).single_core
     lat_threads = 1 if single_threaded else n
     lat = _run_single(_worker_cmd(engine, variant, lat_threads, images, repeat, models_dir), timeout)
     thr = _run_workers(

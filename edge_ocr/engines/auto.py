@@ -70,7 +70,7 @@ def _measure(store: ModelStore, engine: str, variant: str, runs: int = 3) -> flo
     cores = default_threads()
     cls = engine_class(engine)
     # Lite runs one process per core; the others use all cores in one process.
-    threads = 1 if cls.fixed_shapes else cores
+    threads = 1 if cls.single_core else cores
     img = probe_image()
     with pipeline_from_files(files, threads=threads) as pipe:
         pipe.run(img)  # warm-up
@@ -78,10 +78,24 @@ def _measure(store: ModelStore, engine: str, variant: str, runs: int = 3) -> flo
         for _ in range(runs):
             pipe.run(img)
         latency = (time.perf_counter() - t0) / runs
-    return (cores if cls.fixed_shapes else 1) / latency
+    return (cores if cls.single_core else 1) / latency
 
 
 def choose_engine(store: ModelStore, variant: str = "fp32", *, refresh: bool = False) -> EngineChoice:
+    """Measure once per machine and model build; concurrent callers (worker processes starting
+    together) wait for the first one's measurement instead of racing it."""
+    import fcntl
+
+    lock_path = store.root / (CACHE_NAME + ".lock")
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _choose_locked(store, variant, refresh)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _choose_locked(store: ModelStore, variant: str, refresh: bool) -> EngineChoice:
     fingerprint = machine_fingerprint(store, variant)
     cache = store.root / CACHE_NAME
     if not refresh and cache.is_file():

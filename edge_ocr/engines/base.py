@@ -59,11 +59,9 @@ class Engine(abc.ABC):
     name: ClassVar[str]
     #: formats of model file the engine reads, in the order it prefers them
     model_format: ClassVar[str]
-    #: True when every input must have a shape the session has already seen or a larger one
-    #: (Paddle Lite x86): the pipeline then pads rec batches to a fixed size.
-    fixed_shapes: ClassVar[bool] = False
-    #: rec batch size the pipeline should use with this engine
-    rec_batch: ClassVar[int] = 6
+    #: True when the runtime uses one core whatever it is told (Paddle Lite x86): throughput
+    #: then comes from one process per core.
+    single_core: ClassVar[bool] = False
 
     def __init__(self, files: ModelFiles, options: EngineOptions | None = None) -> None:
         self.files = files

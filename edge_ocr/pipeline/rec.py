@@ -26,6 +26,8 @@ class Decoded:
     #: per decoded character: (first frame, last frame) in the CTC output, for spacing analysis
     frames: tuple[tuple[int, int], ...] = ()
     n_frames: int = 0
+    #: width of one CTC frame in the crop's own pixels (0 when unknown)
+    px_per_frame: float = 0.0
 
 
 def load_dictionary(path: Path) -> list[str]:
@@ -46,6 +48,13 @@ def resize_norm(img: np.ndarray, height: int, target_w: int) -> np.ndarray:
     out = np.zeros((3, height, target_w), dtype=np.float32)
     out[:, :, :resized_w] = resized
     return out
+
+
+def frame_width_px(crop_w: int, crop_h: int, input_w: int, n_frames: int, height: int) -> float:
+    """How many of the crop's own pixels one CTC frame covers, for a crop fed in a batch of width
+    `input_w` (the crop is resized to `height` and padded on the right)."""
+    resized_w = max(1, min(input_w, int(math.ceil(height * (crop_w / float(crop_h))))))
+    return (input_w / float(n_frames)) * (crop_w / float(resized_w))
 
 
 def batches_by_width(crops: list[np.ndarray], opts: RecOptions) -> list[tuple[list[int], np.ndarray]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ from edge_ocr.engines.base import Engine
 from edge_ocr.pipeline import cls as cls_stage
 from edge_ocr.pipeline import det as det_stage
 from edge_ocr.pipeline import rec as rec_stage
+from edge_ocr.pipeline import retry as retry_stage
+from edge_ocr.pipeline import spacing as spacing_stage
 from edge_ocr.types import ModelRole, OcrResult, TextLine
 
 logger = logging.getLogger(__name__)
@@ -23,7 +25,18 @@ class PipelineOptions:
     det: det_stage.DetOptions = field(default_factory=det_stage.DetOptions)
     rec: rec_stage.RecOptions = field(default_factory=rec_stage.RecOptions)
     cls: cls_stage.ClsOptions = field(default_factory=cls_stage.ClsOptions)
+    spacing: spacing_stage.SpacingOptions = field(default_factory=spacing_stage.SpacingOptions)
+    retry: retry_stage.RetryOptions = field(default_factory=retry_stage.RetryOptions)
     use_cls: bool = False
+
+    @classmethod
+    def reference(cls) -> PipelineOptions:
+        """Exactly what the reference pipeline (PaddleOCR 2.x) does, with none of our
+        post-processing: the model build checks engines against the reference with these."""
+        return cls(
+            spacing=spacing_stage.SpacingOptions(enabled=False),
+            retry=retry_stage.RetryOptions(enabled=False),
+        )
 
 
 @dataclass(frozen=True)
@@ -49,12 +62,7 @@ class OcrPipeline:
         self.engine = engine
         self.options = options or PipelineOptions()
         self._charset = rec_stage.load_dictionary(Path(engine.files.rec_dict))
-        rec_opts = self.options.rec
-        if engine.rec_batch != rec_opts.batch_size:
-            from dataclasses import replace
-
-            rec_opts = replace(rec_opts, batch_size=engine.rec_batch)
-        self._rec_opts = rec_opts
+        self._rec_opts = self.options.rec
 
     @property
     def engine_name(self) -> str:
@@ -97,8 +105,38 @@ class OcrPipeline:
         for idx, batch in rec_stage.batches_by_width(crops, self._rec_opts):
             probs = session.run(batch)
             for i, dec in zip(idx, rec_stage.ctc_decode(probs, self._charset)):
-                results[i] = dec
+                h, w = crops[i].shape[:2]
+                ppf = rec_stage.frame_width_px(
+                    w, h, batch.shape[3], probs.shape[1], self._rec_opts.image_height
+                )
+                results[i] = replace(dec, px_per_frame=ppf)
         return [r for r in results if r is not None]
+
+    def _retry_weak_lines(
+        self, decoded: list[rec_stage.Decoded], crops: list[np.ndarray], rec_ms: float
+    ) -> tuple[list[rec_stage.Decoded], list[np.ndarray], int]:
+        """Re-read lines under the confidence threshold from variant crops, within the budget."""
+        opts = self.options.retry
+        weak = [i for i, d in enumerate(decoded) if d.confidence < opts.threshold]
+        if not weak:
+            return decoded, crops, 0
+        per_crop_ms = max(rec_ms / max(len(crops), 1), 1.0)
+        allowed = max(1, int(opts.budget_ms / per_crop_ms))
+        jobs: list[tuple[int, np.ndarray]] = []
+        for name in opts.variants:  # variant-major: every weak line gets its best bet first
+            for i in weak:
+                if len(jobs) >= allowed:
+                    break
+                jobs.append((i, retry_stage.VARIANTS[name](crops[i])))
+        best = list(decoded)
+        best_crops = list(crops)
+        retried = set()
+        for (i, crop), dec in zip(jobs, self.recognize([c for _, c in jobs])):
+            retried.add(i)
+            if dec.text and dec.confidence >= best[i].confidence + opts.min_gain:
+                best[i] = dec
+                best_crops[i] = crop
+        return best, best_crops, len(retried)
 
     # -- whole image --------------------------------------------------------------------
     def run(self, image: np.ndarray, *, det: bool = True, cls: bool | None = None) -> OcrResult:
@@ -123,12 +161,20 @@ class OcrPipeline:
         t0 = time.perf_counter()
         decoded = self.recognize(crops) if crops else []
         timings["rec"] = (time.perf_counter() - t0) * 1000
+        if self.options.retry.enabled and decoded:
+            t0 = time.perf_counter()
+            decoded, crops, retried = self._retry_weak_lines(decoded, crops, timings["rec"])
+            timings["retry"] = (time.perf_counter() - t0) * 1000
+            timings["retried_lines"] = float(retried)
+        t0 = time.perf_counter()
         lines = []
-        for box, dec in zip(boxes, decoded):
+        for box, dec, crop in zip(boxes, decoded, crops):
             if det and dec.confidence < self._rec_opts.drop_score:
                 continue
+            text = spacing_stage.recover_spaces(dec, self.options.spacing, crop)
             quad = tuple((float(x), float(y)) for x, y in box)
-            lines.append(TextLine(text=dec.text, confidence=dec.confidence, box=quad))  # type: ignore[arg-type]
+            lines.append(TextLine(text=text, confidence=dec.confidence, box=quad))  # type: ignore[arg-type]
+        timings["post"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - t_start) * 1000
         return OcrResult(
             lines=tuple(lines),

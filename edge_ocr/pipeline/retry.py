@@ -1,0 +1,86 @@
+"""Low-confidence retries with print-aware variants of a line crop.
+
+A line read below `threshold` is read again from variant crops and the reading with the best
+confidence is kept. The variants target what our users scan: dot-matrix and inkjet print
+(dots joined by a grey-level closing or a blur), low contrast (local contrast normalisation),
+tight crops (re-padded), and upside-down lines. All variants of all weak lines go through the
+recognizer in one batch call per round; the per-image time budget bounds the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+Variant = Callable[[np.ndarray], np.ndarray]
+
+
+def _gray(crop: np.ndarray) -> np.ndarray:
+    return crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+
+
+def _dark_on_light(gray: np.ndarray) -> bool:
+    _, binary = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return binary.mean() >= 0.5  # background (1) is the majority
+
+
+def join_dots(crop: np.ndarray) -> np.ndarray:
+    """Grow the ink so dot-matrix dots touch: a grey-level erosion (dark ink) or dilation (light ink)."""
+    gray = _gray(crop)
+    k = max(2, int(round(gray.shape[0] / 14)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    out = cv2.erode(gray, kernel) if _dark_on_light(gray) else cv2.dilate(gray, kernel)
+    return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
+
+
+def blur_dots(crop: np.ndarray) -> np.ndarray:
+    """Blur dots into strokes, then restore contrast."""
+    gray = _gray(crop)
+    sigma = max(0.8, gray.shape[0] / 18)
+    out = cv2.GaussianBlur(gray, (0, 0), sigma)
+    out = cv2.normalize(out, None, 0, 255, cv2.NORM_MINMAX)
+    return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
+
+
+def local_contrast(crop: np.ndarray) -> np.ndarray:
+    """CLAHE: evens out uneven light and lifts low-contrast print."""
+    gray = _gray(crop)
+    tiles = max(1, gray.shape[1] // max(gray.shape[0], 1))
+    out = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(1, min(tiles, 16))).apply(gray)
+    return cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
+
+
+def repad(crop: np.ndarray) -> np.ndarray:
+    """Give a tight crop a margin of replicated border."""
+    pad = max(2, crop.shape[0] // 6)
+    return cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+
+
+def rotate_180(crop: np.ndarray) -> np.ndarray:
+    return cv2.rotate(crop, cv2.ROTATE_180)
+
+
+VARIANTS: dict[str, Variant] = {
+    "join_dots": join_dots,
+    "blur_dots": blur_dots,
+    "local_contrast": local_contrast,
+    "repad": repad,
+    "rotate_180": rotate_180,
+}
+
+
+@dataclass(frozen=True)
+class RetryOptions:
+    enabled: bool = True
+    threshold: float = 0.9  # lines read below this confidence are retried
+    variants: tuple[str, ...] = ("join_dots", "blur_dots", "local_contrast", "repad", "rotate_180")
+    budget_ms: float = 250.0  # per image; retries stop once it is spent
+    min_gain: float = 0.02  # a variant must beat the first reading by this much confidence
+
+    def __post_init__(self) -> None:
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown retry variants {unknown}; known: {sorted(VARIANTS)}")

@@ -1,0 +1,149 @@
+"""Word-space recovery for Latin text from the CTC alignment.
+
+PP-OCRv4's Chinese-English recognizer often drops the spaces between Latin words
+("YONGFATTENTERPRISE"). Each decoded character occupies a run of CTC frames; between words the
+distance from one character's centre to the next is clearly longer than the line's typical
+glyph pitch. We put a space where that distance is at least `gap_ratio` times the pitch (the
+median distance on the line) and the blank run between the two characters is at least
+`min_blank_frames` long. Lines that are not mostly Latin (CJK) are left as they are, and so are
+spaces the recognizer did produce. The parameters were chosen on generated text and the dev
+sets (`python -m edge_ocr.benchmarks.spacing_study`), see docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_ocr.pipeline.rec import Decoded
+
+
+@dataclass(frozen=True)
+class SpacingOptions:
+    enabled: bool = True
+    gap_ratio: float = 1.4
+    min_blank_frames: float = 2.0
+    #: a space also needs a run of ink-free columns in the crop at least this many times the crop
+    #: height wide (0 disables the image check)
+    min_gap_height: float = 0.3
+    min_latin_ratio: float = 0.8  # share of non-space characters that must be Latin/ASCII
+    min_chars: int = 4  # shorter lines have no reliable pitch
+
+
+# Typical advance widths relative to a digit, so that pairs with narrow or wide glyphs are judged
+# fairly in proportional fonts ("6.37" is not "6.3 7"; "L: M" is a space after a narrow colon).
+_WIDTHS: dict[str, float] = {
+    **dict.fromkeys(".,:;'`!|", 0.4),
+    **dict.fromkeys('iIjlf()[]{}"/\\-', 0.6),
+    **dict.fromkeys("rt", 0.7),
+    **dict.fromkeys("mwMW@%&", 1.4),
+}
+
+
+def glyph_width(ch: str) -> float:
+    if ch in _WIDTHS:
+        return _WIDTHS[ch]
+    if ch.isupper():
+        return 1.15
+    return 1.0
+
+
+def _is_latin(ch: str) -> bool:
+    return ord(ch) < 0x250 or 0x1E00 <= ord(ch) <= 0x1EFF
+
+
+def mostly_latin(text: str, min_ratio: float) -> bool:
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return False
+    return sum(_is_latin(c) for c in chars) / len(chars) >= min_ratio
+
+
+def ink_free_columns(crop: np.ndarray) -> np.ndarray:
+    """Boolean per column of the crop: True where the middle band holds no ink (Otsu-binarised;
+    ink is the minority class, dark on light or light on dark)."""
+    import cv2
+
+    gray = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+    h = gray.shape[0]
+    band = gray[int(h * 0.2) : max(int(h * 0.8), int(h * 0.2) + 1)]
+    _, binary = cv2.threshold(band, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = binary if binary.mean() < 0.5 else 1 - binary
+    return ink.sum(axis=0) <= max(1, int(0.03 * band.shape[0]))
+
+
+def _longest_run(flags: np.ndarray) -> int:
+    best = run = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None = None) -> list[bool] | None:
+    """For each adjacent pair of non-space characters, whether a space belongs between them.
+    None when the line is left as read (disabled, too short, not Latin, no alignment)."""
+    if not opts.enabled or not decoded.frames or len(decoded.frames) != len(decoded.text):
+        return None
+    if not mostly_latin(decoded.text, opts.min_latin_ratio):
+        return None
+    chars: list[tuple[int, int]] = []  # frames of non-space characters
+    widths: list[float] = []
+    explicit: list[bool] = []  # the recognizer put a space right after this character
+    for ch, fr in zip(decoded.text, decoded.frames, strict=True):
+        if ch == " ":
+            if explicit:
+                explicit[-1] = True
+            continue
+        chars.append(fr)
+        widths.append(glyph_width(ch))
+        explicit.append(False)
+    if len(chars) < 2:
+        return None
+    starts = np.array([f[0] for f in chars], dtype=np.float64)
+    ends = np.array([f[1] for f in chars], dtype=np.float64)
+    centres = (starts + ends) / 2.0
+    w = np.array(widths)
+    # centre distance relative to what the two glyphs need side by side
+    dist = np.diff(centres) / ((w[:-1] + w[1:]) / 2.0)
+    blanks = starts[1:] - ends[:-1] - 1.0
+    decided = list(explicit[:-1])
+    if len(chars) < opts.min_chars:
+        return decided
+    plain = dist[~np.array(explicit[:-1])]
+    if len(plain) < 2:
+        return decided
+    pitch = float(np.median(plain))
+    if pitch <= 0:
+        return decided
+    empty = None
+    use_image = (
+        crop is not None and opts.min_gap_height > 0 and decoded.px_per_frame > 0 and crop.shape[0] > 4
+    )
+    for k in range(len(dist)):
+        if decided[k] or dist[k] < opts.gap_ratio * pitch or blanks[k] < opts.min_blank_frames:
+            continue
+        if use_image:
+            if empty is None:
+                empty = ink_free_columns(crop)  # type: ignore[arg-type]
+            x0 = int((centres[k] + 0.5) * decoded.px_per_frame)
+            x1 = int((centres[k + 1] + 0.5) * decoded.px_per_frame)
+            if _longest_run(empty[max(x0, 0) : max(x1, x0 + 1)]) < opts.min_gap_height * crop.shape[0]:  # type: ignore[union-attr]
+                continue
+        decided[k] = True
+    return decided
+
+
+def recover_spaces(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None = None) -> str:
+    """The decoded text with recovered word spaces (single spaces, no leading/trailing)."""
+    decided = space_after(decoded, opts, crop)
+    if decided is None:
+        return decoded.text
+    chars = [c for c in decoded.text if c != " "]
+    out = [chars[0]]
+    for k, ch in enumerate(chars[1:]):
+        if decided[k]:
+            out.append(" ")
+        out.append(ch)
+    return "".join(out)

@@ -53,8 +53,15 @@ def run(
         return code
     outcome = {"code": 1}
     loop = QEventLoop()  # a local loop: never quits an application that someone else runs
+    deadline = QTimer()
+    deadline.setSingleShot(True)
+    done = {"flag": False}
 
     def save() -> None:
+        if done["flag"]:
+            return
+        done["flag"] = True
+        deadline.stop()
         pixmap = window.grab()
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         if pixmap.save(str(screenshot)):
@@ -64,6 +71,9 @@ def run(
         loop.quit()
 
     def timeout() -> None:
+        if done["flag"]:
+            return
+        done["flag"] = True
         print("edge-ocr: error: the first page was not shown in time", file=sys.stderr)
         window.close()
         loop.quit()
@@ -74,8 +84,12 @@ def run(
         window.dashboard.updated.connect(lambda _d: QTimer.singleShot(50, save))
     else:
         window.firstPageShown.connect(lambda: QTimer.singleShot(50, save))
-    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, loop, timeout)
-    loop.exec()
+    deadline.timeout.connect(timeout)
+    deadline.start(SCREENSHOT_TIMEOUT_MS)
+    try:
+        loop.exec()
+    finally:
+        deadline.stop()  # a timer left running would fire into whatever runs Qt next
     if error is not None:
         raise StoreError(error)
     return outcome["code"]

@@ -177,10 +177,7 @@ def test_edit_a_line_stores_a_correction_visible_from_the_cli(
     from edge_ocr.cli import main
 
     out = tmp_path / "export.jsonl"
-    try:
-        code = main(["export", "--db", str(store), "--format", "jsonl", "--out", str(out)])
-    except SystemExit:  # pragma: no cover - the agent's export command is not there
-        pytest.skip("edge-ocr export is not available")
+    code = main(["export", "--db", str(store), "--format", "jsonl", "--out", str(out)])
     assert code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert "CORRECTED TEXT 123" in json.dumps(

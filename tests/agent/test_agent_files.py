@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from agent_support import make_config, query, running_agent, wait_for, write_label
+from support import make_config, query, running_agent, wait_for, write_label
 
 from edge_ocr.agent import Agent
 from edge_ocr.cli import main

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from agent_support import make_config
+from support import make_config
 
 from edge_ocr.agent import Agent
 from edge_ocr.config import ChecksSpec, EngineConfig, FieldSpec, FieldType, RecipeConfig

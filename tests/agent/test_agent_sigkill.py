@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import psutil
-from agent_support import query, wait_for, write_label
+from support import query, wait_for, write_label
 
 N_FILES = 60
 KILLS = 3

@@ -39,7 +39,9 @@ def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
 
 def verify_with_systemd(unit_text: str, tmp_path: Path) -> None:
     """systemd-analyze verify prints (and exits 0 on) unknown keys, so any output is a failure."""
-    assert shutil.which("systemd-analyze"), "systemd-analyze is missing: scripts/test.sh installs it (apt: systemd)"
+    assert shutil.which("systemd-analyze"), (
+        "systemd-analyze is missing: scripts/test.sh installs it (apt: systemd)"
+    )
     path = tmp_path / UNIT_NAME
     path.write_text(unit_text)
     proc = subprocess.run(

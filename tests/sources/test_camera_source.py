@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
-from source_support import query, wait_for
+from support import query, wait_for
 
 from edge_ocr.agent import Agent
 from edge_ocr.config import AgentConfig, CameraSourceConfig, Config, EngineConfig, Trigger

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from source_support import wait_for, write_label
+from support import wait_for, write_label
 
 from edge_ocr.config import AfterSuccess, AgentConfig, Config, FolderSourceConfig
 from edge_ocr.errors import ConfigError

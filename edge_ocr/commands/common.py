@@ -21,6 +21,35 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--models-dir", type=Path, default=None, help="built models (default: per-user data dir)")
     g.add_argument("--threads", type=int, default=None, help="threads per engine (default: all cores)")
+    g.add_argument(
+        "--retry-budget",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="time per image for re-reading low-confidence lines (default: 250; 0 turns retries off)",
+    )
+    g.add_argument(
+        "--raw",
+        action="store_true",
+        help="the models' reading only, as the reference pipeline gives it (no word-space recovery, "
+        "retries, pattern corrections or calibration)",
+    )
+
+
+def pipeline_options(args: argparse.Namespace):  # -> PipelineOptions | None
+    """The pipeline options the engine arguments ask for (None: the defaults)."""
+    from dataclasses import replace
+
+    from edge_ocr.pipeline.runner import PipelineOptions
+
+    if args.raw:
+        return PipelineOptions.reference()
+    if args.retry_budget is None:
+        return None
+    base = PipelineOptions()
+    return replace(
+        base, retry=replace(base.retry, budget_ms=args.retry_budget, enabled=args.retry_budget > 0)
+    )
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:

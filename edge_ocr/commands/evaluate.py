@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from edge_ocr.commands.common import add_engine_args
+from edge_ocr.commands.common import add_engine_args, pipeline_options
 from edge_ocr.evaluation.runner import run_eval
 from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline.runner import PipelineOptions
 from edge_ocr.progress import Progress
 
 
@@ -29,17 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     case.add_argument("--case-sensitive", dest="ci", action="store_false")
     p.add_argument("--json", action="store_true", help="print one JSON report per set")
     p.add_argument("--cls", action="store_true", help="classify line orientation")
-    p.add_argument(
-        "--raw",
-        action="store_true",
-        help="the models' reading only, as the reference pipeline gives it (no word-space recovery, no retries)",
-    )
     add_engine_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = PipelineOptions.reference() if args.raw else None
+    options = pipeline_options(args)
     with open_pipeline(
         args.engine, args.model_variant, models_dir=args.models_dir, threads=args.threads, options=options
     ) as pipe:

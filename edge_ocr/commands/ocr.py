@@ -7,11 +7,10 @@ import json
 import logging
 import sys
 
-from edge_ocr.commands.common import add_engine_args, expand_inputs
+from edge_ocr.commands.common import add_engine_args, expand_inputs, pipeline_options
 from edge_ocr.errors import InputError
 from edge_ocr.imageio import read_pages
 from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline.runner import PipelineOptions
 from edge_ocr.progress import Progress
 from edge_ocr.types import error_contract
 
@@ -31,11 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-det", action="store_true", help="treat each whole image as one text line")
     p.add_argument("--cls", action="store_true", help="classify line orientation (0/180 degrees)")
     p.add_argument("--strict", action="store_true", help="exit with status 5 if any image could not be read")
-    p.add_argument(
-        "--raw",
-        action="store_true",
-        help="the models' reading only, as the reference pipeline gives it (no word-space recovery, no retries)",
-    )
     add_engine_args(p)
     p.set_defaults(func=run)
 
@@ -47,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         args.model_variant,
         models_dir=args.models_dir,
         threads=args.threads,
-        options=PipelineOptions.reference() if args.raw else None,
+        options=pipeline_options(args),
     )
     failures = 0
     out = sys.stdout

@@ -79,8 +79,23 @@ class RetryOptions:
     variants: tuple[str, ...] = ("join_dots", "blur_dots", "local_contrast", "repad", "rotate_180")
     budget_ms: float = 250.0  # per image; retries stop once it is spent
     min_gain: float = 0.02  # a variant must beat the first reading by this much confidence
+    poor: float = 0.6  # below this the first reading is not trusted to count characters
+    keep_chars: float = 0.8  # otherwise a variant must keep this share of its characters
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown retry variants {unknown}; known: {sorted(VARIANTS)}")
+
+
+def _chars(text: str) -> int:
+    return sum(1 for c in text if not c.isspace())
+
+
+def better(candidate, current, first, opts: RetryOptions) -> bool:  # Decoded x3
+    """Whether a variant's reading should replace the current best. Confidence is a mean over
+    characters, so dropping doubtful characters raises it: unless the first reading was poor, a
+    variant must keep most of its characters."""
+    if not candidate.text or candidate.confidence < current.confidence + opts.min_gain:
+        return False
+    return first.confidence < opts.poor or _chars(candidate.text) >= opts.keep_chars * _chars(first.text)

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_ocr.engines.base import Engine
+from edge_ocr.pipeline import calibration as calibration_stage
 from edge_ocr.pipeline import cls as cls_stage
 from edge_ocr.pipeline import det as det_stage
+from edge_ocr.pipeline import patterns as pattern_stage
 from edge_ocr.pipeline import rec as rec_stage
 from edge_ocr.pipeline import retry as retry_stage
 from edge_ocr.pipeline import spacing as spacing_stage
@@ -27,6 +29,10 @@ class PipelineOptions:
     cls: cls_stage.ClsOptions = field(default_factory=cls_stage.ClsOptions)
     spacing: spacing_stage.SpacingOptions = field(default_factory=spacing_stage.SpacingOptions)
     retry: retry_stage.RetryOptions = field(default_factory=retry_stage.RetryOptions)
+    patterns: pattern_stage.PatternOptions = field(default_factory=pattern_stage.PatternOptions)
+    calibration: calibration_stage.CalibrationOptions = field(
+        default_factory=calibration_stage.CalibrationOptions
+    )
     use_cls: bool = False
 
     @classmethod
@@ -36,6 +42,8 @@ class PipelineOptions:
         return cls(
             spacing=spacing_stage.SpacingOptions(enabled=False),
             retry=retry_stage.RetryOptions(enabled=False),
+            patterns=pattern_stage.PatternOptions(enabled=False),
+            calibration=calibration_stage.CalibrationOptions(enabled=False),
         )
 
 
@@ -133,7 +141,7 @@ class OcrPipeline:
         retried = set()
         for (i, crop), dec in zip(jobs, self.recognize([c for _, c in jobs])):
             retried.add(i)
-            if dec.text and dec.confidence >= best[i].confidence + opts.min_gain:
+            if retry_stage.better(dec, best[i], decoded[i], opts):
                 best[i] = dec
                 best_crops[i] = crop
         return best, best_crops, len(retried)
@@ -164,16 +172,25 @@ class OcrPipeline:
         if self.options.retry.enabled and decoded:
             t0 = time.perf_counter()
             decoded, crops, retried = self._retry_weak_lines(decoded, crops, timings["rec"])
-            timings["retry"] = (time.perf_counter() - t0) * 1000
-            timings["retried_lines"] = float(retried)
+            if retried:
+                timings["retry"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         lines = []
         for box, dec, crop in zip(boxes, decoded, crops):
             if det and dec.confidence < self._rec_opts.drop_score:
                 continue
-            text = spacing_stage.recover_spaces(dec, self.options.spacing, crop)
+            spaced = spacing_stage.recover_spaces(dec, self.options.spacing, crop)
+            fixed = pattern_stage.apply_patterns(spaced, self.options.patterns)
             quad = tuple((float(x), float(y)) for x, y in box)
-            lines.append(TextLine(text=text, confidence=dec.confidence, box=quad))  # type: ignore[arg-type]
+            lines.append(
+                TextLine(
+                    text=fixed.text,
+                    confidence=calibration_stage.calibrate(dec.confidence, self.options.calibration),
+                    box=quad,  # type: ignore[arg-type]
+                    raw_text=spaced if fixed.changes else None,
+                    corrections=fixed.changes,
+                )
+            )
         timings["post"] = (time.perf_counter() - t0) * 1000
         timings["total"] = (time.perf_counter() - t_start) * 1000
         return OcrResult(

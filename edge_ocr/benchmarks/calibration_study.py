@@ -31,7 +31,9 @@ def _norm(text: str, ci: bool) -> str:
     return t.lower() if ci else t
 
 
-def collect(engine: str, eval_dir: Path | None, n_generated: int) -> list[tuple[str, float, bool]]:
+def collect(
+    engine: str, eval_dir: Path | None, n_generated: int, feature: str = "min"
+) -> list[tuple[str, float, bool]]:
     crops = [(s, c, t, False) for s, c, t in _generated(n_generated)]
     if eval_dir is not None:
         for name, kind in (("dotmatrix", "rec"), ("iiit5k", "rec"), ("sroie", "e2e"), ("icdar2015", "e2e")):
@@ -45,7 +47,11 @@ def collect(engine: str, eval_dir: Path | None, n_generated: int) -> list[tuple[
                 else _e2e_crops(folder / "det_gt.txt", name, 10**6)
             )
             crops += [(s, c, t, ci) for s, c, t in items]
-    options = replace(PipelineOptions(), calibration=CalibrationOptions(enabled=False))
+    # identity curve: the reported confidence is then the raw feature the curve will read
+    options = replace(
+        PipelineOptions(),
+        calibration=CalibrationOptions(feature=feature, knots=(0.0, 1.0), values=(0.0, 1.0)),
+    )
     out = []
     with open_pipeline(engine, options=options) as pipe:
         for source, crop, truth, ci in crops:
@@ -71,12 +77,15 @@ def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return knots, values
 
 
-def thin(knots: np.ndarray, values: np.ndarray, n: int = 24) -> tuple[list[float], list[float]]:
-    """At most `n` knots, keeping the curve's shape (for a small table in the code)."""
-    if len(knots) <= n:
-        return [round(float(k), 4) for k in knots], [round(float(v), 4) for v in values]
-    idx = np.unique(np.linspace(0, len(knots) - 1, n).round().astype(int))
-    return [round(float(knots[i]), 4) for i in idx], [round(float(values[i]), 4) for i in idx]
+def thin(knots: np.ndarray, values: np.ndarray, step: float = 0.01) -> tuple[list[float], list[float]]:
+    """A small table with the curve's shape: a knot wherever the value has moved by `step`."""
+    keep = [0]
+    for i in range(1, len(knots)):
+        if abs(values[i] - values[keep[-1]]) >= step:
+            keep.append(i)
+    if keep[-1] != len(knots) - 1:
+        keep.append(len(knots) - 1)
+    return [round(float(knots[i]), 4) for i in keep], [round(float(values[i]), 4) for i in keep]
 
 
 def above(conf: np.ndarray, ok: np.ndarray, t: float = 0.9) -> tuple[int, float]:
@@ -89,13 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="onnx")
     ap.add_argument("--eval-dir", type=Path, default=None)
     ap.add_argument("--generated", type=int, default=120)
+    ap.add_argument("--feature", choices=("min", "mean"), default="min")
+    ap.add_argument("--rows", type=Path, default=None, help="cache of the collected rows (JSON)")
     args = ap.parse_args(argv)
-    rows = collect(args.engine, args.eval_dir, args.generated)
+    if args.rows is not None and args.rows.is_file():
+        rows = [tuple(r) for r in json.loads(args.rows.read_text())]
+    else:
+        rows = collect(args.engine, args.eval_dir, args.generated, args.feature)
+        if args.rows is not None:
+            args.rows.write_text(json.dumps(rows))
     conf = np.array([r[1] for r in rows])
     ok = np.array([r[2] for r in rows])
     fit, held = np.arange(len(rows)) % 2 == 0, np.arange(len(rows)) % 2 == 1
     knots, values = thin(*isotonic(conf[fit], ok[fit]))
-    opts = CalibrationOptions(knots=tuple(knots), values=tuple(values))
+    opts = CalibrationOptions(feature=args.feature, knots=tuple(knots), values=tuple(values))
     cal_held = np.array([calibrate(c, opts) for c in conf[held]])
     report = {
         "lines": len(rows),
@@ -108,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "held_out_raw_above_0.9": above(conf[held], ok[held]),
         "held_out_calibrated_above_0.9": above(cal_held, ok[held]),
+        "feature": args.feature,
         "knots": knots,
         "values": values,
         "reliability_held_out": [

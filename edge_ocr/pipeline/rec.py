@@ -28,6 +28,8 @@ class Decoded:
     n_frames: int = 0
     #: width of one CTC frame in the crop's own pixels (0 when unknown)
     px_per_frame: float = 0.0
+    #: the least probable character's probability (a line is right only if every character is)
+    min_confidence: float = 0.0
 
 
 def load_dictionary(path: Path) -> list[str]:
@@ -99,6 +101,7 @@ def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
             Decoded(
                 text=text,
                 confidence=float(np.mean(confs)) if confs else 0.0,
+                min_confidence=float(np.min(confs)) if confs else 0.0,
                 frames=tuple(frames),
                 n_frames=n_frames,
             )

@@ -185,7 +185,9 @@ class OcrPipeline:
             lines.append(
                 TextLine(
                     text=fixed.text,
-                    confidence=calibration_stage.calibrate(dec.confidence, self.options.calibration),
+                    confidence=calibration_stage.line_confidence(
+                        dec.confidence, dec.min_confidence, self.options.calibration
+                    ),
                     box=quad,  # type: ignore[arg-type]
                     raw_text=spaced if fixed.changes else None,
                     corrections=fixed.changes,

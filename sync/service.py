@@ -353,20 +353,18 @@ def _iso_in(seconds: float) -> str:
 
 
 def sync_status(conn) -> dict[str, Any]:
-    """Sync state for `edge-ocr status` and the GUI: queue sizes, last success and error, circuit."""
-    stats = outbox.outbox_stats(conn)
-    state = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
+    """Sync state for `edge-ocr sync` and the GUI: queue sizes, last success and error, circuit."""
+    summary = outbox.sync_summary(conn)
     (uploads_pending,) = conn.execute("SELECT count(*) FROM sync_uploads WHERE state = 'pending'").fetchone()
     return {
-        **stats,
-        "pending_records": stats["queued_records"] + stats["pending_batch_records"],
+        **summary,
+        "pending_records": summary["queued_records"] + summary["pending_batch_records"],
         "uploads_pending": int(uploads_pending),
-        "circuit": state.get("circuit") or CircuitState.CLOSED.value,
-        "consecutive_failures": int(state.get("consecutive_failures") or 0),
-        "last_success_at": state.get("last_success_at"),
-        "last_error": state.get("last_error"),
-        "last_error_at": state.get("last_error_at"),
-        "next_attempt_at": state.get("next_attempt_at"),
-        "endpoint": state.get("endpoint"),
-        "device_id": state.get("device_id"),
     }
+
+
+def agent_service(
+    settings: dict[str, Any], *, db_path: Path, base_dir: Path, stop_event: threading.Event
+) -> SyncService:
+    """The `edge_ocr.services` entry point: the sync service inside `edge-ocr run`."""
+    return SyncService(SyncConfig.from_dict(settings, base_dir=base_dir), db_path, stop_event)

@@ -106,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # -- run / watch ----------------------------------------------------------------------------------
 
 
-def _serve(cfg: Config, once: bool) -> int:
+def _serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
     from edge_ocr.agent import Agent
 
     if not cfg.folders and not cfg.cameras:
@@ -122,8 +122,14 @@ def _serve(cfg: Config, once: bool) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         from edge_ocr.metrics import serve_from_env
+        from edge_ocr.services import running_services
 
-        with serve_from_env():  # off unless EDGE_OCR_METRICS_PORT is set
+        services = {} if once else {"sync": cfg.sync}  # `--once` only reads; `edge-ocr sync --once` ships
+        db_path = cfg.agent.db or default_db_path()
+        with (
+            serve_from_env(),  # off unless EDGE_OCR_METRICS_PORT is set
+            running_services(services, db_path=db_path, base_dir=base_dir or Path.cwd()),
+        ):
             stats = Agent(cfg, once=once).run(stop)
     finally:
         for s, h in previous.items():
@@ -144,7 +150,7 @@ def _with_db(cfg: Config, db: Path | None) -> Config:
 
 def run_agent(args: argparse.Namespace) -> int:
     cfg = _with_db(load_config(args.config), args.db)
-    return _serve(cfg, args.once)
+    return _serve(cfg, args.once, args.config.parent if args.config else None)
 
 
 def run_watch(args: argparse.Namespace) -> int:
@@ -203,6 +209,7 @@ def agent_running(status: dict) -> bool:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from edge_ocr.store.outbox import sync_summary
     from edge_ocr.store.query import status_counts
     from edge_ocr.store.results import file_state_counts, read_agent_status
 
@@ -212,6 +219,7 @@ def run_status(args: argparse.Namespace) -> int:
         agents = read_agent_status(conn)
         files = file_state_counts(conn)
         counts = status_counts(conn)
+        sync = sync_summary(conn)
     finally:
         conn.close()
     agent = agents[0] if agents else {}
@@ -229,6 +237,7 @@ def run_status(args: argparse.Namespace) -> int:
         "model": agent.get("model"),
         "files": files,
         **counts,
+        "sync": sync,
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
@@ -243,6 +252,13 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         print("agent:      never ran on this database")
     print("files:      " + ", ".join(f"{k} {v}" for k, v in files.items()))
+    pending = sync["queued_records"] + sync["pending_batch_records"]
+    sync_line = f"{pending} record(s) to send in {sync['pending_batches']} batch(es), {sync['acked_records']} acknowledged"
+    if sync.get("last_success_at"):
+        sync_line += f"; last success {sync['last_success_at']}"
+    if sync.get("last_error"):
+        sync_line += f"; last error {sync['last_error']} ({sync.get('last_error_at')})"
+    print(f"sync:       {sync_line}")
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(counts["verdicts"].items())) or "-"
     print(
         f"results:    {counts['results']} (verdicts: {verdicts}); last at {counts['last_result_at'] or '-'}"

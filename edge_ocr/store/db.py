@@ -82,7 +82,24 @@ def backup_database(conn: sqlite3.Connection, path: Path, from_version: int) -> 
 
 
 def migrate(conn: sqlite3.Connection, path: Path | None) -> int:
-    """Apply pending migrations, each in its own transaction. Returns the resulting version."""
+    """Apply pending migrations, each in its own transaction. Returns the resulting version.
+
+    Processes opening the same new database at once (agent, sync thread, GUI, CLI) take turns
+    through a lock file beside it, so each migration runs exactly once."""
+    if path is None:
+        return _migrate_locked(conn, path)
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".migrate-lock")
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _migrate_locked(conn, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _migrate_locked(conn: sqlite3.Connection, path: Path | None) -> int:
     current = schema_version(conn)
     if current > LATEST_VERSION:
         raise SchemaTooNewError(

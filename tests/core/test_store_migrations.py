@@ -64,3 +64,24 @@ def test_corrupt_and_missing_files(tmp_path):
         store_db.open_connection(bad)
     with pytest.raises(StoreError, match="no database"):
         store_db.open_connection(tmp_path / "none.db", readonly=True)
+
+
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "race.db"
+    code = (
+        f"from edge_ocr.store.db import open_connection; open_connection({str(path)!r}).close(); print('ok')"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in results]
+    conn = store_db.open_connection(path)
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    conn.close()

@@ -155,12 +155,55 @@ def _pdf_pages(path: Path, max_pixels: int) -> Iterator[Page]:
         pdf.close()
 
 
+# Single-image formats are decoded by OpenCV, as the reference pipeline reads files (cv2.imread),
+# so the same file gives the same pixels; Pillow checks the header and the size first.
+_OPENCV_FORMATS = frozenset({"png", "jpeg", "bmp", "webp"})
+
+
+def _header_size(path: Path, fmt: str, max_pixels: int) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.size
+    except Image.DecompressionBombError as exc:
+        raise InputError(
+            f"{path}: image is over the {max_pixels / 1e6:.0f} MP limit ({exc}); scale it down before OCR"
+        ) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{path}: cannot decode {fmt.upper()}: {exc}") from exc
+
+
+def _opencv_page(path: Path, fmt: str, max_pixels: int) -> Page:
+    import cv2
+
+    w, h = _header_size(path, fmt, max_pixels)
+    if w * h > max_pixels:
+        raise InputError(
+            f"{path}: image is {w}x{h} ({w * h / 1e6:.0f} MP), over the {max_pixels / 1e6:.0f} MP limit; "
+            "scale it down before OCR"
+        )
+    if w < 2 or h < 2:
+        raise InputError(f"{path}: image is {w}x{h} pixels, too small to read")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    if fmt == "jpeg" and b"\xff\xd9" not in data[-65536:].tobytes():
+        raise InputError(f"{path}: JPEG data is truncated (no end-of-image marker)")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"{path}: {fmt.upper()} data is corrupt or truncated")
+    return Page(image=image, index=0, count=1)
+
+
 def read_pages(path: Path, *, max_pixels: int = MAX_PIXELS) -> Iterator[Page]:
     """Yield every page of an image or PDF file as BGR arrays. Raises InputError on bad input."""
     path = Path(path)
     fmt, _ = _check_file(path)
     if fmt == "pdf":
         yield from _pdf_pages(path, max_pixels)
+    elif fmt in _OPENCV_FORMATS:
+        yield _opencv_page(path, fmt, max_pixels)
     else:
         yield from _raster_pages(path, fmt, max_pixels)
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from edge_ocr import imageio
 from edge_ocr.errors import EdgeOcrError, InputError
 from edge_ocr.evaluation.labels import read_det_labels, read_rec_labels
 from edge_ocr.evaluation.metrics import E2EMetrics, ImageCounts, Prediction, count_image, evaluate_rec
@@ -104,15 +104,8 @@ def default_case_insensitive(label_file: Path) -> bool:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """BGR image; InputError when missing or undecodable (works with non-ASCII paths)."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise InputError(f"{path} is empty or not an image OpenCV can decode")
-    return image
+    """BGR image, read exactly as `edge-ocr ocr` reads it; InputError when it cannot be."""
+    return imageio.read_image(path)
 
 
 def _run(ocr: OcrCallable, path: Path, det: bool) -> OcrResult:

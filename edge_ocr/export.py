@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from edge_ocr.errors import InputError
+from edge_ocr.pipeline.det import crop_quad
 from edge_ocr.store.query import ResultRow, line_corrections
 
 logger = logging.getLogger(__name__)
@@ -110,20 +111,6 @@ def final_texts(conn: sqlite3.Connection, row: ResultRow) -> list[str]:
         if len(corrected) == len(texts):
             texts = corrected
     return texts
-
-
-def crop_quad(image: np.ndarray, quad: list[list[float]]) -> np.ndarray:
-    """A line's perspective crop, rotated upright when it is taller than wide (PaddleOCR's rule)."""
-    pts = np.asarray(quad, dtype=np.float32)
-    w = int(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3])))
-    h = int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2])))
-    w, h = max(w, 1), max(h, 1)
-    dst = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    m = cv2.getPerspectiveTransform(pts, dst)
-    crop = cv2.warpPerspective(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
-    if h / w >= 1.5:
-        crop = np.rot90(crop)
-    return np.ascontiguousarray(crop)
 
 
 def _page_image(row: ResultRow) -> np.ndarray | None:

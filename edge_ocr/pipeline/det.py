@@ -165,9 +165,10 @@ def sort_reading_order(boxes: list[np.ndarray]) -> list[int]:
     return order
 
 
-def crop_quad(img: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Perspective-crop a quad; tall crops (h/w >= 1.5) are turned to read left to right."""
-    pts = box.astype(np.float32)
+def crop_quad(img: np.ndarray, box) -> np.ndarray:  # box: 4 points, any sequence or array
+    """Perspective-crop a quad (PaddleOCR's get_rotate_crop_image); tall crops (h/w >= 1.5) are
+    turned to read left to right."""
+    pts = np.asarray(box, dtype=np.float32)
     w = int(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3])))
     h = int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2])))
     w, h = max(w, 1), max(h, 1)

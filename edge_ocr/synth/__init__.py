@@ -9,11 +9,11 @@
 Everything is seeded: the same generator state and options give the same image and boxes.
 """
 
+from edge_ocr.pipeline.det import crop_quad
 from edge_ocr.synth.dataset import write_dataset
 from edge_ocr.synth.degrade import Degradations
 from edge_ocr.synth.dotmatrix import DotStyle
 from edge_ocr.synth.fonts import FontFace, cjk_font, latin_fonts
-from edge_ocr.synth.geometry import crop_quad
 from edge_ocr.synth.label import (
     STANDARD_OPTIONS,
     GeneratorOptions,

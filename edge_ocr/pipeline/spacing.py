@@ -29,6 +29,9 @@ class SpacingOptions:
     min_gap_height: float = 0.3
     min_latin_ratio: float = 0.8  # share of non-space characters that must be Latin/ASCII
     min_chars: int = 4  # shorter lines have no reliable pitch
+    #: never recover a space before these (typographic: "BAHRU,", "RETAIL.") or after these
+    no_space_before: str = ",."
+    no_space_after: str = "("
 
 
 # Typical advance widths relative to a digit, so that pairs with narrow or wide glyphs are judged
@@ -89,6 +92,7 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     if not mostly_latin(decoded.text, opts.min_latin_ratio):
         return None
     chars: list[tuple[int, int]] = []  # frames of non-space characters
+    glyphs: list[str] = []
     widths: list[float] = []
     explicit: list[bool] = []  # the recognizer put a space right after this character
     for ch, fr in zip(decoded.text, decoded.frames, strict=True):
@@ -97,6 +101,7 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
                 explicit[-1] = True
             continue
         chars.append(fr)
+        glyphs.append(ch)
         widths.append(glyph_width(ch))
         explicit.append(False)
     if len(chars) < 2:
@@ -108,7 +113,7 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     # centre distance relative to what the two glyphs need side by side
     dist = np.diff(centres) / ((w[:-1] + w[1:]) / 2.0)
     blanks = starts[1:] - ends[:-1] - 1.0
-    decided = list(explicit[:-1])
+    decided = list(explicit[:-1])  # spaces the recognizer read are kept (measured: removing any costs)
     if len(chars) < opts.min_chars:
         return decided
     plain = dist[~np.array(explicit[:-1])]
@@ -123,6 +128,8 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     )
     for k in range(len(dist)):
         if decided[k] or dist[k] < opts.gap_ratio * pitch or blanks[k] < opts.min_blank_frames:
+            continue
+        if glyphs[k + 1] in opts.no_space_before or glyphs[k] in opts.no_space_after:
             continue
         if use_image:
             if empty is None:

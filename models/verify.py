@@ -178,12 +178,18 @@ def check_images(spec: CheckSpec) -> tuple[list[np.ndarray], list[list[Line]]]:
 def reference_lines(
     models_dir: Path, spec: CheckSpec, images: list[np.ndarray], reference_id: str
 ) -> list[list[Line]]:
-    """The reference's lines on the check set, cached in `<models_dir>/check/`."""
+    """The reference's lines on the check set, cached in `<models_dir>/check/` under a hash of the
+    images themselves (a change to the label generator invalidates the cache)."""
     cache = models_dir / CHECK_DIR / f"reference-{spec.key}.json"
+    pixels = hashlib.sha256(b"".join(np.ascontiguousarray(img).tobytes() for img in images)).hexdigest()
     if cache.is_file():
         try:
             data = json.loads(cache.read_text(encoding="utf-8"))
-            if data.get("reference") == reference_id and len(data["images"]) == len(images):
+            if (
+                data.get("reference") == reference_id
+                and data.get("pixels") == pixels
+                and len(data["images"]) == len(images)
+            ):
                 return [[Line(t, tuple(b)) for t, b in img] for img in data["images"]]  # type: ignore[misc]
         except (OSError, ValueError, KeyError, TypeError):
             logger.warning("ignoring unreadable reference cache %s", cache)
@@ -198,6 +204,7 @@ def reference_lines(
         json.dumps(
             {
                 "reference": reference_id,
+                "pixels": pixels,
                 "spec": spec.as_dict(),
                 "images": [[[ln.text, list(ln.box)] for ln in img] for img in out],
             },

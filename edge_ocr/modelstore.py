@@ -53,6 +53,13 @@ def default_models_dir() -> Path:
     return Path(user_data_dir("edge-ocr", appauthor=False)) / "models"
 
 
+def host_target() -> str:
+    """The model target this machine runs: "arm" on ARM boards, else "x86"."""
+    import platform
+
+    return "arm" if platform.machine().lower() in ("aarch64", "arm64", "armv7l", "armv8l") else "x86"
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
@@ -136,7 +143,8 @@ class ModelStore:
             )
         return out
 
-    def find(self, engine: str, variant: str, target: str = "x86") -> ModelSetInfo:
+    def find(self, engine: str, variant: str, target: str | None = None) -> ModelSetInfo:
+        target = target or host_target()
         candidates = [
             s for s in self.sets() if s.engine == engine and s.variant == variant and s.target == target
         ]
@@ -152,7 +160,9 @@ class ModelStore:
             raise ModelError(f"model set {candidates[0].set_id} is not active: {why}")
         return active[0]
 
-    def resolve(self, engine: str, variant: str, *, verify: bool = False, target: str = "x86") -> ModelFiles:
+    def resolve(
+        self, engine: str, variant: str, *, verify: bool = False, target: str | None = None
+    ) -> ModelFiles:
         info = self.find(engine, variant, target)
         paths: dict[str, Path] = {}
         for role in ("det", "rec", "cls", "dict"):

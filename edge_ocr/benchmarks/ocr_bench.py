@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_ocr.engines.registry import REAL_ENGINES, engine_class
 from edge_ocr.errors import EdgeOcrError
-from edge_ocr.modelstore import ModelStore
+from edge_ocr.modelstore import ModelStore, host_target
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _run_single(cmd: list[str], timeout: float) -> dict:
 def plan(store: ModelStore, engines: list[str] | None, variants: list[str] | None) -> list[tuple[str, str]]:
     """(engine, variant) pairs to measure: every active x86 set of an engine that can run here."""
     out = []
-    sets = {(s.engine, s.variant): s for s in store.sets() if s.target == "x86" and s.active}
+    sets = {(s.engine, s.variant): s for s in store.sets() if s.target == host_target() and s.active}
     for engine in engines or list(REAL_ENGINES):
         if engine == PEER:
             continue

@@ -115,3 +115,16 @@ def test_help(args, capsys):
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 0
+
+
+def test_arm_boards_resolve_the_arm_model_sets(model_store, monkeypatch):
+    """On an ARM board the Lite engine finds the ARM .nb files (they are inactive until checked
+    there, and say so); on x86 it finds the x86 ones."""
+    import platform
+
+    from edge_ocr.errors import ModelError
+
+    assert model_store.resolve("lite", "fp32").det.parts[-3:] == ("lite", "fp32", "det.nb")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(ModelError, match="lite/fp32@arm is not active: ARM model"):
+        model_store.resolve("lite", "fp32")

@@ -5,17 +5,22 @@ Three traps of paddlelite 2.13rc0 on x86 are handled here (shared/PADDLE_LITE_NO
 1. `Tensor.from_numpy` copies nothing under numpy 2: we call it to allocate, then write
    through the zero-copy view (`t.numpy()[...] = x`), which works under numpy 1 and 2.
 2. Outputs are views into the predictor's memory: we copy them before returning.
-3. A predictor fed a smaller input than an earlier one corrupts the heap. Each predictor here
-   only ever sees one input shape: there is one per exact shape, kept in a small LRU pool
-   (creating one from a `.nb` takes milliseconds). Inputs are never padded, because padding
-   changes what the recognizer's attention layers read; the pipeline feeds Lite exactly the
-   tensors it feeds every other engine.
+3. A predictor fed a smaller input than an earlier one corrupts the heap, and one fed a larger
+   input gives wrong recognitions (measured: the text model's output is garbage after its width
+   grows). So each role keeps one predictor that only ever sees one input shape; a new shape
+   gets a fresh predictor (creating one from a `.nb` takes milliseconds; the old one's memory is
+   freed). Inputs are never padded, because padding changes what the recognizer's attention
+   layers read.
+
+Batches (rec, cls) are run one sample at a time: samples are independent at inference, every
+sample is already padded to its batch's width by the pipeline (exactly as the reference
+pads it), and a predictor's memory grows with the batch (about 190 MB for six 48x700 lines),
+so this keeps a Lite worker small and its output identical to the batched engines'.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 
 import numpy as np
 
@@ -25,41 +30,35 @@ from edge_ocr.types import ModelRole
 
 logger = logging.getLogger(__name__)
 
-POOL_SIZE = {ModelRole.DET: 2, ModelRole.REC: 4, ModelRole.CLS: 2}
-
 
 class _LiteSession(Session):
-    """A pool of predictors, one per input shape (least recently used dropped first)."""
+    """One predictor that only ever sees one input shape; replaced when the shape changes."""
 
-    def __init__(self, role: ModelRole, path: str, max_predictors: int) -> None:
+    def __init__(self, role: ModelRole, path: str) -> None:
         self.role = role
         self._path = path
-        self._max = max_predictors
-        self._pool: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._pred: object | None = None
+        self._shape: tuple[int, ...] | None = None  # the one input shape this predictor has seen
         self.created = 0  # predictors created so far (for tests and diagnostics)
 
     def _predictor(self, shape: tuple[int, ...]) -> object:
-        pred = self._pool.get(shape)
-        if pred is not None:
-            self._pool.move_to_end(shape)
-            return pred
+        if self._pred is not None and shape == self._shape:
+            return self._pred
         from paddlelite.lite import MobileConfig, create_paddle_predictor
 
+        self._pred = None  # free the old predictor before making the new one
         config = MobileConfig()
         config.set_model_from_file(self._path)
         try:
-            pred = create_paddle_predictor(config)
+            self._pred = create_paddle_predictor(config)
         except Exception as exc:  # pybind raises untyped errors
             raise ModelError(f"cannot load Paddle Lite model {self._path}: {exc}") from exc
         self.created += 1
+        self._shape = shape
         logger.debug("new Lite %s predictor for shape %s", self.role.value, shape)
-        self._pool[shape] = pred
-        while len(self._pool) > self._max:
-            self._pool.popitem(last=False)
-        return pred
+        return self._pred
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
         pred = self._predictor(tuple(int(d) for d in x.shape))
         tensor = pred.get_input(0)  # type: ignore[attr-defined]
         tensor.from_numpy(x)  # allocates (and copies nothing under numpy 2) ...
@@ -67,8 +66,14 @@ class _LiteSession(Session):
         pred.run()  # type: ignore[attr-defined]
         return np.array(pred.get_output(0).numpy(), copy=True)  # type: ignore[attr-defined]
 
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.role is ModelRole.DET or x.shape[0] == 1:
+            return self._run_one(x)
+        return np.concatenate([self._run_one(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
+
     def close(self) -> None:
-        self._pool.clear()
+        self._pred = None
 
 
 class LiteEngine(Engine):
@@ -94,7 +99,7 @@ class LiteEngine(Engine):
         reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailableError(reason)
-        return _LiteSession(role, str(self.files.path(role)), POOL_SIZE[role])
+        return _LiteSession(role, str(self.files.path(role)))
 
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version

@@ -71,3 +71,24 @@ def test_lite_survives_decreasing_input_sizes(model_store):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     assert "survived" in proc.stdout
+
+
+def test_lite_gives_the_same_answer_whatever_came_before(model_store):
+    """Growing inputs give wrong text in Paddle Lite and shrinking ones corrupt the heap: the engine
+    must answer for an input exactly as a fresh predictor would, after larger and smaller ones."""
+    from edge_ocr.types import ModelRole
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((1, 3, 48, 600)).astype(np.float32)
+    b = rng.standard_normal((1, 3, 48, 320)).astype(np.float32)
+    c = rng.standard_normal((1, 3, 48, 900)).astype(np.float32)
+    with open_pipeline("lite", "fp32") as pipe:
+        session = pipe.engine.session(ModelRole.REC)
+        first = session.run(a)
+        session.run(b)
+        session.run(c)
+        again = session.run(a)
+    with open_pipeline("lite", "fp32") as fresh:
+        alone = fresh.engine.session(ModelRole.REC).run(a)
+    np.testing.assert_array_equal(first, alone)
+    np.testing.assert_array_equal(again, alone)

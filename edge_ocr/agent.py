@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from multiprocessing.connection import wait as wait_connections
@@ -527,3 +528,38 @@ class Agent:
                 report.images_deleted,
                 report.bytes_freed / 1e6,
             )
+
+
+@contextlib.contextmanager
+def running_in_thread(
+    cfg: Config, *, name: str = "agent", ready_timeout: float = 60.0, stop_timeout: float = 60.0
+) -> Iterator[Agent]:
+    """Run an agent in a thread (benchmarks, tests, embedding): yields it once every worker is
+    ready, stops and joins it on exit, and re-raises in the caller whatever the agent raised."""
+    agent = Agent(cfg)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            agent.run(stop)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name=name)
+    thread.start()
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not agent.ready.wait(0.05):
+            if errors:
+                raise errors[0]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"agent workers not ready within {ready_timeout:.0f} s")
+        yield agent
+    finally:
+        stop.set()
+        thread.join(stop_timeout)
+        if thread.is_alive():
+            raise RuntimeError(f"agent did not stop within {stop_timeout:.0f} s")
+    if errors:
+        raise errors[0]

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_ocr.agent import Agent
+from edge_ocr.agent import Agent, running_in_thread
 from edge_ocr.config import AgentConfig, Config, EngineConfig, FolderSourceConfig
 
 
@@ -54,31 +53,8 @@ def make_config(dirs: dict[str, Path], **folder_kw) -> Config:
     )
 
 
-@contextlib.contextmanager
-def running_agent(cfg: Config) -> Iterator[Agent]:
-    agent = Agent(cfg)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            agent.run(stop)
-        except BaseException as exc:  # re-raised in the test thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="agent-under-test")
-    thread.start()
-    try:
-        wait_for(lambda: agent.ready.is_set() or errors, 60, "workers ready")
-        if errors:
-            raise errors[0]
-        yield agent
-    finally:
-        stop.set()
-        thread.join(60)
-        assert not thread.is_alive(), "agent did not stop"
-    if errors:
-        raise errors[0]
+def running_agent(cfg: Config) -> contextlib.AbstractContextManager[Agent]:
+    return running_in_thread(cfg, name="agent-under-test", ready_timeout=60.0, stop_timeout=60.0)
 
 
 def query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:

@@ -22,14 +22,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_ocr.agent import Agent
+from edge_ocr.agent import Agent, running_in_thread
 from edge_ocr.config import AgentConfig, CameraSourceConfig, Config, EngineConfig, FolderSourceConfig
 
 
@@ -53,30 +52,8 @@ def _config(root: Path, engine: str, *, settle: float = 0.5, workers: int = 0) -
     )
 
 
-@contextlib.contextmanager
-def _running(cfg: Config) -> Iterator[Agent]:
-    agent = Agent(cfg)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            agent.run(stop)
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=target, name="agent-bench")
-    t.start()
-    try:
-        while not agent.ready.wait(0.1):
-            if errors:
-                raise errors[0]
-        yield agent
-    finally:
-        stop.set()
-        t.join()
-    if errors:
-        raise errors[0]
+def _running(cfg: Config) -> contextlib.AbstractContextManager[Agent]:
+    return running_in_thread(cfg, name="agent-bench", ready_timeout=600.0, stop_timeout=600.0)
 
 
 def _wait(pred, timeout: float, poll: float = 0.005) -> float:

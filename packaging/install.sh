@@ -83,29 +83,8 @@ VENV=$PREFIX/venv
 EDGE_OCR=$VENV/bin/edge-ocr
 
 # -- 1. Python 3.10 ------------------------------------------------------------------------------
-is_py310() { "$@" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 10) else 1)' >/dev/null 2>&1; }
-
-find_python() {
-    local cand
-    if [ -n "${EDGE_OCR_PYTHON:-}" ]; then
-        is_py310 "$EDGE_OCR_PYTHON" && { echo "$EDGE_OCR_PYTHON"; return 0; }
-        die "EDGE_OCR_PYTHON=$EDGE_OCR_PYTHON is not a working Python 3.10"
-    fi
-    for cand in python3.10 /usr/bin/python3.10 /usr/local/bin/python3.10; do
-        if command -v "$cand" >/dev/null 2>&1 && is_py310 "$cand"; then command -v "$cand"; return 0; fi
-    done
-    for cand in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10.*/bin/python3.10 2>/dev/null | sort -V -r); do
-        if is_py310 "$cand"; then echo "$cand"; return 0; fi
-    done
-    if command -v uv >/dev/null 2>&1; then
-        cand=$(uv python find 3.10 2>/dev/null || true)
-        if [ -n "$cand" ] && is_py310 "$cand"; then echo "$cand"; return 0; fi
-    fi
-    for cand in python3 python; do
-        if command -v "$cand" >/dev/null 2>&1 && is_py310 "$cand"; then command -v "$cand"; return 0; fi
-    done
-    return 1
-}
+# shellcheck source=../scripts/python310.sh
+. "$HERE/../scripts/python310.sh"  # is_py310, find_python
 
 if [ -x "$VENV/bin/python" ] && is_py310 "$VENV/bin/python"; then
     PY=$VENV/bin/python

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from edge_ocr.engines.base import EngineOptions, ModelFiles
 from edge_ocr.engines.registry import engine_class
 from edge_ocr.errors import EngineUnavailableError
+from edge_ocr.machine import cores
 from edge_ocr.modelstore import ModelStore
 from edge_ocr.pipeline.runner import OcrPipeline, PipelineOptions
 
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def default_threads() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    return cores()
 
 
 def pipeline_from_files(

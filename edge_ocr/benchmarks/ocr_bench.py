@@ -26,6 +26,7 @@ import numpy as np
 
 from edge_ocr.engines.registry import REAL_ENGINES, engine_class
 from edge_ocr.errors import EdgeOcrError
+from edge_ocr.machine import cores, cpu_model
 from edge_ocr.modelstore import ModelStore, host_target
 
 logger = logging.getLogger(__name__)
@@ -48,20 +49,8 @@ class BenchRow:
     lines_per_image: float
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = {}
     for pkg in (

@@ -11,11 +11,11 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 
 from edge_ocr.engines.registry import REAL_ENGINES, engine_class
 from edge_ocr.errors import EdgeOcrError, EngineUnavailableError, ModelNotFoundError
+from edge_ocr.machine import cores, cpu_model
 from edge_ocr.modelstore import ModelStore
 
 logger = logging.getLogger(__name__)
@@ -32,21 +32,9 @@ class EngineChoice:
     cached: bool = False
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_fingerprint(store: ModelStore, variant: str) -> str:
     manifest_hash = hashlib.sha256(store.manifest_path.read_bytes()).hexdigest()[:16]
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    parts = [_cpu_model(), str(cores), platform.machine(), manifest_hash, variant]
+    parts = [cpu_model(), str(cores()), platform.machine(), manifest_hash, variant]
     for name in REAL_ENGINES:
         cls = engine_class(name)
         parts.append(f"{name}:{cls.unavailable_reason() is None}")
@@ -54,13 +42,10 @@ def machine_fingerprint(store: ModelStore, variant: str) -> str:
 
 
 def probe_image() -> np.ndarray:
-    """A 640x480 label with four text lines (the benchmark's standard workload)."""
-    img = np.full((480, 640, 3), 245, dtype=np.uint8)
-    for i, text in enumerate(["LOT: A23B0417", "SN 0012345678", "MFG 2026-03-14", "EXP 2027/09"]):
-        cv2.putText(
-            img, text, (40, 90 + i * 100), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (20, 20, 20), 3, cv2.LINE_AA
-        )
-    return img
+    """The benchmark's standard workload: a 640x480 label with four text lines."""
+    from edge_ocr.synth import standard_label
+
+    return standard_label(seed=0).image
 
 
 def _measure(store: ModelStore, engine: str, variant: str, runs: int = 3) -> float:

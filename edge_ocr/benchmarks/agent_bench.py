@@ -291,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        from edge_ocr.commands.agent import _serve
+        from edge_ocr.commands.agent import serve
         from edge_ocr.config import load_config
 
-        return _serve(load_config(args.serve), args.once)
+        return serve(load_config(args.serve), args.once)
     q = args.quick
     figures: dict[str, Any] = {}
     for name in args.only.split(","):

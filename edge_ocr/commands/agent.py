@@ -106,7 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 # -- run / watch ----------------------------------------------------------------------------------
 
 
-def _serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
+def serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
+    """Run the agent (and the services its config asks for) until a signal, or once with `once`."""
     from edge_ocr.agent import Agent
 
     if not cfg.folders and not cfg.cameras:
@@ -150,7 +151,7 @@ def _with_db(cfg: Config, db: Path | None) -> Config:
 
 def run_agent(args: argparse.Namespace) -> int:
     cfg = _with_db(load_config(args.config), args.db)
-    return _serve(cfg, args.once, args.config.parent if args.config else None)
+    return serve(cfg, args.once, args.config.parent if args.config else None)
 
 
 def run_watch(args: argparse.Namespace) -> int:
@@ -169,7 +170,7 @@ def run_watch(args: argparse.Namespace) -> int:
         recipe=args.recipe,
     )
     cfg = replace(cfg, folders=(folder,), cameras=())
-    return _serve(cfg, args.once)
+    return serve(cfg, args.once)
 
 
 # -- status ------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def write_samples(inbox: Path, count: int) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ocr.commands.agent import _serve
+    from edge_ocr.commands.agent import serve
 
     out: Path = args.out.resolve()
     inbox = out / "inbox"
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     truth = write_samples(inbox, args.count)
     cfg_path = out / "edge-ocr.toml"
     cfg_path.write_text(DEMO_CONFIG.format(db=db, inbox=inbox, engine=args.engine), encoding="utf-8")
-    _serve(load_config(cfg_path), once=True)
+    serve(load_config(cfg_path), once=True)
 
     conn = open_connection(db)
     try:

@@ -311,7 +311,16 @@ class Agent:
         if isinstance(item, CameraCapture):
             cam = item.camera
             return _InFlight(
-                FramesJob(self._new_job_id(), item.frames, item.sharpness, cam.rois), item, None, attempts
+                FramesJob(
+                    self._new_job_id(),
+                    item.frames,
+                    item.sharpness,
+                    cam.rois,
+                    print_profile=self.cfg.print_profile(cam),
+                ),
+                item,
+                None,
+                attempts,
             )
         conn = self._conn
         folder = item.folder
@@ -326,7 +335,10 @@ class Agent:
             return None
         if not store.claim_file(conn, row.id):
             return None
-        return _InFlight(FileJob(self._new_job_id(), row.id, str(item.path)), item, row.id, attempts)
+        job = FileJob(
+            self._new_job_id(), row.id, str(item.path), print_profile=self.cfg.print_profile(folder)
+        )
+        return _InFlight(job, item, row.id, attempts)
 
     # -- results ----------------------------------------------------------------------------------
     def _finish(self, msg: JobDone | JobFailed) -> None:

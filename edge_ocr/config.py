@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ConfigError
+from edge_ocr.pipeline.retry import PrintProfile
 
 try:  # Python 3.11+
     import tomllib
@@ -85,6 +86,7 @@ class FolderSourceConfig:
     max_attempts: int = 3
     recipe: str | None = None
     station: str | None = None
+    print: PrintProfile | None = None  # this station's print; overrides the recipe's (None: the recipe's)
 
     @property
     def source_name(self) -> str:
@@ -119,6 +121,7 @@ class CameraSourceConfig:
     loop: bool = False  # restart a video file at its end
     recipe: str | None = None
     station: str | None = None
+    print: PrintProfile | None = None  # this station's print; overrides the recipe's (None: the recipe's)
 
     @property
     def source_name(self) -> str:
@@ -155,6 +158,7 @@ class RecipeConfig:
     name: str
     fields: tuple[FieldSpec, ...] = ()
     checks: ChecksSpec = field(default_factory=ChecksSpec)
+    print: PrintProfile = PrintProfile.AUTO  # how the label's codes are printed
 
 
 @dataclass(frozen=True)
@@ -215,12 +219,28 @@ class Config:
     def quarantine_dir(self, folder: FolderSourceConfig) -> Path:
         return folder.quarantine_dir or self.data_dir() / "quarantine" / _slug(folder.path)
 
+    def print_profile(self, source: FolderSourceConfig | CameraSourceConfig) -> PrintProfile:
+        """The print a source's images are read with: the station's own `print`, else its recipe's,
+        else auto."""
+        if source.print is not None:
+            return source.print
+        recipe = self.recipes.get(source.recipe) if source.recipe else None
+        return recipe.print if recipe is not None else PrintProfile.AUTO
+
 
 def _slug(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(path).strip("/")) or "root"
 
 
 # -- parsing ------------------------------------------------------------------------------
+
+
+_ENUMS: dict[str, type[enum.Enum]] = {
+    "AfterSuccess": AfterSuccess,
+    "Trigger": Trigger,
+    "FieldType": FieldType,
+    "PrintProfile": PrintProfile,
+}
 
 
 def _convert(value: Any, annotation: str, where: str) -> Any:
@@ -271,10 +291,12 @@ def _convert(value: Any, annotation: str, where: str) -> Any:
             if not (0 <= out[0] < out[2] <= 1 and 0 <= out[1] < out[3] <= 1):
                 raise ValueError(value)
             return out
-        enums = {"AfterSuccess": AfterSuccess, "Trigger": Trigger, "FieldType": FieldType}
-        if base in enums:
-            return enums[base](value)
+        if base in _ENUMS:
+            return _ENUMS[base](value)
     except (TypeError, ValueError):
+        if base in _ENUMS:
+            known = ", ".join(repr(m.value) for m in _ENUMS[base])
+            raise ConfigError(f"{where}: invalid value {value!r} (expected one of {known})") from None
         raise ConfigError(f"{where}: invalid value {value!r} (expected {base})") from None
     raise AssertionError(f"no converter for {annotation}")  # pragma: no cover
 
@@ -324,9 +346,9 @@ def _recipe(name: str, raw: Mapping[str, Any]) -> RecipeConfig:
     where = f"recipes.{name}"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a table")
-    unknown = set(raw) - {"fields", "checks"}
+    unknown = set(raw) - {"fields", "checks", "print"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: checks, fields)")
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: checks, fields, print)")
     specs = []
     for i, f in enumerate(raw.get("fields", [])):
         spec = _build(FieldSpec, f, f"{where}.fields[{i}]")
@@ -345,7 +367,8 @@ def _recipe(name: str, raw: Mapping[str, Any]) -> RecipeConfig:
     for ref in (checks.production, checks.expiry):
         if ref is not None and ref not in names:
             raise ConfigError(f"{where}.checks: no field named {ref!r}")
-    return RecipeConfig(name=name, fields=tuple(specs), checks=checks)
+    print_profile = _convert(raw.get("print", PrintProfile.AUTO.value), "PrintProfile", f"{where}.print")
+    return RecipeConfig(name=name, fields=tuple(specs), checks=checks, print=print_profile)
 
 
 _SCALAR_SECTIONS = {

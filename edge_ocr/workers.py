@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_ocr.config import EngineConfig, Roi
 from edge_ocr.errors import EdgeOcrError, InputError
+from edge_ocr.pipeline.retry import PrintProfile
 from edge_ocr.types import OcrResult
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class FileJob:
     job_id: int
     file_id: int
     path: str
+    print_profile: PrintProfile = PrintProfile.AUTO  # the source's print (Config.print_profile)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class FramesJob:
     frames: tuple[np.ndarray, ...]
     sharpness: tuple[float, ...]
     rois: tuple[Roi, ...] = ()
+    print_profile: PrintProfile = PrintProfile.AUTO  # the camera's print (Config.print_profile)
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,11 @@ class WorkerFatal:
     exit_code: int = 1
 
 
-def _run_rois(pipe, image: np.ndarray, rois: tuple[Roi, ...], use_cls: bool) -> OcrResult:
+def _run_rois(
+    pipe, image: np.ndarray, rois: tuple[Roi, ...], use_cls: bool, print_profile: PrintProfile
+) -> OcrResult:
     if not rois:
-        return pipe.run(image, cls=use_cls)
+        return pipe.run(image, cls=use_cls, print_profile=print_profile)
     from edge_ocr.types import TextLine
 
     lines: list[TextLine] = []
@@ -95,7 +100,7 @@ def _run_rois(pipe, image: np.ndarray, rois: tuple[Roi, ...], use_cls: bool) -> 
         crop = image[roi.y : min(roi.y + roi.h, h), roi.x : min(roi.x + roi.w, w)]
         if crop.size == 0:
             continue
-        res = pipe.run(np.ascontiguousarray(crop), cls=use_cls)
+        res = pipe.run(np.ascontiguousarray(crop), cls=use_cls, print_profile=print_profile)
         for k, v in res.timings_ms.items():
             timings[k] = timings.get(k, 0.0) + v
         for line in res.lines:
@@ -115,7 +120,7 @@ def _do_file(pipe, job: FileJob, use_cls: bool) -> JobDone | JobFailed:
     pages = []
     try:
         for page in read_pages(path):
-            result = pipe.run(page.image, cls=use_cls)
+            result = pipe.run(page.image, cls=use_cls, print_profile=job.print_profile)
             pages.append(PageRead(page.index, page.count, result))
     except InputError as exc:
         vanished = not path.exists() and not path.is_symlink()
@@ -127,7 +132,7 @@ def _do_frames(pipe, job: FramesJob, use_cls: bool) -> JobDone:
     from edge_ocr.sources.camera import vote
 
     t0 = time.perf_counter()
-    results = [_run_rois(pipe, frame, job.rois, use_cls) for frame in job.frames]
+    results = [_run_rois(pipe, frame, job.rois, use_cls, job.print_profile) for frame in job.frames]
     voted, best = vote(results, job.sharpness)
     return JobDone(job.job_id, (PageRead(0, 1, voted, best),), (time.perf_counter() - t0) * 1000)
 

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from edge_ocr.commands.common import add_engine_args, pipeline_options
+from edge_ocr.commands.common import add_engine_args
+from edge_ocr.commands.ocr import add_print_arg, options_with_print
 from edge_ocr.evaluation.runner import run_eval
 from edge_ocr.ocr import open_pipeline
 from edge_ocr.progress import Progress
@@ -29,11 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON report per set")
     p.add_argument("--cls", action="store_true", help="classify line orientation")
     add_engine_args(p)
+    add_print_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = pipeline_options(args)
+    options = options_with_print(args)
     with open_pipeline(
         args.engine, args.model_variant, models_dir=args.models_dir, threads=args.threads, options=options
     ) as pipe:

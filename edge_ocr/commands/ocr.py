@@ -8,9 +8,10 @@ import logging
 import sys
 
 from edge_ocr.commands.common import add_engine_args, expand_inputs, pipeline_options
-from edge_ocr.errors import InputError
+from edge_ocr.errors import ConfigError, InputError
 from edge_ocr.imageio import read_pages
 from edge_ocr.ocr import open_pipeline
+from edge_ocr.pipeline.retry import PrintProfile
 from edge_ocr.progress import Progress
 from edge_ocr.types import error_contract
 
@@ -31,7 +32,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cls", action="store_true", help="classify line orientation (0/180 degrees)")
     p.add_argument("--strict", action="store_true", help="exit with status 5 if any image could not be read")
     add_engine_args(p)
+    add_print_arg(p)
     p.set_defaults(func=run)
+
+
+PRINT_CHOICES = tuple(p.value for p in PrintProfile)
+
+
+def add_print_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--print",
+        dest="print_profile",
+        choices=PRINT_CHOICES,
+        default=None,
+        help="how the text is printed: dot-matrix, inkjet and low-contrast read every line from the matching "
+        "pre-processed crop too, and order the low-confidence retries for that print (default: auto)",
+    )
+
+
+def options_with_print(args: argparse.Namespace):  # -> PipelineOptions | None
+    """`pipeline_options(args)` with the `--print` profile's variants."""
+    options = pipeline_options(args)
+    if args.print_profile is None:
+        return options
+    if args.raw:
+        raise ConfigError("--print cannot be combined with --raw (the reference reads the crop only)")
+    from dataclasses import replace
+
+    from edge_ocr.pipeline.runner import PipelineOptions
+
+    options = options or PipelineOptions()
+    return replace(options, retry=options.retry.for_print(args.print_profile))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         args.model_variant,
         models_dir=args.models_dir,
         threads=args.threads,
-        options=pipeline_options(args),
+        options=options_with_print(args),
     )
     failures = 0
     out = sys.stdout

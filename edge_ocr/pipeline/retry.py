@@ -1,16 +1,23 @@
-"""Low-confidence retries with print-aware variants of a line crop.
+"""Print-aware variants of a line crop: read up front for a declared print, and as low-confidence retries.
 
 A line read below `threshold` is read again from variant crops and the reading with the best
 confidence is kept. The variants target what our users scan: dot-matrix and inkjet print
 (dots joined by a grey-level closing or a blur), low contrast (local contrast normalisation),
 tight crops (re-padded), and upside-down lines. All variants of all weak lines go through the
-recognizer in one batch call per round; the per-image time budget bounds the work.
+recognizer in one batch call; the per-image time budget bounds the work.
+
+A print profile (`PrintProfile`, chosen per recipe or station, or `--print` on the command line)
+says what the print is. It decides which variants are read for every line whatever its
+confidence (`RetryOptions.first`, not cut by the time budget: the profile asked for them) and in
+which order the low-confidence retries try the others. `auto` is for unknown print: nothing up
+front, every variant as a retry.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -72,20 +79,72 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
+class PrintProfile(str, enum.Enum):
+    """What a line's print is, as a recipe, a station or `--print` declares it."""
+
+    AUTO = "auto"  # unknown: every variant as a low-confidence retry
+    PLAIN = "plain"  # solid print (laser, thermal transfer, offset): no dot or contrast variants
+    DOT_MATRIX = "dot-matrix"  # separate round dots: dots joined on every line
+    INKJET = "inkjet"  # continuous inkjet: spread, uneven dots, blurred into strokes on every line
+    LOW_CONTRAST = "low-contrast"  # faint or unevenly lit print: local contrast on every line
+
+
+@dataclass(frozen=True)
+class ProfileVariants:
+    first: tuple[str, ...]  # read for every line, beside the crop itself
+    retries: tuple[str, ...]  # then, for lines still below the threshold, in this order
+
+
+ALL_VARIANTS = ("join_dots", "blur_dots", "local_contrast", "repad", "rotate_180")
+
+PROFILES: dict[PrintProfile, ProfileVariants] = {
+    PrintProfile.AUTO: ProfileVariants((), ALL_VARIANTS),
+    PrintProfile.PLAIN: ProfileVariants((), ("repad", "local_contrast", "rotate_180")),
+    PrintProfile.DOT_MATRIX: ProfileVariants(
+        ("blur_dots", "join_dots"), ("repad", "local_contrast", "rotate_180")
+    ),
+    PrintProfile.INKJET: ProfileVariants(
+        ("blur_dots",), ("join_dots", "repad", "local_contrast", "rotate_180")
+    ),
+    PrintProfile.LOW_CONTRAST: ProfileVariants(
+        ("local_contrast",), ("repad", "join_dots", "blur_dots", "rotate_180")
+    ),
+}
+
+
+def parse_print(value: str | PrintProfile) -> PrintProfile:
+    """A print profile from its name; ValueError naming the known ones otherwise."""
+    try:
+        return PrintProfile(value)
+    except ValueError:
+        known = ", ".join(p.value for p in PrintProfile)
+        raise ValueError(f"unknown print {value!r} (known: {known})") from None
+
+
+#: variants that keep every pixel where it was: word gaps are measured on the original crop
+SAME_GEOMETRY = frozenset({"join_dots", "blur_dots", "local_contrast"})
+
+
 @dataclass(frozen=True)
 class RetryOptions:
     enabled: bool = True
     threshold: float = 0.9  # lines read below this confidence are retried
-    variants: tuple[str, ...] = ("join_dots", "blur_dots", "local_contrast", "repad", "rotate_180")
+    variants: tuple[str, ...] = ALL_VARIANTS  # retries, in order
+    first: tuple[str, ...] = ()  # read for every line whatever its confidence; not budgeted
     budget_ms: float = 250.0  # per image; retries stop once it is spent
     min_gain: float = 0.02  # a variant must beat the first reading by this much confidence
     poor: float = 0.6  # below this the first reading is not trusted to count characters
     keep_chars: float = 0.8  # otherwise a variant must keep this share of its characters
 
     def __post_init__(self) -> None:
-        unknown = [v for v in self.variants if v not in VARIANTS]
+        unknown = [v for v in (*self.first, *self.variants) if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown retry variants {unknown}; known: {sorted(VARIANTS)}")
+
+    def for_print(self, profile: PrintProfile | str) -> RetryOptions:
+        """These options with the variants `profile` reads up front and retries."""
+        chosen = PROFILES[parse_print(profile)]
+        return replace(self, first=chosen.first, variants=chosen.retries)
 
 
 def _chars(text: str) -> int:

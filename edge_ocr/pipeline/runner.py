@@ -121,34 +121,54 @@ class OcrPipeline:
         return [r for r in results if r is not None]
 
     def _retry_weak_lines(
-        self, decoded: list[rec_stage.Decoded], crops: list[np.ndarray], rec_ms: float
+        self,
+        decoded: list[rec_stage.Decoded],
+        crops: list[np.ndarray],
+        rec_ms: float,
+        opts: retry_stage.RetryOptions,
     ) -> tuple[list[rec_stage.Decoded], list[np.ndarray], int]:
-        """Re-read lines under the confidence threshold from variant crops, within the budget."""
-        opts = self.options.retry
-        weak = [i for i, d in enumerate(decoded) if d.confidence < opts.threshold]
+        """Read every line from the print profile's up-front variants (`opts.first`), then re-read
+        lines still under the confidence threshold from the retry variants, within the budget."""
+        best = list(decoded)
+        best_crops = list(crops)
+        retried: set[int] = set()
+
+        def read(jobs: list[tuple[int, str]]) -> None:
+            variants = [retry_stage.VARIANTS[name](crops[i]) for i, name in jobs]
+            for (i, name), crop, dec in zip(jobs, variants, self.recognize(variants)):
+                retried.add(i)
+                if retry_stage.better(dec, best[i], decoded[i], opts):
+                    best[i] = dec
+                    # word spaces are looked for in the crop's own ink gaps unless the variant moved them
+                    best_crops[i] = crops[i] if name in retry_stage.SAME_GEOMETRY else crop
+
+        if opts.first:
+            read([(i, name) for name in opts.first for i in range(len(crops))])
+        weak = [i for i, d in enumerate(best) if d.confidence < opts.threshold]
         if not weak:
-            return decoded, crops, 0
+            return best, best_crops, len(retried)
         per_crop_ms = max(rec_ms / max(len(crops), 1), 1.0)
         allowed = max(1, int(opts.budget_ms / per_crop_ms))
-        jobs: list[tuple[int, np.ndarray]] = []
+        jobs: list[tuple[int, str]] = []
         for name in opts.variants:  # variant-major: every weak line gets its best bet first
             for i in weak:
                 if len(jobs) >= allowed:
                     break
-                jobs.append((i, retry_stage.VARIANTS[name](crops[i])))
-        best = list(decoded)
-        best_crops = list(crops)
-        retried = set()
-        for (i, crop), dec in zip(jobs, self.recognize([c for _, c in jobs])):
-            retried.add(i)
-            if retry_stage.better(dec, best[i], decoded[i], opts):
-                best[i] = dec
-                best_crops[i] = crop
+                jobs.append((i, name))
+        read(jobs)
         return best, best_crops, len(retried)
 
     # -- whole image --------------------------------------------------------------------
-    def run(self, image: np.ndarray, *, det: bool = True, cls: bool | None = None) -> OcrResult:
-        """OCR one image. With `det=False` the whole image is one text line."""
+    def run(
+        self,
+        image: np.ndarray,
+        *,
+        det: bool = True,
+        cls: bool | None = None,
+        print_profile: retry_stage.PrintProfile | str | None = None,
+    ) -> OcrResult:
+        """OCR one image. With `det=False` the whole image is one text line. `print_profile`
+        (a recipe's or station's print) overrides the options' variants for this image."""
         image = _as_bgr(image)
         h, w = image.shape[:2]
         use_cls = self.options.use_cls if cls is None else cls
@@ -169,9 +189,12 @@ class OcrPipeline:
         t0 = time.perf_counter()
         decoded = self.recognize(crops) if crops else []
         timings["rec"] = (time.perf_counter() - t0) * 1000
-        if self.options.retry.enabled and decoded:
+        retry_opts = self.options.retry
+        if print_profile is not None:
+            retry_opts = retry_opts.for_print(print_profile)
+        if retry_opts.enabled and decoded:
             t0 = time.perf_counter()
-            decoded, crops, retried = self._retry_weak_lines(decoded, crops, timings["rec"])
+            decoded, crops, retried = self._retry_weak_lines(decoded, crops, timings["rec"], retry_opts)
             if retried:
                 timings["retry"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()

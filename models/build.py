@@ -96,7 +96,11 @@ def _members_of(family: Family, spec: SetSpec) -> dict[str, list[MemberRef]]:
 
 def _settings_for(spec: SetSpec, calibration: CalibrationSpec) -> dict[str, Any]:
     if spec.engine == "lite":
-        return {"rewrites": list(lite_rewrites(spec.variant)), "target": spec.target, "variant": spec.variant}
+        return {
+            "rewrites": list(lite_rewrites(spec.variant, spec.target)),
+            "target": spec.target,
+            "variant": spec.variant,
+        }
     if spec.engine == "onnx" and spec.variant == "int8":
         return {
             "calibration": calibration.as_dict(),

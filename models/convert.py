@@ -85,8 +85,10 @@ def spec_for(set_id: str) -> SetSpec:
         raise ModelError(f"unknown model set {set_id!r}; known: {', '.join(ALL_SETS)}") from None
 
 
-def lite_rewrites(variant: str) -> tuple[str, ...]:
-    return ("affine",) if variant == "fp32" else ("matmul", "affine")
+def lite_rewrites(variant: str, target: str = "x86") -> tuple[str, ...]:
+    rewrites = ("affine",) if variant == "fp32" else ("matmul", "affine")
+    # Lite plans memory reuse itself for ARM; on x86 it does not, so the program does (rewrite.py)
+    return (*rewrites, "reuse") if target == "x86" else rewrites
 
 
 # --- Paddle Lite ------------------------------------------------------------------------------
@@ -139,7 +141,7 @@ def lite_optimize(model_dir: Path, out_nb: Path, *, target: str, quant: str | No
 
 def build_lite_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path, work_dir: Path) -> dict[str, Any]:
     """Rewrite and convert det/rec/cls into `out_dir/<role>.nb`; returns rewrites and options per role."""
-    rewrites = lite_rewrites(spec.variant)
+    rewrites = lite_rewrites(spec.variant, spec.target)
     quant = LITE_QUANT[spec.variant]
     info: dict[str, Any] = {"rewrites": {}, "opt": {"valid_targets": spec.target, "quant_type": quant}}
     for role in ROLES:

@@ -12,6 +12,12 @@ Three traps of paddlelite 2.13rc0 on x86 are handled here (shared/PADDLE_LITE_NO
    freed). Inputs are never padded, because padding changes what the recognizer's attention
    layers read.
 
+Memory (the issue's budget is 300 MB per Lite worker): Paddle Lite plans no memory reuse on x86,
+so the build rewrites the programs to share buffers between tensors with disjoint lifetimes
+(models/rewrite.py, "reuse"), and the detection predictor is released after each image instead
+of holding its ~100 MB of activations while the lines are recognised. Re-creating it costs a few
+milliseconds of CPU per image (measured in docs/BENCHMARKS.md).
+
 Batches (rec, cls) are run one sample at a time: samples are independent at inference, every
 sample is already padded to its batch's width by the pipeline (exactly as the reference
 pads it), and a predictor's memory grows with the batch (about 190 MB for six 48x700 lines),
@@ -34,9 +40,10 @@ logger = logging.getLogger(__name__)
 class _LiteSession(Session):
     """One predictor that only ever sees one input shape; replaced when the shape changes."""
 
-    def __init__(self, role: ModelRole, path: str) -> None:
+    def __init__(self, role: ModelRole, path: str, *, keep: bool = True) -> None:
         self.role = role
         self._path = path
+        self._keep = keep  # False: free the predictor (and its activations) after every run
         self._pred: object | None = None
         self._shape: tuple[int, ...] | None = None  # the one input shape this predictor has seen
         self.created = 0  # predictors created so far (for tests and diagnostics)
@@ -64,7 +71,10 @@ class _LiteSession(Session):
         tensor.from_numpy(x)  # allocates (and copies nothing under numpy 2) ...
         tensor.numpy()[...] = x  # ... so write through the zero-copy view
         pred.run()  # type: ignore[attr-defined]
-        return np.array(pred.get_output(0).numpy(), copy=True)  # type: ignore[attr-defined]
+        out = np.array(pred.get_output(0).numpy(), copy=True)  # type: ignore[attr-defined]
+        if not self._keep:
+            self.close()
+        return out
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -74,6 +84,7 @@ class _LiteSession(Session):
 
     def close(self) -> None:
         self._pred = None
+        self._shape = None
 
 
 class LiteEngine(Engine):
@@ -99,7 +110,8 @@ class LiteEngine(Engine):
         reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailableError(reason)
-        return _LiteSession(role, str(self.files.path(role)))
+        # detection runs once per image on the largest input: its activations are not kept
+        return _LiteSession(role, str(self.files.path(role)), keep=role is not ModelRole.DET)
 
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version

@@ -6,11 +6,20 @@ look-alike characters (O/0, I/1, S/5, B/8, Z/2, see `edge_ocr.confusables`), it 
 one of those captions or a well-formed date (month 1-12, day 1-31). Free text is never touched:
 a token that does not fit a pattern exactly is left as read. Every change is reported so the raw
 reading is kept beside the corrected one.
+
+A token with the shape of a date whose value cannot be one (month 47, day 32, year 2826) is
+re-decoded from the recognizer's own probabilities: every digit may become one of the likelier
+classes the CTC output gave at that character's frames (`Decoded.alternatives`), and the most
+probable combination that makes a valid date is kept. Dot-matrix print confuses 0, 6, 8 and 9
+in just this way; no fixed substitution table is involved.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_ocr.confusables import DIGIT_TO_LETTER, LETTER_TO_DIGIT, correct_to_mask
@@ -35,6 +44,9 @@ class PatternOptions:
     enabled: bool = True
     captions: tuple[str, ...] = CAPTIONS
     date_masks: tuple[str, ...] = DATE_MASKS
+    redecode_dates: bool = True  # re-decode impossible dates from the CTC alternatives
+    min_alternative: float = 0.02  # a digit's alternative needs at least this probability
+    years: tuple[int, int] = (1900, 2099)  # four-digit years outside this are impossible
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,66 @@ def _plausible_date(value: str, mask: str) -> bool:
     return 1 <= month <= 12 and 1 <= day <= 31
 
 
+def _plausible_year(value: str, mask: str, years: tuple[int, int]) -> bool:
+    for part, shape in zip(re.split(r"[/.-]", value), re.split(r"[/.-]", mask)):
+        if len(shape) == 4 and not years[0] <= int(part) <= years[1]:
+            return False
+    return True
+
+
+def _date_mask(token: str, masks: tuple[str, ...]) -> str | None:
+    """The date mask `token` (digits and separators) has the shape of, if any."""
+    for mask in masks:
+        if len(mask) == len(token) and all(
+            (m == "9" and c.isdigit()) or (m != "9" and c == m) for c, m in zip(token, mask)
+        ):
+            return mask
+    return None
+
+
+Alternatives = Sequence[tuple[tuple[str, float], ...]]
+
+
+def _redecode_date(
+    token: str, alts: Alternatives, opts: PatternOptions
+) -> tuple[str, tuple[str, ...]] | None:
+    """The most probable valid date the CTC alternatives allow for a date-shaped token whose value
+    is impossible; None when the token is a valid date, not date-shaped, or nothing valid is near."""
+    mask = _date_mask(token, opts.date_masks)
+    if mask is None or len(alts) != len(token):
+        return None
+    if _plausible_date(token, mask) and _plausible_year(token, mask, opts.years):
+        return None
+    options: list[list[tuple[str, float]]] = []
+    for ch, cands in zip(token, alts):
+        if not ch.isdigit():
+            options.append([(ch, 1.0)])
+            continue
+        read = max([p for c, p in cands if c == ch], default=1.0)
+        digits = {ch: read}
+        for c, p in cands:
+            if c.isdigit() and c != ch and p >= opts.min_alternative:
+                digits[c] = p
+        options.append(sorted(digits.items(), key=lambda cp: -cp[1]))
+    best: tuple[float, str] | None = None
+    for combo in itertools.product(*options):
+        value = "".join(c for c, _ in combo)
+        if not (_plausible_date(value, mask) and _plausible_year(value, mask, opts.years)):
+            continue
+        score = sum(math.log(max(p, 1e-9)) for _, p in combo)
+        if best is None or score > best[0]:
+            best = (score, value)
+    if best is None:
+        return None
+    value = best[1]
+    changes = tuple(
+        f"{a}->{b} at {i + 1} (CTC alternative, date {token} impossible)"
+        for i, (a, b) in enumerate(zip(token, value))
+        if a != b
+    )
+    return value, changes
+
+
 def _date(token: str, masks: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | None:
     if not any(c.isalpha() for c in token):
         return None
@@ -76,8 +148,26 @@ def _date(token: str, masks: tuple[str, ...]) -> tuple[str, tuple[str, ...]] | N
     return None
 
 
-def apply_patterns(text: str, opts: PatternOptions) -> PatternResult:
-    if not opts.enabled or not any(c in _CONFUSABLE for c in text):
+def aligned_alternatives(text: str, decoded) -> Alternatives | None:  # decoded: rec.Decoded
+    """`decoded.alternatives` for each character of `text`, which is `decoded.text` with its word
+    spaces recovered (spaces get none); None when they do not line up."""
+    alts = getattr(decoded, "alternatives", ())
+    if not alts or len(alts) != len(decoded.text):
+        return None
+    glyphs = [a for c, a in zip(decoded.text, alts) if not c.isspace()]
+    if len(glyphs) != sum(1 for c in text if not c.isspace()):
+        return None
+    it = iter(glyphs)
+    return [() if c.isspace() else next(it) for c in text]
+
+
+def apply_patterns(
+    text: str, opts: PatternOptions, alternatives: Alternatives | None = None
+) -> PatternResult:
+    """`text` with caption and date confusables corrected. `alternatives` (per character of `text`,
+    see `aligned_alternatives`) lets impossible dates be re-decoded."""
+    redecode = opts.redecode_dates and alternatives is not None and len(alternatives) == len(text)
+    if not opts.enabled or not (redecode or any(c in _CONFUSABLE for c in text)):
         return PatternResult(text)
     out: list[str] = []
     changes: list[str] = []
@@ -86,11 +176,13 @@ def apply_patterns(text: str, opts: PatternOptions) -> PatternResult:
         out.append(text[pos : m.start()])
         token = m.group(0)
         hit = _caption(token, opts.captions) or _date(token, opts.date_masks)
-        if hit is None:
-            out.append(token)
-        else:
-            out.append(hit[0])
-            changes.extend(f"{token!r}: {c}" for c in hit[1])
+        value, notes = (token, ()) if hit is None else hit
+        if redecode:
+            again = _redecode_date(value, alternatives[m.start() : m.end()], opts)  # type: ignore[index]
+            if again is not None:
+                value, notes = again[0], (*notes, *again[1])
+        out.append(value)
+        changes.extend(f"{token!r}: {c}" for c in notes)
         pos = m.end()
     out.append(text[pos:])
     return PatternResult("".join(out), tuple(changes))

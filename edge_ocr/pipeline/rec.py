@@ -30,6 +30,9 @@ class Decoded:
     px_per_frame: float = 0.0
     #: the least probable character's probability (a line is right only if every character is)
     min_confidence: float = 0.0
+    #: per decoded character: the 3 likeliest classes over its frames, (character, probability),
+    #: most likely first; patterns.py re-decodes invalid dates from these
+    alternatives: tuple[tuple[tuple[str, float], ...], ...] = ()
 
 
 def load_dictionary(path: Path) -> list[str]:
@@ -84,7 +87,7 @@ def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
         keep = np.ones(len(seq), dtype=bool)
         keep[1:] = seq[1:] != seq[:-1]
         keep &= seq != 0
-        chars, confs, frames = [], [], []
+        chars, confs, frames, alts = [], [], [], []
         positions = np.nonzero(keep)[0]
         for p in positions:
             c = int(seq[p])
@@ -95,6 +98,15 @@ def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
                 end += 1
             chars.append(charset[c])
             confs.append(float(conf[b, p]))
+            run = probs[b, p : end + 1].max(axis=0)
+            top = np.argpartition(run, -3)[-3:]
+            alts.append(
+                tuple(
+                    (charset[k], float(run[k]))
+                    for k in sorted(top, key=lambda k: -run[k])
+                    if 0 < k < len(charset)
+                )
+            )
             frames.append((int(p), int(end)))
         text = "".join(chars)
         results.append(
@@ -104,6 +116,7 @@ def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
                 min_confidence=float(np.min(confs)) if confs else 0.0,
                 frames=tuple(frames),
                 n_frames=n_frames,
+                alternatives=tuple(alts),
             )
         )
     return results

@@ -131,6 +131,8 @@ class RetryOptions:
     threshold: float = 0.9  # lines read below this confidence are retried
     variants: tuple[str, ...] = ALL_VARIANTS  # retries, in order
     first: tuple[str, ...] = ()  # read for every line whatever its confidence; not budgeted
+    #: a reading from a same-geometry variant keeps the word spaces the crop's own reading had
+    spaces_from_crop: bool = True
     budget_ms: float = 250.0  # per image; retries stop once it is spent
     min_gain: float = 0.02  # a variant must beat the first reading by this much confidence
     poor: float = 0.6  # below this the first reading is not trusted to count characters
@@ -158,3 +160,44 @@ def better(candidate, current, first, opts: RetryOptions) -> bool:  # Decoded x3
     if not candidate.text or candidate.confidence < current.confidence + opts.min_gain:
         return False
     return first.confidence < opts.poor or _chars(candidate.text) >= opts.keep_chars * _chars(first.text)
+
+
+def glyph_gaps(decoded, crop: np.ndarray) -> list[float] | None:  # decoded: rec.Decoded
+    """Per adjacent pair of `decoded`'s non-space characters, the widest run of ink-free columns of
+    `crop` between their centres, in pixels; None without an alignment to the crop."""
+    from edge_ocr.pipeline.spacing import _longest_run, ink_free_columns
+
+    frames = [f for c, f in zip(decoded.text, decoded.frames) if not c.isspace()]
+    if decoded.px_per_frame <= 0 or len(decoded.frames) != len(decoded.text) or len(frames) < 2:
+        return None
+    empty = ink_free_columns(crop)
+    centres = [int(((a + b) / 2 + 0.5) * decoded.px_per_frame) for a, b in frames]
+    return [float(_longest_run(empty[max(x0, 0) : max(x1, x0 + 1)])) for x0, x1 in zip(centres, centres[1:])]
+
+
+def with_spaces_of(text: str, own: str, gaps: list[float] | None = None, wide: float = 1.5) -> str:
+    """`text`, read from a variant that keeps the crop's geometry, with the word spaces of `own`, the
+    crop's own reading, added when both read the same number of characters: the variant supplies the
+    characters, the crop the gaps between words (blurring or growing dots narrows those gaps). With
+    `gaps` (`glyph_gaps` of the variant's reading), a space is only added where the crop's ink-free
+    gap is at least `wide` times the line's median gap between characters."""
+    glyphs = [c for c in text if not c.isspace()]
+    if len(glyphs) != sum(1 for c in own if not c.isspace()):
+        return text
+
+    def spaces(s: str) -> set[int]:  # k: a space follows the k-th glyph
+        out, k = set(), 0
+        for c in s:
+            if c.isspace():
+                if k:
+                    out.add(k)
+            else:
+                k += 1
+        return out
+
+    added = spaces(own) - spaces(text) - {len(glyphs)}
+    if gaps is not None and len(gaps) == len(glyphs) - 1:
+        typical = float(np.median(gaps))
+        added = {k for k in added if gaps[k - 1] >= wide * max(typical, 1.0)}
+    keep = spaces(text) | added
+    return "".join(c + (" " if k + 1 in keep and k + 1 < len(glyphs) else "") for k, c in enumerate(glyphs))

@@ -189,6 +189,7 @@ class OcrPipeline:
         t0 = time.perf_counter()
         decoded = self.recognize(crops) if crops else []
         timings["rec"] = (time.perf_counter() - t0) * 1000
+        own_readings, own_crops = decoded, crops
         retry_opts = self.options.retry
         if print_profile is not None:
             retry_opts = retry_opts.for_print(print_profile)
@@ -199,11 +200,16 @@ class OcrPipeline:
                 timings["retry"] = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         lines = []
-        for box, dec, crop in zip(boxes, decoded, crops):
+        for box, dec, crop, own, own_crop in zip(boxes, decoded, crops, own_readings, own_crops):
             if det and dec.confidence < self._rec_opts.drop_score:
                 continue
             spaced = spacing_stage.recover_spaces(dec, self.options.spacing, crop)
-            fixed = pattern_stage.apply_patterns(spaced, self.options.patterns)
+            if retry_opts.spaces_from_crop and dec is not own and crop is own_crop:  # same-geometry variant
+                own_text = spacing_stage.recover_spaces(own, self.options.spacing, crop)
+                gaps = retry_stage.glyph_gaps(dec, crop)
+                spaced = retry_stage.with_spaces_of(spaced, own_text, gaps)
+            alternatives = pattern_stage.aligned_alternatives(spaced, dec)
+            fixed = pattern_stage.apply_patterns(spaced, self.options.patterns, alternatives)
             quad = tuple((float(x), float(y)) for x, y in box)
             lines.append(
                 TextLine(

@@ -1,4 +1,5 @@
-"""Print profiles: config validation, precedence, the options they give and the `--print` option."""
+"""Print profiles (config validation, precedence, the options they give, `--print`) and the dot-matrix
+fixes: impossible dates re-decoded from the CTC alternatives, word spaces kept from the crop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from edge_ocr.cli import main
 from edge_ocr.config import parse_config
 from edge_ocr.errors import ConfigError
 from edge_ocr.pipeline import retry
+from edge_ocr.pipeline.patterns import PatternOptions, aligned_alternatives, apply_patterns
+from edge_ocr.pipeline.rec import Decoded
 from edge_ocr.pipeline.retry import PROFILES, PrintProfile, RetryOptions
 
 
@@ -95,3 +98,76 @@ def test_print_option_reads_the_dot_variant_for_every_line(tmp_path, capsys, mod
     assert dotted["status"] == "success" and "retry" in dotted["timings_ms"]
     # a clean printed label: the dot variant does not beat the crop, so the text is unchanged
     assert dotted["data"]["text"] == runs[()]["data"]["text"] == runs[("--print", "plain")]["data"]["text"]
+
+
+def _alts(text: str, doubts: dict[int, tuple[tuple[str, float], ...]]):
+    """Alternatives as the recognizer gives them: the read character likely, except at `doubts`."""
+    return [() if c == " " else doubts.get(i, ((c, 0.95),)) for i, c in enumerate(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "doubts", "fixed"),
+    [
+        # month 47: the 4 had a 0 behind it
+        ("EXP 47/2020", {4: (("4", 0.6), ("0", 0.3), ("9", 0.05))}, "EXP 07/2020"),
+        # year 2826 is impossible; of the 8 and the 6, only the 8 can become a 0 (the 6 could be 8)
+        ("BB 07/2826", {7: (("8", 0.7), ("0", 0.25)), 9: (("6", 0.8), ("8", 0.15))}, "BB 07/2026"),
+        # day 32 in D.M.Y: the likelier of the two ways out wins
+        ("MFG 32.04.2026", {4: (("3", 0.5), ("2", 0.3), ("8", 0.1))}, "MFG 22.04.2026"),
+    ],
+)
+def test_impossible_dates_are_redecoded_from_ctc_alternatives(text, doubts, fixed) -> None:
+    result = apply_patterns(text, PatternOptions(), _alts(text, doubts))
+    assert result.text == fixed
+    assert result.changes and all("CTC alternative" in c for c in result.changes)
+
+
+@pytest.mark.parametrize(
+    ("text", "doubts"),
+    [
+        ("EXP 05/2027", {4: (("0", 0.5), ("8", 0.45))}),  # valid: never second-guessed
+        ("EXP 47/2020", {4: (("4", 0.97), ("A", 0.02))}),  # no digit alternative: left as read
+        ("LOT 4712", {4: (("4", 0.5), ("0", 0.4))}),  # not date-shaped
+    ],
+)
+def test_valid_or_unfixable_dates_are_left_alone(text, doubts) -> None:
+    assert apply_patterns(text, PatternOptions(), _alts(text, doubts)).text == text
+    off = PatternOptions(redecode_dates=False)
+    assert apply_patterns("EXP 47/2020", off, _alts("EXP 47/2020", {4: (("4", 0.6), ("0", 0.3))})).text == (
+        "EXP 47/2020"
+    )
+
+
+def test_aligned_alternatives_follow_recovered_spaces() -> None:
+    dec = Decoded(
+        "A1 B2", 0.9, alternatives=((("A", 0.9),), (("1", 0.8),), ((" ", 0.7),), (("B", 0.9),), (("2", 0.6),))
+    )
+    assert aligned_alternatives("A1 B 2", dec) == [
+        (("A", 0.9),),
+        (("1", 0.8),),
+        (),
+        (("B", 0.9),),
+        (),
+        (("2", 0.6),),
+    ]
+    assert aligned_alternatives("A1B", dec) is None  # a character more or less: no alignment
+
+
+@pytest.mark.parametrize(
+    ("variant", "own", "merged"),
+    [
+        ("P11119306/20", " P111193 06/20", "P111193 06/20"),  # the crop's word gap, the variant's digits
+        ("LOTEH256", "L0T EH256", "LOT EH256"),
+        ("EXP: 05/20", "EXP:05/20", "EXP: 05/20"),  # the variant's own spaces stay
+        ("AB C", "ABCD E", "AB C"),  # different character counts: no alignment, left as read
+    ],
+)
+def test_variant_reading_keeps_the_word_spaces_of_the_crop(variant, own, merged) -> None:
+    assert retry.with_spaces_of(variant, own) == merged
+
+
+def test_a_space_from_the_crop_needs_a_wide_gap_in_the_crop() -> None:
+    # "BAT CH": the crop's own reading put a space where the ink gap is an ordinary letter gap
+    gaps = [10.0, 11.0, 10.0, 12.0, 11.0, 40.0]  # B-A A-T T-C C-H H-: :-D
+    assert retry.with_spaces_of("BATCH:D", "BAT CH: D", gaps) == "BATCH: D"
+    assert retry.with_spaces_of("BATCH:D", "BAT CH: D") == "BAT CH: D"  # no gaps: every space kept

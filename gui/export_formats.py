@@ -1,31 +1,58 @@
-"""Writing a filtered selection as CSV, JSON Lines or PPOCRLabel training data. No Qt here.
+"""Exporting the review window's filtered selection. No Qt here, and no format of its own.
 
-Corrected text wins over the reading everywhere: these files feed audits and retraining.
-PPOCRLabel: a folder with `images/<result id><suffix>` and `Label.txt` (one line per image:
-`images/<name>\\t[{"transcription", "points", "difficult"}]`), the layout PPOCRLabel opens.
+The rows come from the GUI's filter (`edge_ocr.store.review`); the files are written by
+`edge_ocr.export`, exactly as `edge-ocr export` writes them (same CSV columns, the output
+contract in JSON Lines, PPOCRLabel with `Label.txt`, line crops and `rec_gt.txt`). What the GUI
+adds: progress, cancellation (the partial output is removed) and, as for training data from the
+CLI, rejected results are left out of PPOCRLabel folders.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from edge_ocr import export
 from edge_ocr.errors import EdgeOcrError
-from edge_ocr.store.review import ResultFilter, count_results, iter_results, load_result
+from edge_ocr.store.query import ResultRow, results_by_id
+from edge_ocr.store.review import ResultFilter, count_results, iter_results
 
 FORMATS = {"csv": ("CSV", ".csv"), "jsonl": ("JSON Lines", ".jsonl"), "ppocrlabel": ("PPOCRLabel folder", "")}
-CSV_COLUMNS = (
-    "id", "created_at", "source", "source_path", "recipe", "text", "corrected_text", "confidence", "verdict",
-    "review_state", "reviewed_by", "reviewed_at",
-)  # fmt: skip
+CHUNK = 500
 
 
 class ExportCancelled(EdgeOcrError):
     """The export was cancelled; the partial output was removed."""
+
+
+def _selected(
+    conn: sqlite3.Connection,
+    flt: ResultFilter,
+    total: int,
+    progress: Callable[[int, int], None] | None,
+    cancelled: Callable[[], bool],
+) -> Iterator[ResultRow]:
+    done = 0
+    ids: list[int] = []
+
+    def flush() -> Iterator[ResultRow]:
+        nonlocal done
+        for row in results_by_id(conn, ids):
+            if cancelled():
+                raise ExportCancelled("export cancelled")
+            yield row
+            done += 1
+            if progress is not None and done % 100 == 0:
+                progress(done, total)
+        ids.clear()
+
+    for row in iter_results(conn, flt):
+        ids.append(row.id)
+        if len(ids) >= CHUNK:
+            yield from flush()
+    yield from flush()
 
 
 def export_selection(
@@ -42,62 +69,22 @@ def export_selection(
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     total = count_results(conn, flt)
     target = Path(target)
-    written = 0
-    if fmt == "ppocrlabel":
-        (target / "images").mkdir(parents=True, exist_ok=True)
-        out = (target / "Label.txt").open("w", encoding="utf-8")
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        out = target.open("w", encoding="utf-8", newline="")
+    rows = _selected(conn, flt, total, progress, cancelled)
     try:
-        writer = csv.writer(out) if fmt == "csv" else None
-        if writer is not None:
-            writer.writerow(CSV_COLUMNS)
-        for row in iter_results(conn, flt):
-            if cancelled():
-                raise ExportCancelled("export cancelled")
-            d = load_result(conn, row.id)
-            if writer is not None:
-                writer.writerow(
-                    (d.id, d.created_at, d.source, d.source_path or "", d.recipe or "", d.text, d.corrected_text or "",
-                     f"{d.confidence:.4f}", d.verdict or "", d.review_state, d.reviewed_by or "", d.reviewed_at or "")
-                )  # fmt: skip
-            elif fmt == "jsonl":
-                obj = {
-                    "id": d.id, "created_at": d.created_at, "source": d.source, "source_path": d.source_path,
-                    "image": d.image_path, "recipe": d.recipe, "engine": d.engine, "model": d.model,
-                    "text": d.text, "corrected_text": d.corrected_text, "confidence": d.confidence,
-                    "verdict": d.verdict, "verdict_reasons": list(d.verdict_reasons),
-                    "review_state": d.review_state, "reviewed_by": d.reviewed_by, "reviewed_at": d.reviewed_at,
-                    "lines": [line.to_dict() for line in d.lines],
-                    "corrections": [c.__dict__ for c in d.corrections],
-                }  # fmt: skip
-                out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            else:
-                if not d.image_path or not Path(d.image_path).is_file():
-                    continue  # nothing to train on without the image
-                name = f"{d.id}{Path(d.image_path).suffix or '.png'}"
-                shutil.copyfile(d.image_path, target / "images" / name)
-                labels = [
-                    {
-                        "transcription": line.text,
-                        "points": [[round(x), round(y)] for x, y in line.box],
-                        "difficult": False,
-                    }
-                    for line in d.lines
-                ]
-                out.write(f"images/{name}\t{json.dumps(labels, ensure_ascii=False)}\n")
-            written += 1
-            if progress is not None and written % 100 == 0:
-                progress(written, total)
+        if fmt == "ppocrlabel":
+            kept = (r for r in rows if r.review_state != "rejected")
+            written = export.write_ppocrlabel(conn, kept, target).images
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            writer = export.write_csv if fmt == "csv" else export.write_jsonl
+            with target.open("w", encoding="utf-8", newline="" if fmt == "csv" else None) as out:
+                written = writer(rows, out)
     except BaseException:
-        out.close()
         if fmt == "ppocrlabel":
             shutil.rmtree(target, ignore_errors=True)
         else:
             target.unlink(missing_ok=True)
         raise
-    out.close()
     if progress is not None:
-        progress(written, total)
+        progress(total, total)
     return written

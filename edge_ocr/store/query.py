@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -137,26 +137,39 @@ def iter_results(
         sql += " LIMIT ?"
         params.append(limit)
     for row in conn.execute(sql, params):
-        yield ResultRow(
-            result_id=row[0],
-            capture_id=row[1],
-            created_at=row[2],
-            source=row[3],
-            source_path=row[4],
-            stored_image=row[5],
-            page=row[6],
-            engine=row[7],
-            model=row[8],
-            text=row[9],
-            corrected_text=row[10],
-            confidence=row[11],
-            lines=json.loads(row[12]),
-            timings=json.loads(row[13] or "{}"),
-            recipe=row[14],
-            verdict=row[15],
-            review_state=row[16],
-            station=row[17],
-        )
+        yield _result_row(row)
+
+
+def results_by_id(conn: sqlite3.Connection, ids: Sequence[int]) -> list[ResultRow]:
+    """The given results, in the order given (ids that do not exist are left out)."""
+    if not ids:
+        return []
+    sql = _SELECT + f" WHERE r.id IN ({','.join('?' * len(ids))})"
+    found = {row[0]: _result_row(row) for row in conn.execute(sql, list(ids))}
+    return [found[i] for i in ids if i in found]
+
+
+def _result_row(row: Sequence[Any]) -> ResultRow:
+    return ResultRow(
+        result_id=row[0],
+        capture_id=row[1],
+        created_at=row[2],
+        source=row[3],
+        source_path=row[4],
+        stored_image=row[5],
+        page=row[6],
+        engine=row[7],
+        model=row[8],
+        text=row[9],
+        corrected_text=row[10],
+        confidence=row[11],
+        lines=json.loads(row[12]),
+        timings=json.loads(row[13] or "{}"),
+        recipe=row[14],
+        verdict=row[15],
+        review_state=row[16],
+        station=row[17],
+    )
 
 
 def line_corrections(conn: sqlite3.Connection, result_id: int) -> dict[int, str]:

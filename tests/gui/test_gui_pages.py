@@ -115,6 +115,37 @@ def test_export_of_the_filtered_selection(qtbot, store: Path, tmp_path: Path) ->
     dialog.close()
 
 
+def test_gui_export_writes_what_the_cli_writes(store: Path, tmp_path: Path) -> None:
+    """One export implementation: the GUI's JSON Lines and CSV are byte for byte `edge-ocr export`'s
+    for the same selection, and its PPOCRLabel folder is complete (line crops and rec_gt.txt)."""
+    from edge_ocr.cli import main
+    from edge_ocr.store.review import ResultFilter
+    from gui.export_formats import export_selection
+
+    conn = sqlite3.connect(store)
+    try:
+        for fmt in ("jsonl", "csv"):
+            mine, theirs = tmp_path / f"gui.{fmt}", tmp_path / f"cli.{fmt}"
+            n = export_selection(
+                conn, ResultFilter(review_states=("unreviewed", "accepted", "corrected")), fmt, mine
+            )
+            assert main(["export", "--db", str(store), "--format", fmt, "--out", str(theirs)]) == 0
+            assert n > 0 and mine.read_bytes() == theirs.read_bytes()
+        folder = tmp_path / "ppocr"
+        reported: list[tuple[int, int]] = []
+        export_selection(
+            conn, ResultFilter(), "ppocrlabel", folder, progress=lambda d, t: reported.append((d, t))
+        )
+    finally:
+        conn.close()
+    labels = (folder / "Label.txt").read_text(encoding="utf-8").splitlines()
+    rec = (folder / "rec_gt.txt").read_text(encoding="utf-8").splitlines()
+    assert labels and rec and reported[-1][0] == reported[-1][1]
+    for line in rec:
+        crop, text = line.split("\t", 1)
+        assert (folder / crop).is_file() and text.strip()
+
+
 def test_gui_command_screenshot_and_bad_database(qapp, store: Path, tmp_path: Path, capsys) -> None:
     from edge_ocr.cli import main
 

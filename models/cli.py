@@ -21,9 +21,9 @@ def _stderr(msg: str) -> None:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `models build` and `models list` on the main CLI's subparsers."""
+    """Register `models build`, `models list` and `models auto` on the main CLI's subparsers."""
     models = subparsers.add_parser("models", help="build and list the OCR model sets")
-    sub = models.add_subparsers(dest="models_command", metavar="{build,list}")
+    sub = models.add_subparsers(dest="models_command", metavar="{build,list,auto}")
     sub.required = True
 
     b = sub.add_parser(
@@ -53,6 +53,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     ls.add_argument("--models-dir", type=Path, default=None)
     ls.add_argument("--json", action="store_true", help="print the sets as JSON")
     ls.set_defaults(func=run_list)
+
+    au = sub.add_parser(
+        "auto",
+        help="show which engine `--engine auto` uses on this machine and why; --refresh measures again",
+        description="`--engine auto` picks the fastest engine whose set is active (checked against the "
+        "reference), measured once per machine and model build and cached in <models-dir>/auto-engine.json. "
+        "--refresh measures again (do it on an idle machine, e.g. after moving the models to new hardware).",
+    )
+    au.add_argument("--models-dir", type=Path, default=None)
+    au.add_argument("--model-variant", default="fp32", help="model precision (default: fp32)")
+    au.add_argument("--refresh", action="store_true", help="measure again instead of using the cached choice")
+    au.add_argument("--json", action="store_true", help="print the choice as JSON")
+    au.set_defaults(func=run_auto)
     return models
 
 
@@ -128,6 +141,27 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"{r['set']:16} {state:8} {r['size'] / 1e6:6.1f} MB  {_fmt_acc(r['accuracy'])}")
         if not r["active"] and r["reason"]:
             print(f"{'':16} why: {r['reason']}")
+    return 0
+
+
+def run_auto(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from edge_ocr.engines.auto import choose_engine
+    from edge_ocr.modelstore import ModelStore
+
+    try:
+        choice = choose_engine(ModelStore(args.models_dir), args.model_variant, refresh=args.refresh)
+    except EdgeOcrError as exc:
+        _stderr(f"error: {exc}")
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(asdict(choice), indent=2))
+        return 0
+    origin = "cached" if choice.cached else "measured now"
+    print(f"auto -> {choice.engine} ({origin}): {choice.reason}")
+    for engine, ips in sorted(choice.images_per_s.items(), key=lambda kv: -kv[1]):
+        print(f"  {engine:8} {ips:6.2f} images/s")
     return 0
 
 

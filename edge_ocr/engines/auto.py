@@ -49,21 +49,22 @@ def probe_image() -> np.ndarray:
 
 
 def _measure(store: ModelStore, engine: str, variant: str, runs: int = 3) -> float:
+    """Images/s on all cores, as the agent runs them (one single-threaded worker per core).
+
+    Timed in CPU seconds of this process, not wall-clock: a machine busy with other work (the
+    agent starting its workers, a backup) would otherwise make the choice a matter of luck, and
+    the choice is cached. Every engine runs with one thread here, so CPU time is its time."""
     from edge_ocr.ocr import default_threads, pipeline_from_files
 
     files = store.resolve(engine, variant)
-    cores = default_threads()
-    cls = engine_class(engine)
-    # Lite runs one process per core; the others use all cores in one process.
-    threads = 1 if cls.single_core else cores
     img = probe_image()
-    with pipeline_from_files(files, threads=threads) as pipe:
+    with pipeline_from_files(files, threads=1) as pipe:
         pipe.run(img)  # warm-up
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for _ in range(runs):
             pipe.run(img)
-        latency = (time.perf_counter() - t0) / runs
-    return (cores if cls.single_core else 1) / latency
+        cpu_per_image = (time.process_time() - t0) / runs
+    return default_threads() / max(cpu_per_image, 1e-6)
 
 
 def choose_engine(store: ModelStore, variant: str = "fp32", *, refresh: bool = False) -> EngineChoice:
@@ -107,7 +108,10 @@ def _choose_locked(store: ModelStore, variant: str, refresh: bool) -> EngineChoi
         )
     best = max(speeds, key=lambda k: speeds[k])
     ranking = ", ".join(f"{k} {v:.1f} img/s" for k, v in sorted(speeds.items(), key=lambda kv: -kv[1]))
-    reason = f"fastest of the engines whose {variant} models matched the reference: {ranking}"
+    reason = (
+        f"fastest of the engines whose {variant} models matched the reference, one single-threaded "
+        f"worker per core, CPU time: {ranking}"
+    )
     if skipped:
         reason += "; not considered: " + "; ".join(skipped)
     choice = EngineChoice(engine=best, reason=reason, images_per_s=speeds, fingerprint=fingerprint)

@@ -77,6 +77,17 @@ def test_auto_picks_and_caches_and_explains(model_store):
     assert again.cached and again.engine == choice.engine
 
 
+def test_models_auto_command_shows_the_choice(model_store, capsys):
+    choice = choose_engine(model_store, "fp32")
+    assert main(["models", "auto", "--models-dir", str(model_store.root), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["engine"] == choice.engine and shown["cached"] is True
+    assert main(["models", "auto", "--models-dir", str(model_store.root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"auto -> {choice.engine} (cached)")
+    assert all(name in out for name in choice.images_per_s)
+
+
 def test_bench_smoke(tmp_path, capsys, model_store):
     doc = tmp_path / "B.md"
     doc.write_text("# Benchmarks\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\ntail\n")

@@ -13,9 +13,25 @@ from edge_ocr.types import ModelRole
 logger = logging.getLogger(__name__)
 
 
+def _import_inference():
+    """`paddle.inference`, imported without its side effect on logging: importing paddle adds a
+    stderr handler to the root logger and lowers its level to INFO, which would double every log
+    line of the agent and let third-party INFO chatter through. Both are put back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from paddle import inference
+    finally:
+        for h in root.handlers[:]:
+            if h not in handlers:
+                root.removeHandler(h)
+        root.setLevel(level)
+    return inference
+
+
 class _PaddleSession(Session):
     def __init__(self, role: ModelRole, model_dir: str, threads: int) -> None:
-        from paddle import inference
+        inference = _import_inference()
 
         config = inference.Config(f"{model_dir}/inference.pdmodel", f"{model_dir}/inference.pdiparams")
         config.disable_gpu()

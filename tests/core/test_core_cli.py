@@ -139,3 +139,20 @@ def test_arm_boards_resolve_the_arm_model_sets(model_store, monkeypatch):
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
     with pytest.raises(ModelError, match="lite/fp32@arm is not active: ARM model"):
         model_store.resolve("lite", "fp32")
+
+
+def test_paddle_engine_leaves_logging_alone(model_store):
+    """Importing paddle adds a root handler and sets INFO; the engine must undo both."""
+    import logging
+
+    code = (
+        "import logging\n"
+        "from edge_ocr.engines.paddle import _import_inference\n"
+        "root = logging.getLogger()\n"
+        "_import_inference()\n"
+        "print(len(root.handlers), root.level)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.split()[-2:] == ["0", str(logging.WARNING)]

@@ -15,11 +15,13 @@ from edge_ocr.evaluation.labels import (
 from edge_ocr.evaluation.metrics import (
     E2EMetrics,
     ImageCounts,
+    ImageMatch,
     RecMetrics,
     count_image,
     evaluate_e2e,
     evaluate_rec,
     levenshtein,
+    match_image,
     normalize_text,
 )
 from edge_ocr.evaluation.polygon import iou
@@ -42,6 +44,7 @@ __all__ = [
     "EvalReport",
     "GtRegion",
     "ImageCounts",
+    "ImageMatch",
     "RecMetrics",
     "RecSample",
     "count_image",
@@ -50,6 +53,7 @@ __all__ = [
     "evaluate_rec",
     "iou",
     "levenshtein",
+    "match_image",
     "normalize_text",
     "read_det_labels",
     "read_image",

@@ -143,19 +143,33 @@ def _boxes_overlap(a: tuple[float, float, float, float], b: tuple[float, float, 
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _greedy(pairs: list[tuple[float, int, int]]) -> int:
-    used_g: set[int] = set()
+def _greedy(pairs: list[tuple[float, int, int]]) -> dict[int, int]:
+    """One-to-one matching by descending IoU: {ground-truth index: prediction index}."""
     used_p: set[int] = set()
+    matches: dict[int, int] = {}
     for _, g, p in sorted(pairs, key=lambda t: (-t[0], t[1], t[2])):
-        if g not in used_g and p not in used_p:
-            used_g.add(g)
+        if g not in matches and p not in used_p:
+            matches[g] = p
             used_p.add(p)
-    return len(used_g)
+    return matches
 
 
-def count_image(
+@dataclass(frozen=True)
+class ImageMatch:
+    """How one image's predictions met its ground truth (the pieces `count_image` counts)."""
+
+    care: tuple[GtRegion, ...]  # ground-truth regions that count
+    kept: tuple[tuple[str, Sequence[Sequence[float]]], ...]  # predictions not on don't-care regions
+    gt_texts: tuple[str, ...]  # normalised
+    pred_texts: tuple[str, ...]  # normalised
+    det_pairs: tuple[tuple[float, int, int], ...]  # (IoU, gt index, kept index) with IoU >= 0.5
+    det_matches: dict[int, int]  # gt index -> kept index
+    e2e_matches: dict[int, int]  # gt index -> kept index, text equal too
+
+
+def match_image(
     gt_regions: Sequence[GtRegion], predictions: Sequence[Prediction], case_insensitive: bool = False
-) -> ImageCounts:
+) -> ImageMatch:
     preds = [_text_box(p) for p in predictions]
     care = [g for g in gt_regions if not g.ignore]
     dont_care = [g for g in gt_regions if g.ignore]
@@ -179,13 +193,28 @@ def count_image(
             if v >= IOU_THRESHOLD:
                 det_pairs.append((v, gi, pi))
     e2e_pairs = [t for t in det_pairs if gt_texts[t[1]] == pred_texts[t[2]]]
-    gt_words = Counter(w for t in gt_texts for w in t.split())
-    pred_words = Counter(w for t in pred_texts for w in t.split())
+    return ImageMatch(
+        care=tuple(care),
+        kept=tuple(kept),
+        gt_texts=tuple(gt_texts),
+        pred_texts=tuple(pred_texts),
+        det_pairs=tuple(det_pairs),
+        det_matches=_greedy(det_pairs),
+        e2e_matches=_greedy(e2e_pairs),
+    )
+
+
+def count_image(
+    gt_regions: Sequence[GtRegion], predictions: Sequence[Prediction], case_insensitive: bool = False
+) -> ImageCounts:
+    m = match_image(gt_regions, predictions, case_insensitive)
+    gt_words = Counter(w for t in m.gt_texts for w in t.split())
+    pred_words = Counter(w for t in m.pred_texts for w in t.split())
     return ImageCounts(
-        gt=len(care),
-        pred=len(kept),
-        det_matched=_greedy(det_pairs),
-        e2e_matched=_greedy(e2e_pairs),
+        gt=len(m.care),
+        pred=len(m.kept),
+        det_matched=len(m.det_matches),
+        e2e_matched=len(m.e2e_matches),
         gt_words=sum(gt_words.values()),
         pred_words=sum(pred_words.values()),
         word_matched=sum((gt_words & pred_words).values()),

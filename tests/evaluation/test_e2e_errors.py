@@ -1,0 +1,59 @@
+"""The end-to-end error breakdown: each ground-truth line lands in the class its geometry and text say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_ocr.benchmarks.e2e_errors import analyse, text_error_class
+from edge_ocr.evaluation import DetSample, GtRegion, evaluate_e2e
+
+
+def _quad(x0: float, y0: float, x1: float, y1: float) -> tuple[tuple[float, float], ...]:
+    return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+
+
+def test_text_error_classes():
+    assert text_error_class("date: 12", "date:12") == "text_space"
+    assert text_error_class("taman daya,", "taman daya") == "text_punct"
+    assert text_error_class("rounding adjustment", "rounding adjustmen") == "text_edge_missing"
+    assert text_error_class("10.00", "0.00") == "text_edge_missing"
+    assert text_error_class("gst 6%", "sr gst 6%") == "text_edge_extra"
+    assert text_error_class("amount", "amouni") == "text_other"
+
+
+def test_every_region_gets_its_class_and_the_hmean_agrees_with_the_metric():
+    regions = (
+        GtRegion("TOTAL 5.00", _quad(0, 0, 200, 20)),  # right
+        GtRegion("THANK YOU", _quad(0, 30, 200, 50)),  # read without the space
+        GtRegion("CASH RM 10", _quad(0, 60, 200, 80)),  # split in two boxes
+        GtRegion("1", _quad(0, 90, 20, 110)),  # merged with the next one
+        GtRegion("X", _quad(30, 90, 50, 110)),
+        GtRegion("GONE", _quad(0, 200, 100, 220)),  # nothing there
+        GtRegion("ABC", _quad(0, 120, 60, 140)),  # box too big: IoU 0.45
+        GtRegion("###", _quad(300, 0, 400, 20)),  # don't care
+    )
+    preds = [
+        ("total 5.00", _quad(0, 0, 200, 21)),
+        ("THANKYOU", _quad(0, 30, 200, 50)),
+        ("CASH", _quad(0, 60, 90, 80)),
+        ("RM 10", _quad(110, 60, 200, 80)),
+        ("1X", _quad(0, 90, 50, 110)),
+        ("ABC", _quad(-12, 114, 72, 146)),
+        ("noise", _quad(300, 0, 400, 20)),  # on the don't-care region: dropped
+        ("stray", _quad(500, 500, 540, 520)),
+    ]
+    sample = DetSample(path=Path("x.png"), regions=regions)
+    report = analyse([sample], [preds], case_insensitive=True)
+    assert dict(report.gt) == {
+        "right": 1,
+        "text_space": 1,
+        "split": 1,
+        "merged": 2,
+        "missed": 1,
+        "iou_near": 1,
+    }
+    assert dict(report.fp) == {"fp_split_part": 2, "fp_merged": 1, "fp_on_matched": 1, "fp_spurious": 1}
+    assert report.n_pred == 7
+    metric = evaluate_e2e([(regions, preds)], case_insensitive=True)
+    assert abs(report.e2e_hmean() - metric.e2e_hmean) < 1e-12
+    assert report.e2e_hmean(["text_space"]) > report.e2e_hmean()

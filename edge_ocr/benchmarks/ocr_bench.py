@@ -32,6 +32,7 @@ from edge_ocr.modelstore import ModelStore, host_target
 logger = logging.getLogger(__name__)
 
 PEER = "rapidocr"
+RAW_PREFERENCE = ("onnx", "paddle", "lite")  # which fp32 engine also runs with `--raw`
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class BenchRow:
     peak_rss_mb: float  # of one throughput worker (single-threaded)
     latency_peak_rss_mb: float
     lines_per_image: float
+    raw: bool = False  # the models' reading only (`--raw`): what our post-processing costs
 
 
 def machine_info() -> dict[str, str]:
@@ -87,7 +89,13 @@ def write_standard_images(folder: Path, count: int) -> Path:
 
 
 def _worker_cmd(
-    engine: str, variant: str, threads: int, images: Path, repeat: int, models_dir: Path | None
+    engine: str,
+    variant: str,
+    threads: int,
+    images: Path,
+    repeat: int,
+    models_dir: Path | None,
+    raw: bool = False,
 ) -> list[str]:
     cmd = [
         sys.executable, "-m", "edge_ocr.benchmarks.worker",
@@ -96,6 +104,8 @@ def _worker_cmd(
     ]  # fmt: skip
     if models_dir is not None:
         cmd += ["--models-dir", str(models_dir)]
+    if raw:
+        cmd.append("--raw")
     return cmd
 
 
@@ -131,19 +141,27 @@ def _run_workers(cmds: list[list[str]], timeout: float) -> list[dict]:
 
 
 def measure(
-    engine: str, variant: str, images: Path, *, repeat: int, models_dir: Path | None, timeout: float = 1800
+    engine: str,
+    variant: str,
+    images: Path,
+    *,
+    repeat: int,
+    models_dir: Path | None,
+    timeout: float = 1800,
+    raw: bool = False,
 ) -> BenchRow:
     n = cores()
     single_threaded = engine != PEER and engine_class(engine).single_core
     lat_threads = 1 if single_threaded else n
-    lat = _run_single(_worker_cmd(engine, variant, lat_threads, images, repeat, models_dir), timeout)
+    lat = _run_single(_worker_cmd(engine, variant, lat_threads, images, repeat, models_dir, raw), timeout)
     thr = _run_workers(
-        [_worker_cmd(engine, variant, 1, images, repeat, models_dir) for _ in range(n)], timeout
+        [_worker_cmd(engine, variant, 1, images, repeat, models_dir, raw) for _ in range(n)], timeout
     )
     total_images = sum(r["images"] for r in thr)
     wall = max(r["wall_s"] for r in thr)
     lats = np.array(lat["latencies_ms"])
     return BenchRow(
+        raw=raw,
         engine=engine,
         variant=variant,
         load_s=lat["load_s"],
@@ -189,19 +207,24 @@ def run_bench(
     repeat: int = 3,
     models_dir: Path | None = None,
     with_peer: bool = True,
+    with_raw: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, str], list[BenchRow]]:
     store = ModelStore(models_dir)
-    todo = plan(store, engines, variants)
+    todo: list[tuple[str, str, bool]] = [(e, v, False) for e, v in plan(store, engines, variants)]
+    # the fastest usual engine again with `--raw`: the latency our post-processing adds
+    fp32 = [e for e, v, _ in todo if v == "fp32"]
+    if with_raw and fp32:
+        todo.append((min(fp32, key=lambda e: RAW_PREFERENCE.index(e) if e in RAW_PREFERENCE else 99), "fp32", True))
     if with_peer:
-        todo.append((PEER, "fp32"))
+        todo.append((PEER, "fp32", False))
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-ocr-bench-") as tmp:
         images = write_standard_images(Path(tmp) / "images", n_images)
-        for i, (engine, variant) in enumerate(todo, start=1):
+        for i, (engine, variant, raw) in enumerate(todo, start=1):
             if progress:
-                progress(f"[{i}/{len(todo)}] {engine} {variant}")
-            rows.append(measure(engine, variant, images, repeat=repeat, models_dir=models_dir))
+                progress(f"[{i}/{len(todo)}] {engine} {variant}{' raw' if raw else ''}")
+            rows.append(measure(engine, variant, images, repeat=repeat, models_dir=models_dir, raw=raw))
     return machine_info(), rows
 
 
@@ -219,6 +242,8 @@ def to_markdown(info: dict[str, str], rows: list[BenchRow]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        if r.raw:
+            continue
         ratio = (
             f"{r.images_per_s / peer.images_per_s:.2f}x"
             if peer and r is not peer
@@ -231,6 +256,18 @@ def to_markdown(info: dict[str, str], rows: list[BenchRow]) -> str:
             f"| {name} | {r.variant} | {r.load_s:.2f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.images_per_s:.2f} | "
             f"{ratio} | {r.peak_rss_mb:.0f} | {r.lines_per_image:.1f} |"
         )
+    for raw in (r for r in rows if r.raw):
+        usual = next((r for r in rows if not r.raw and (r.engine, r.variant) == (raw.engine, raw.variant)), None)
+        if usual is None:
+            continue
+        lines += [
+            "",
+            f"Post-processing cost ({raw.engine} {raw.variant}, same images; `--raw` is the models' reading "
+            "only, as the reference pipeline gives it): p50 "
+            f"{raw.p50_ms:.1f} ms raw, {usual.p50_ms:.1f} ms with word-space recovery, retries, patterns and "
+            f"calibration ({(usual.p50_ms / raw.p50_ms - 1) * 100:+.1f}%); images/s {raw.images_per_s:.2f} raw, "
+            f"{usual.images_per_s:.2f} ({(usual.images_per_s / raw.images_per_s - 1) * 100:+.1f}%).",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -36,10 +36,12 @@ class _RapidOcrPeer:
 
 
 class _EdgeOcr:
-    def __init__(self, engine: str, variant: str, threads: int, models_dir: Path | None) -> None:
+    def __init__(self, engine: str, variant: str, threads: int, models_dir: Path | None, raw: bool) -> None:
         from edge_ocr.ocr import open_pipeline
+        from edge_ocr.pipeline.runner import PipelineOptions
 
-        self._pipe = open_pipeline(engine, variant, models_dir=models_dir, threads=threads)
+        options = PipelineOptions.reference() if raw else None
+        self._pipe = open_pipeline(engine, variant, models_dir=models_dir, threads=threads, options=options)
 
     def run(self, img: np.ndarray) -> int:
         return len(self._pipe.run(img).lines)
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="passes over the images")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument("--raw", action="store_true", help="the models' reading only (no post-processing)")
     p.add_argument(
         "--sync", action="store_true", help="print READY after warm-up, then wait for a line on stdin"
     )
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine == "rapidocr":
         runner: _RapidOcrPeer | _EdgeOcr = _RapidOcrPeer()
     else:
-        runner = _EdgeOcr(args.engine, args.variant, args.threads, args.models_dir)
+        runner = _EdgeOcr(args.engine, args.variant, args.threads, args.models_dir, args.raw)
     # the first image also pays for lazy session creation: count it in the load time
     runner.run(images[0])
     load_s = time.perf_counter() - t0

@@ -109,6 +109,8 @@ def test_bench_smoke(tmp_path, capsys, model_store):
     assert code == 0
     out = capsys.readouterr().out
     assert "| onnx | fp32 |" in out and "rapidocr-onnxruntime 1.4.4" in out
+    # the same engine with `--raw` gives the cost of our post-processing, in the same run
+    assert out.count("| onnx | fp32 |") == 1 and "Post-processing cost (onnx fp32" in out
     text = doc.read_text()
     assert "old" not in text and "| onnx | fp32 |" in text and text.endswith("tail\n")
 

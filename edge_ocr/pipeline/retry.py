@@ -95,7 +95,9 @@ class ProfileVariants:
     retries: tuple[str, ...]  # then, for lines still below the threshold, in this order
 
 
-ALL_VARIANTS = ("join_dots", "blur_dots", "local_contrast", "repad", "rotate_180")
+# blurred dots first: over IIIT 5K, the dot-matrix set and generated dot-matrix lines, trying it
+# before joined dots leaves more lines right, most of all when the budget allows one variant
+ALL_VARIANTS = ("blur_dots", "join_dots", "local_contrast", "repad", "rotate_180")
 
 PROFILES: dict[PrintProfile, ProfileVariants] = {
     PrintProfile.AUTO: ProfileVariants((), ALL_VARIANTS),
@@ -129,6 +131,11 @@ SAME_GEOMETRY = frozenset({"join_dots", "blur_dots", "local_contrast"})
 class RetryOptions:
     enabled: bool = True
     threshold: float = 0.9  # lines read below this confidence are retried
+    #: and so are lines whose least probable character is below this (a confident line with one doubtful
+    #: character: dot-matrix 8/0, P/F)
+    min_char_threshold: float = 0.6
+    #: ... when at least this share of their characters are digits (codes and dates, not words)
+    min_char_digits: float = 0.4
     variants: tuple[str, ...] = ALL_VARIANTS  # retries, in order
     first: tuple[str, ...] = ()  # read for every line whatever its confidence; not budgeted
     #: a reading from a same-geometry variant keeps the word spaces the crop's own reading had
@@ -147,6 +154,16 @@ class RetryOptions:
         """These options with the variants `profile` reads up front and retries."""
         chosen = PROFILES[parse_print(profile)]
         return replace(self, first=chosen.first, variants=chosen.retries)
+
+
+def is_weak(decoded, opts: RetryOptions) -> bool:  # decoded: rec.Decoded
+    """Whether a line is re-read: a low mean confidence, or one doubtful character in a code."""
+    if decoded.confidence < opts.threshold:
+        return True
+    if decoded.min_confidence >= opts.min_char_threshold:
+        return False
+    chars = [c for c in decoded.text if not c.isspace()]
+    return bool(chars) and sum(c.isdigit() for c in chars) >= opts.min_char_digits * len(chars)
 
 
 def _chars(text: str) -> int:

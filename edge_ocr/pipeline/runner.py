@@ -144,7 +144,7 @@ class OcrPipeline:
 
         if opts.first:
             read([(i, name) for name in opts.first for i in range(len(crops))])
-        weak = [i for i, d in enumerate(best) if d.confidence < opts.threshold]
+        weak = [i for i, d in enumerate(best) if retry_stage.is_weak(d, opts)]
         if not weak:
             return best, best_crops, len(retried)
         per_crop_ms = max(rec_ms / max(len(crops), 1), 1.0)

@@ -171,3 +171,16 @@ def test_a_space_from_the_crop_needs_a_wide_gap_in_the_crop() -> None:
     gaps = [10.0, 11.0, 10.0, 12.0, 11.0, 40.0]  # B-A A-T T-C C-H H-: :-D
     assert retry.with_spaces_of("BATCH:D", "BAT CH: D", gaps) == "BATCH: D"
     assert retry.with_spaces_of("BATCH:D", "BAT CH: D") == "BAT CH: D"  # no gaps: every space kept
+
+
+@pytest.mark.parametrize(
+    ("text", "confidence", "least", "weak"),
+    [
+        ("P110448 05/21", 0.80, 0.70, True),  # low mean confidence
+        ("P110448 05/21", 0.96, 0.45, True),  # one doubtful character in a code
+        ("Warehouse", 0.96, 0.45, False),  # ... in a word: left alone (scene text, receipts' words)
+        ("P110448 05/21", 0.96, 0.75, False),
+    ],
+)
+def test_which_lines_are_re_read(text, confidence, least, weak) -> None:
+    assert retry.is_weak(Decoded(text, confidence, min_confidence=least), RetryOptions()) is weak

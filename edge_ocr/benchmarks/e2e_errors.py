@@ -25,13 +25,15 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edge_ocr.evaluation.labels import DetSample, read_det_labels
 from edge_ocr.evaluation.metrics import ImageMatch, Prediction, match_image
 from edge_ocr.evaluation.polygon import covered_fraction, iou
 from edge_ocr.evaluation.runner import default_case_insensitive, read_image, resolve_label_file
+from edge_ocr.pipeline.det import DetOptions
+from edge_ocr.pipeline.runner import OcrPipeline, PipelineOptions
 
 GT_CLASSES = (
     "right",
@@ -194,7 +196,9 @@ def run_predictions(samples: Sequence[DetSample], pipe) -> list[list[tuple[str, 
     return out
 
 
-def det_grid(samples: Sequence[DetSample], pipe, grid: Sequence, case_insensitive: bool) -> list[dict]:  # noqa: ANN001
+def det_grid(
+    samples: Sequence[DetSample], pipe: OcrPipeline, grid: Sequence[DetOptions], case_insensitive: bool
+) -> list[dict]:
     """Detection H-mean and geometry classes for each DetOptions in `grid`, from one run of the
     detection model per image (text is not read: the text classes count as matched boxes)."""
     from edge_ocr.pipeline import det as det_stage
@@ -220,10 +224,6 @@ def det_grid(samples: Sequence[DetSample], pipe, grid: Sequence, case_insensitiv
 
 
 def _options(args: argparse.Namespace):
-    from dataclasses import replace
-
-    from edge_ocr.pipeline.runner import PipelineOptions
-
     base = PipelineOptions.reference() if args.raw else PipelineOptions()
     if args.retry_budget is not None:
         base = replace(

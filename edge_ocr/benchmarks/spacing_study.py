@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from edge_ocr.evaluation.labels import read_det_labels, read_rec_labels
+from edge_ocr.evaluation.labels import GtRegion, read_det_labels, read_rec_labels
+from edge_ocr.evaluation.metrics import match_image
 from edge_ocr.imageio import read_image
 from edge_ocr.ocr import open_pipeline
 from edge_ocr.pipeline import spacing
 from edge_ocr.pipeline.det import crop_quad
 from edge_ocr.pipeline.rec import Decoded
+from edge_ocr.pipeline.runner import OcrPipeline
 
 
 @dataclass(frozen=True)
@@ -36,26 +39,39 @@ class LineSample:
     crop: np.ndarray
 
 
-def _generated(n: int) -> list[tuple[str, np.ndarray, str]]:
+Crops = list[tuple[str, np.ndarray, str]]
+
+
+def _line_crops(source: str, image: np.ndarray, regions: list[GtRegion], pipe: OcrPipeline | None) -> Crops:
+    """Ground-truth line crops; with `pipe`, the crops of the pipeline's own detected boxes that match
+    a region (IoU >= 0.5, as the end-to-end score matches them), with that region's text."""
+    if pipe is None:
+        return [
+            (source, crop_quad(image, np.array(r.points, np.float32)), r.text)
+            for r in regions
+            if not r.ignore
+        ]
+    boxes, _ = pipe.detect(image)
+    m = match_image(regions, [("", b.tolist()) for b in boxes])
+    return [(source, crop_quad(image, boxes[p]), m.care[g].text) for g, p in sorted(m.det_matches.items())]
+
+
+def _generated(n: int, pipe: OcrPipeline | None) -> Crops:
     from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
 
     out = []
     opts = GeneratorOptions(degradations=Degradations.mild())
     for i in range(n):
         label = generate_label(np.random.default_rng([99, i]), opts)
-        for line in label.lines:
-            out.append(("generated", crop_quad(label.image, np.array(line.box, np.float32)), line.text))
+        regions = [GtRegion(text=line.text, points=tuple(tuple(p) for p in line.box)) for line in label.lines]
+        out += _line_crops("generated", label.image, regions, pipe)
     return out
 
 
-def _e2e_crops(label_file: Path, source: str, limit: int) -> list[tuple[str, np.ndarray, str]]:
+def _e2e_crops(label_file: Path, source: str, limit: int, pipe: OcrPipeline | None) -> Crops:
     out = []
     for sample in read_det_labels(label_file)[:limit]:
-        image = read_image(sample.path)
-        for region in sample.regions:
-            if region.ignore:
-                continue
-            out.append((source, crop_quad(image, np.array(region.points, np.float32)), region.text))
+        out += _line_crops(source, read_image(sample.path), list(sample.regions), pipe)
     return out
 
 
@@ -63,19 +79,24 @@ def _rec_crops(label_file: Path, source: str, limit: int) -> list[tuple[str, np.
     return [(source, read_image(s.path), s.text) for s in read_rec_labels(label_file)[:limit]]
 
 
-def collect(engine: str, eval_dir: Path | None, n_generated: int, limit: int) -> list[LineSample]:
-    crops = _generated(n_generated)
-    if eval_dir is not None:
-        if (eval_dir / "sroie").is_dir():
-            crops += _e2e_crops(eval_dir / "sroie" / "det_gt.txt", "sroie", limit)
-        if (eval_dir / "icdar2015").is_dir():
-            crops += _e2e_crops(eval_dir / "icdar2015" / "det_gt.txt", "icdar2015", limit)
-        if (eval_dir / "dotmatrix").is_dir():
-            crops += _rec_crops(eval_dir / "dotmatrix" / "rec_gt.txt", "dotmatrix", limit)
-        if (eval_dir / "iiit5k").is_dir():
-            crops += _rec_crops(eval_dir / "iiit5k" / "rec_gt.txt", "iiit5k", limit)
+def collect(
+    engine: str, eval_dir: Path | None, n_generated: int, limit: int, detected: bool = False
+) -> list[LineSample]:
+    """Line samples; `detected`: lines cropped from the pipeline's own boxes (what it reads in use:
+    DB boxes are looser than the ground truth's) instead of the ground-truth quads."""
     out = []
     with open_pipeline(engine) as pipe:
+        det_pipe = pipe if detected else None
+        crops = _generated(n_generated, det_pipe)
+        if eval_dir is not None:
+            if (eval_dir / "sroie").is_dir():
+                crops += _e2e_crops(eval_dir / "sroie" / "det_gt.txt", "sroie", limit, det_pipe)
+            if (eval_dir / "icdar2015").is_dir():
+                crops += _e2e_crops(eval_dir / "icdar2015" / "det_gt.txt", "icdar2015", limit, det_pipe)
+            if (eval_dir / "dotmatrix").is_dir():
+                crops += _rec_crops(eval_dir / "dotmatrix" / "rec_gt.txt", "dotmatrix", limit)
+            if (eval_dir / "iiit5k").is_dir():
+                crops += _rec_crops(eval_dir / "iiit5k" / "rec_gt.txt", "iiit5k", limit)
         for i in range(0, len(crops), 64):
             chunk = crops[i : i + 64]
             for (source, crop, truth), dec in zip(
@@ -88,7 +109,7 @@ def collect(engine: str, eval_dir: Path | None, n_generated: int, limit: int) ->
 def pair_labels(sample: LineSample) -> list[bool] | None:
     """For each adjacent pair of non-space decoded characters: does the truth have a space there?
     None when the decoded characters differ from the truth's (ignoring spaces and case)."""
-    chars = [c for c in sample.decoded.text if c != " "]
+    chars = [c for c in spacing.fold_full_width(sample.decoded.text) if c != " "]
     truth = sample.truth.strip()
     if "".join(chars).lower() != "".join(truth.split()).lower() or len(chars) < 2:
         return None
@@ -139,16 +160,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-dir", type=Path, default=None)
     ap.add_argument("--generated", type=int, default=150)
     ap.add_argument("--limit", type=int, default=1000, help="images per dev set")
+    ap.add_argument(
+        "--detected",
+        action="store_true",
+        help="read the pipeline's detected line crops, not the ground truth's",
+    )
+    ap.add_argument("--cache", type=Path, default=None, help="pickle of the samples: reused when present")
     args = ap.parse_args(argv)
-    samples = collect(args.engine, args.eval_dir, args.generated, args.limit)
+    if args.cache and args.cache.is_file():
+        with args.cache.open("rb") as fh:
+            samples = pickle.load(fh)
+    else:
+        samples = collect(args.engine, args.eval_dir, args.generated, args.limit, args.detected)
+        if args.cache:
+            with args.cache.open("wb") as fh:
+                pickle.dump(samples, fh)
     base = spacing.SpacingOptions()
     print(json.dumps({"defaults": score(samples, base)}, indent=1))
-    for ratio in (1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 2.0):
-        for min_gap in (0.0, 1.0, 2.0):
-            opts = spacing.SpacingOptions(gap_ratio=ratio, min_blank_frames=min_gap)
-            res = score(samples, opts)
-            summary = {k: (v["f1"], v["precision"], v["lines_exact"]) for k, v in res.items()}
-            print(f"gap_ratio={ratio} min_blank={min_gap}: {summary}")
+    for ratio in (1.2, 1.3, 1.4, 1.5, 1.6):
+        for min_gap in (1.0, 2.0):
+            for gap_height in (0.1, 0.15, 0.2, 0.25, 0.3):
+                opts = replace(base, gap_ratio=ratio, min_blank_frames=min_gap, min_gap_height=gap_height)
+                res = score(samples, opts)
+                summary = {k: (v["f1"], v["precision"], v["lines_exact"]) for k, v in res.items()}
+                print(f"gap_ratio={ratio} min_blank={min_gap} min_gap_height={gap_height}: {summary}")
     sys.stdout.flush()
     return 0
 

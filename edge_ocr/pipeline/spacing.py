@@ -32,6 +32,11 @@ class SpacingOptions:
     #: never recover a space before these (typographic: "BAHRU,", "RETAIL.") or after these
     no_space_before: str = ",."
     no_space_after: str = "("
+    #: never a space (recovered or read) between a digit, a point and a digit ("18.77", not "18. 77")
+    no_space_in_decimals: bool = True
+    #: on Latin lines, read full-width forms (U+FF01-FF5E, e.g. "（" "：" "，") as their ASCII
+    #: characters: the Chinese-English recognizer often picks them for Latin punctuation
+    fold_full_width: bool = True
 
 
 # Typical advance widths relative to a digit, so that pairs with narrow or wide glyphs are judged
@@ -54,6 +59,19 @@ def glyph_width(ch: str) -> float:
 
 def _is_latin(ch: str) -> bool:
     return ord(ch) < 0x250 or 0x1E00 <= ord(ch) <= 0x1EFF
+
+
+def fold_full_width(text: str) -> str:
+    """Full-width ASCII forms (U+FF01-FF5E) as ASCII, one character for one (frames stay aligned)."""
+    return "".join(chr(ord(c) - 0xFEE0) if 0xFF01 <= ord(c) <= 0xFF5E else c for c in text)
+
+
+def latin_text(decoded: Decoded, opts: SpacingOptions) -> str:
+    """The decoded text with full-width forms folded when the folded line is mostly Latin."""
+    if not opts.enabled or not opts.fold_full_width:
+        return decoded.text
+    folded = fold_full_width(decoded.text)
+    return folded if folded != decoded.text and mostly_latin(folded, opts.min_latin_ratio) else decoded.text
 
 
 def mostly_latin(text: str, min_ratio: float) -> bool:
@@ -89,13 +107,14 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     None when the line is left as read (disabled, too short, not Latin, no alignment)."""
     if not opts.enabled or not decoded.frames or len(decoded.frames) != len(decoded.text):
         return None
-    if not mostly_latin(decoded.text, opts.min_latin_ratio):
+    text = latin_text(decoded, opts)
+    if not mostly_latin(text, opts.min_latin_ratio):
         return None
     chars: list[tuple[int, int]] = []  # frames of non-space characters
     glyphs: list[str] = []
     widths: list[float] = []
     explicit: list[bool] = []  # the recognizer put a space right after this character
-    for ch, fr in zip(decoded.text, decoded.frames, strict=True):
+    for ch, fr in zip(text, decoded.frames, strict=True):
         if ch == " ":
             if explicit:
                 explicit[-1] = True
@@ -114,6 +133,12 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     dist = np.diff(centres) / ((w[:-1] + w[1:]) / 2.0)
     blanks = starts[1:] - ends[:-1] - 1.0
     decided = list(explicit[:-1])  # spaces the recognizer read are kept (measured: removing any costs)
+    blocked = [False] * len(decided)
+    if opts.no_space_in_decimals:
+        for k in range(1, len(glyphs) - 1):
+            if glyphs[k] == "." and glyphs[k - 1].isdigit() and glyphs[k + 1].isdigit():
+                decided[k - 1] = decided[k] = False
+                blocked[k - 1] = blocked[k] = True
     if len(chars) < opts.min_chars:
         return decided
     plain = dist[~np.array(explicit[:-1])]
@@ -127,7 +152,7 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
         crop is not None and opts.min_gap_height > 0 and decoded.px_per_frame > 0 and crop.shape[0] > 4
     )
     for k in range(len(dist)):
-        if decided[k] or dist[k] < opts.gap_ratio * pitch or blanks[k] < opts.min_blank_frames:
+        if decided[k] or blocked[k] or dist[k] < opts.gap_ratio * pitch or blanks[k] < opts.min_blank_frames:
             continue
         if glyphs[k + 1] in opts.no_space_before or glyphs[k] in opts.no_space_after:
             continue
@@ -146,8 +171,8 @@ def recover_spaces(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | No
     """The decoded text with recovered word spaces (single spaces, no leading/trailing)."""
     decided = space_after(decoded, opts, crop)
     if decided is None:
-        return decoded.text
-    chars = [c for c in decoded.text if c != " "]
+        return latin_text(decoded, opts)
+    chars = [c for c in latin_text(decoded, opts) if c != " "]
     out = [chars[0]]
     for k, ch in enumerate(chars[1:]):
         if decided[k]:

@@ -84,6 +84,9 @@ class Engine(abc.ABC):
             self._sessions[role] = sess
         return sess
 
+    def image_done(self) -> None:  # noqa: B027 (an optional hook: most engines keep their buffers)
+        """Called when an image needs no more inference; engines may free per-image memory."""
+
     def close(self) -> None:
         for sess in self._sessions.values():
             sess.close()

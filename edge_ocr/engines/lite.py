@@ -12,15 +12,14 @@ Three traps of paddlelite 2.13rc0 on x86 are handled here (shared/PADDLE_LITE_NO
    freed). Inputs are never padded, because padding changes what the recognizer's attention
    layers read.
 
-Memory (the issue's budget is 300 MB per Lite worker): Paddle Lite plans no memory reuse on x86,
-so the build rewrites the programs to share buffers between tensors with disjoint lifetimes
-(models/rewrite.py, "reuse"), and the detection predictor is released after each image instead
-of holding its ~100 MB of activations while the lines are recognised. Re-creating it costs a few
-milliseconds of CPU per image (measured in docs/BENCHMARKS.md). Last, glibc's malloc raises its
-mmap threshold as large blocks are freed, after which the predictors' buffers come from the heap
-and freeing them does not give memory back (a worker's peak wandered between 260 and 290 MB);
-a fixed threshold (`mallopt(M_MMAP_THRESHOLD)`, set once when the engine loads) keeps every
-large buffer in its own mapping, returned on free (peak 247 MB, run after run).
+Memory (the budget is 300 MB per Lite worker): Paddle Lite plans no memory reuse on x86, so the
+build rewrites the programs to share buffers between tensors with disjoint lifetimes
+(models/rewrite.py, "reuse"); the detection predictor is freed as soon as it has run, so its
+~100 MB of activations are not held while the lines are recognised; and every predictor is freed
+when an image is done (`image_done`), so the next detection does not sit on top of the last
+recognition. Re-creating predictors costs a few milliseconds of CPU per image; measured in
+docs/BENCHMARKS.md. (Pinning glibc's mmap threshold gave a steadier peak but cost ~30% more CPU
+in page faults: not used.)
 
 Batches (rec, cls) are run one sample at a time: samples are independent at inference, every
 sample is already padded to its batch's width by the pipeline (exactly as the reference
@@ -91,27 +90,6 @@ class _LiteSession(Session):
         self._shape = None
 
 
-_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-_MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's default, made fixed (no dynamic raising)
-
-
-def _fix_mmap_threshold() -> None:
-    """Pin glibc's mmap threshold so freed predictor buffers go back to the system (see module doc)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to pin
-        return
-    if not mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES):
-        logger.debug("mallopt(M_MMAP_THRESHOLD) refused")
-
-
 class LiteEngine(Engine):
     name = "lite"
     model_format = "nb"
@@ -135,9 +113,13 @@ class LiteEngine(Engine):
         reason = self.unavailable_reason()
         if reason:
             raise EngineUnavailableError(reason)
-        _fix_mmap_threshold()
         # detection runs once per image on the largest input: its activations are not kept
         return _LiteSession(role, str(self.files.path(role)), keep=role is not ModelRole.DET)
+
+    def image_done(self) -> None:
+        # the predictors (and their activations) are re-created for the next image's shapes anyway
+        for sess in self._sessions.values():
+            sess.close()
 
     def versions(self) -> dict[str, str]:
         from importlib.metadata import version

@@ -198,6 +198,7 @@ class OcrPipeline:
             decoded, crops, retried = self._retry_weak_lines(decoded, crops, timings["rec"], retry_opts)
             if retried:
                 timings["retry"] = (time.perf_counter() - t0) * 1000
+        self.engine.image_done()  # no more inference for this image (Lite frees its predictors)
         t0 = time.perf_counter()
         lines = []
         for box, dec, crop, own, own_crop in zip(boxes, decoded, crops, own_readings, own_crops):

@@ -1,95 +1,294 @@
-"""Line-confidence calibration: the recognizer's mean character probability mapped, by a monotone
-piecewise-linear curve, to the measured chance that the whole line is right.
+"""Line-confidence calibration: the measured chance that a whole line is right.
 
-The curve was fitted by isotonic regression on half of the dev sets' and generated labels' lines
-and checked on the other half (`python -m edge_ocr.benchmarks.calibration_study`; figures and the
-reliability table in docs/BENCHMARKS.md). The raw probability still drives the pipeline's own
-decisions (drop score, retries); only the confidence reported with each line is calibrated.
+A line is right only if every character and every word space is. The recognizer's character
+probabilities see the characters only, so the calibrated confidence reads a handful of features
+of the line's evidence (`FEATURE_NAMES`, computed by `line_features`): the least and mean
+character probabilities, the runner-up of the weakest character, how close the nearest word-space
+decision was to its threshold, the space class's probability where no space was put, the number
+of spaces and punctuation marks, and whether a retry or a pattern correction changed the line.
+A logistic regression combines them into one score (`COEFFICIENTS` over features standardised by
+`MEANS`/`SCALES`) and a monotone piecewise-linear curve (`KNOTS`/`VALUES`, isotonic regression)
+maps that score to the share of lines that were right.
+
+Everything was fitted on every other line of the dev sets and of generated labels and checked on
+the other half (`python -m edge_ocr.benchmarks.calibration_study`; figures, the per-set breakdown
+and the reliability table in docs/BENCHMARKS.md). Only numpy is needed at run time. The raw
+character probability still drives the pipeline's own decisions (drop score, retries); only the
+confidence reported with each line is calibrated.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-# fitted 2026-11-24 on onnx/fp32, feature "min", 5903 lines (see module docstring)
+from edge_ocr.pipeline.rec import Decoded
+from edge_ocr.pipeline.spacing import SpacingOptions, glyph_width, mostly_latin
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "logit_min",  # logit of the least probable character's probability
+    "logit_mean",  # logit of the mean character probability
+    "logit_runner_up",  # logit of the likeliest other character at the weakest character
+    "weak_chars",  # characters read below 0.9
+    "missed",  # highest chance that a character was missed between two read ones
+    "space_doubt",  # the space class's highest probability in a gap where no space was put
+    "margin_put",  # |log(gap / threshold)| of the nearest recovered space to its threshold
+    "margin_not_put",  # the same for the nearest gap where no space was put
+    "recovered_spaces",  # spaces put by word-space recovery (not read by the recognizer)
+    "spaces_by_punctuation",  # spaces next to a punctuation mark
+    "spaces",  # spaces in the final text
+    "punctuation",  # punctuation and symbol characters in the final text
+    "log_chars",  # log(1 + non-space characters)
+    "non_latin",  # share of non-Latin characters
+    "retried",  # a retry variant's reading replaced the first reading
+    "corrected",  # a pattern correction changed the text
+)
+
+# -- fitted model (onnx/fp32, 6383 lines (5903 dev + 480 generated), fit half; pipeline of 2026-11-25 01:11) --
+MEANS: tuple[float, ...] = (
+    2.73673,
+    4.136732,
+    -4.578495,
+    0.95935,
+    0.053096,
+    0.023197,
+    0.847045,
+    0.279762,
+    0.351965,
+    0.278455,
+    0.841125,
+    0.862466,
+    2.085768,
+    0.005268,
+    0.197154,
+    0.001694,
+)
+SCALES: tuple[float, ...] = (
+    2.004711,
+    1.539449,
+    2.630673,
+    1.525431,
+    0.111044,
+    0.079349,
+    0.31382,
+    0.332564,
+    0.808849,
+    0.596713,
+    1.330598,
+    1.062122,
+    0.688396,
+    0.071687,
+    0.39785,
+    0.041121,
+)
+COEFFICIENTS: tuple[float, ...] = (
+    -0.032592,
+    0.879528,
+    -0.252377,
+    -0.114056,
+    -0.304808,
+    -1.071634,
+    0.372524,
+    0.077856,
+    0.051996,
+    -0.137527,
+    0.221911,
+    0.126768,
+    -0.31308,
+    -0.560537,
+    -0.321837,
+    -0.019621,
+)
+INTERCEPT: float = 1.585169
 KNOTS: tuple[float, ...] = (
-    0.0903,
-    0.1429,
-    0.1612,
-    0.1789,
-    0.2059,
-    0.2429,
-    0.267,
-    0.2804,
-    0.3006,
-    0.3114,
-    0.3213,
-    0.3339,
-    0.352,
-    0.414,
-    0.4691,
-    0.5002,
-    0.5231,
-    0.5662,
-    0.6314,
-    0.8467,
-    0.9346,
-    0.9845,
-    0.99,
-    0.9993,
+    0.000808,
+    0.012151,
+    0.083047,
+    0.184476,
+    0.288243,
+    0.38536,
+    0.463665,
+    0.513778,
+    0.56172,
+    0.687494,
+    0.77818,
+    0.80687,
+    0.847433,
+    0.870915,
+    0.903695,
+    0.945529,
+    0.955647,
+    0.966011,
+    0.987435,
+    0.994923,
 )
 VALUES: tuple[float, ...] = (
     0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0,
-    0.0833,
-    0.1667,
-    0.3333,
-    0.4286,
-    0.4876,
-    0.5,
-    0.6065,
-    0.7424,
-    0.7963,
-    0.8875,
-    0.9156,
-    0.9659,
+    0.0167,
+    0.1158,
+    0.1522,
+    0.2083,
+    0.338,
+    0.4679,
+    0.5333,
+    0.6032,
+    0.6901,
+    0.7778,
+    0.8224,
+    0.8605,
+    0.8718,
+    0.9065,
+    0.9362,
+    0.9492,
+    0.9861,
+    1.0,
+    1.0,
 )
+# -----------------------------------------------------------------------------------------------
 
-
-FEATURE = "min"
+_EPS = 1e-4
+_MARGIN_CAP = 1.0
 
 
 @dataclass(frozen=True)
 class CalibrationOptions:
     enabled: bool = True
-    #: what the curve reads: "mean" (the recognizer's line confidence, as PaddleOCR reports it)
-    #: or "min" (the least probable character's probability)
-    feature: str = FEATURE
+    means: tuple[float, ...] = MEANS
+    scales: tuple[float, ...] = SCALES
+    coefficients: tuple[float, ...] = COEFFICIENTS
+    intercept: float = INTERCEPT
     knots: tuple[float, ...] = KNOTS
     values: tuple[float, ...] = VALUES
 
+    def __post_init__(self) -> None:
+        n = len(FEATURE_NAMES)
+        if not (len(self.means) == len(self.scales) == len(self.coefficients) == n):
+            raise ValueError(f"calibration needs {n} means, scales and coefficients ({FEATURE_NAMES})")
+        if len(self.knots) != len(self.values) or len(self.knots) < 2:
+            raise ValueError("calibration knots and values must be of equal length, at least 2")
 
-def calibrate(confidence: float, opts: CalibrationOptions) -> float:
+
+@dataclass(frozen=True)
+class LineEvidence:
+    """What the pipeline knows about one line when it reports it."""
+
+    decoded: Decoded  # the reading kept (after retries)
+    text: str  # the text reported (word spaces recovered, patterns applied)
+    retried: bool = False  # a retry variant's reading replaced the first reading
+    corrected: bool = False  # a pattern correction changed the text
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, _EPS), 1.0 - _EPS)
+    return math.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class _Gaps:
+    """Per gap between adjacent non-space characters of the reading."""
+
+    read: list[bool]  # the recognizer read a space there
+    final: list[bool]  # the final text has a space there
+    log_ratio: list[float] | None  # log(centre distance / (gap_ratio x pitch)); None: not judged
+    punct: list[bool]  # a punctuation mark on either side
+
+
+def _gaps(evidence: LineEvidence, opts: SpacingOptions) -> _Gaps:
+    """The word-space geometry `spacing.space_after` judges (centre distance over glyph pitch,
+    compared to `gap_ratio`), and which gaps got a space."""
+    dec = evidence.decoded
+    chars = [c for c in dec.text if c != " "]
+    read = [dec.text[i + 1 : i + 2] == " " for i, c in enumerate(dec.text) if c != " "][:-1]
+    final: list[bool] = []
+    for word in evidence.text.split():
+        final += [False] * (len(word) - 1) + [True]
+    final = final[:-1]
+    if len(final) != len(read):  # a correction changed the length: judge the reading's own spaces
+        final = list(read)
+    punct = [not (a.isalnum() and b.isalnum()) for a, b in zip(chars, chars[1:])]
+    log_ratio = None
+    pairs = [(ch, fr) for ch, fr in zip(dec.text, dec.frames) if ch != " "]
+    if (
+        opts.enabled
+        and len(dec.frames) == len(dec.text)
+        and len(pairs) >= max(opts.min_chars, 3)
+        and mostly_latin(dec.text, opts.min_latin_ratio)
+    ):
+        centres = np.array([(f[0] + f[1]) / 2.0 for _, f in pairs])
+        w = np.array([glyph_width(ch) for ch, _ in pairs])
+        dist = np.diff(centres) / ((w[:-1] + w[1:]) / 2.0)
+        plain = dist[~np.array(read, dtype=bool)]
+        pitch = float(np.median(plain)) if len(plain) else 0.0
+        if pitch > 0:
+            log_ratio = [float(x) for x in np.log(np.maximum(dist / (opts.gap_ratio * pitch), 1e-3))]
+    return _Gaps(read, final, log_ratio, punct)
+
+
+def _nearest(margins: list[float]) -> float:
+    return float(min([_MARGIN_CAP, *[abs(m) for m in margins]]))
+
+
+def line_features(evidence: LineEvidence, spacing: SpacingOptions | None = None) -> np.ndarray:
+    """The features the calibration reads, in the order of `FEATURE_NAMES`."""
+    dec = evidence.decoded
+    probs = list(dec.char_confidences) or ([dec.min_confidence] if dec.text else [])
+    weakest = int(np.argmin(probs)) if probs else -1
+    alts = dec.alternatives[weakest] if 0 <= weakest < len(dec.alternatives) else ()
+    runner_up = max([0.0, *[p for ch, p in alts if ch != dec.text[weakest]]])
+    g = _gaps(evidence, spacing or SpacingOptions())
+    before_gap = [i for i, c in enumerate(dec.text) if c != " "][:-1]  # the character before each gap
+    missed = [dec.missed_after[i] for i in before_gap if i < len(dec.missed_after)]
+    doubt = [
+        dec.space_after[i] for k, i in enumerate(before_gap) if i < len(dec.space_after) and not g.final[k]
+    ]
+    ratios = g.log_ratio or []
+    text = evidence.text
+    ink = [c for c in text if not c.isspace()]
+    values = {
+        "logit_min": _logit(dec.min_confidence if text else 0.0),
+        "logit_mean": _logit(dec.confidence if text else 0.0),
+        "logit_runner_up": _logit(runner_up),
+        "weak_chars": float(sum(p < 0.9 for p in probs)),
+        "missed": float(max([0.0, *missed])),
+        "space_doubt": float(max([0.0, *doubt])),
+        "margin_put": _nearest([r for r, f, rd in zip(ratios, g.final, g.read) if f and not rd]),
+        "margin_not_put": _nearest([r for r, f in zip(ratios, g.final) if not f]),
+        "recovered_spaces": float(sum(f and not r for f, r in zip(g.final, g.read))),
+        "spaces_by_punctuation": float(sum(f and p for f, p in zip(g.final, g.punct))),
+        "spaces": float(sum(g.final)),
+        "punctuation": float(sum(not c.isalnum() for c in ink)),
+        "log_chars": math.log1p(len(ink)),
+        "non_latin": (sum(ord(c) >= 0x250 for c in ink) / len(ink)) if ink else 0.0,
+        "retried": float(evidence.retried),
+        "corrected": float(evidence.corrected),
+    }
+    return np.array([values[name] for name in FEATURE_NAMES], dtype=np.float64)
+
+
+def score(features: np.ndarray, opts: CalibrationOptions) -> float:
+    """The logistic regression's probability for one line's features."""
+    z = (np.asarray(features, dtype=np.float64) - np.array(opts.means)) / np.array(opts.scales)
+    t = float(np.dot(z, np.array(opts.coefficients)) + opts.intercept)
+    return 1.0 / (1.0 + math.exp(-min(max(t, -50.0), 50.0)))
+
+
+def calibrate(raw_score: float, opts: CalibrationOptions) -> float:
+    """The isotonic curve: the model's score mapped to the measured share of right lines."""
     if not opts.enabled:
-        return float(confidence)
-    return float(np.interp(confidence, opts.knots, opts.values))
+        return float(raw_score)
+    return float(np.interp(raw_score, opts.knots, opts.values))
 
 
-def line_confidence(mean: float, minimum: float, opts: CalibrationOptions) -> float:
-    """The confidence reported with a line. Disabled: the recognizer's mean, as the reference
-    reports it; enabled: the calibrated chance that the line is right."""
+def line_confidence(
+    evidence: LineEvidence, opts: CalibrationOptions, spacing: SpacingOptions | None = None
+) -> float:
+    """The confidence reported with a line. Disabled: the recognizer's mean character
+    probability, as the reference reports it; enabled: the calibrated chance that the line is
+    right. `spacing`: the word-space parameters the pipeline used."""
     if not opts.enabled:
-        return float(mean)
-    return calibrate(minimum if opts.feature == "min" else mean, opts)
+        return float(evidence.decoded.confidence)
+    if not evidence.text:
+        return 0.0
+    return calibrate(score(line_features(evidence, spacing), opts), opts)

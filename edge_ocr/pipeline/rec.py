@@ -33,6 +33,13 @@ class Decoded:
     #: per decoded character: the 3 likeliest classes over its frames, (character, probability),
     #: most likely first; patterns.py re-decodes invalid dates from these
     alternatives: tuple[tuple[tuple[str, float], ...], ...] = ()
+    #: per decoded character, for the confidence calibration: its probability (the mean and
+    #: minimum above are over these); and in the frames up to the next character (the last one:
+    #: to the end of the line) the space class's highest probability and the highest probability
+    #: that any other character was there (1 - blank - space: a character that may have been missed)
+    char_confidences: tuple[float, ...] = ()
+    space_after: tuple[float, ...] = ()
+    missed_after: tuple[float, ...] = ()
 
 
 def load_dictionary(path: Path) -> list[str]:
@@ -80,6 +87,7 @@ def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
     """Greedy CTC decoding of (N, T, C) probabilities: collapse repeats, drop blanks (index 0)."""
     idx = probs.argmax(axis=2)
     conf = probs.max(axis=2)
+    space = probs[:, :, len(charset) - 1] if probs.shape[2] >= len(charset) else np.zeros(idx.shape)
     results = []
     n_frames = probs.shape[1]
     for b in range(probs.shape[0]):
@@ -109,6 +117,16 @@ def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
             )
             frames.append((int(p), int(end)))
         text = "".join(chars)
+        bounds = [f[0] for f in frames[1:]] + [n_frames]
+        spaces = tuple(
+            float(space[b, f[1] + 1 : nxt].max()) if nxt > f[1] + 1 else 0.0 for f, nxt in zip(frames, bounds)
+        )
+        missed = tuple(
+            float((1.0 - probs[b, f[1] + 1 : nxt, 0] - space[b, f[1] + 1 : nxt]).max())
+            if nxt > f[1] + 1
+            else 0.0
+            for f, nxt in zip(frames, bounds)
+        )
         results.append(
             Decoded(
                 text=text,
@@ -117,6 +135,9 @@ def ctc_decode(probs: np.ndarray, charset: list[str]) -> list[Decoded]:
                 frames=tuple(frames),
                 n_frames=n_frames,
                 alternatives=tuple(alts),
+                char_confidences=tuple(confs),
+                space_after=spaces,
+                missed_after=missed,
             )
         )
     return results

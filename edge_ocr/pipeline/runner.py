@@ -216,7 +216,11 @@ class OcrPipeline:
                 TextLine(
                     text=fixed.text,
                     confidence=calibration_stage.line_confidence(
-                        dec.confidence, dec.min_confidence, self.options.calibration
+                        calibration_stage.LineEvidence(
+                            dec, fixed.text, retried=dec is not own, corrected=bool(fixed.changes)
+                        ),
+                        self.options.calibration,
+                        self.options.spacing,
                     ),
                     box=quad,  # type: ignore[arg-type]
                     raw_text=spaced if fixed.changes else None,

@@ -57,3 +57,25 @@ def test_every_region_gets_its_class_and_the_hmean_agrees_with_the_metric():
     metric = evaluate_e2e([(regions, preds)], case_insensitive=True)
     assert abs(report.e2e_hmean() - metric.e2e_hmean) < 1e-12
     assert report.e2e_hmean(["text_space"]) > report.e2e_hmean()
+
+
+def test_det_grid_scores_box_geometry_on_generated_labels(tmp_path, model_store):
+    import cv2
+    import numpy as np
+
+    from edge_ocr.benchmarks.e2e_errors import det_grid
+    from edge_ocr.ocr import open_pipeline
+    from edge_ocr.pipeline.det import DetOptions
+    from edge_ocr.synth import GeneratorOptions, generate_label
+
+    samples = []
+    for i in range(3):
+        label = generate_label(np.random.default_rng([11, i]), GeneratorOptions())
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), label.image)
+        regions = tuple(GtRegion(line.text, tuple(tuple(p) for p in line.box)) for line in label.lines)
+        samples.append(DetSample(path=path, regions=regions))
+    with open_pipeline("onnx") as pipe:
+        default, bloated = det_grid(samples, pipe, [DetOptions(), DetOptions(unclip_ratio=4.0)], True)
+    assert default["det_hmean"] > 0.8, default
+    assert bloated["det_hmean"] < default["det_hmean"], (default, bloated)

@@ -17,7 +17,7 @@ from pathlib import Path
 from edge_ocr import export
 from edge_ocr.errors import EdgeOcrError
 from edge_ocr.store.query import ResultRow, results_by_id
-from edge_ocr.store.review import ResultFilter, count_results, iter_results
+from edge_ocr.store.review import ResultFilter, count_results, iter_result_ids
 
 FORMATS = {"csv": ("CSV", ".csv"), "jsonl": ("JSON Lines", ".jsonl"), "ppocrlabel": ("PPOCRLabel folder", "")}
 CHUNK = 500
@@ -35,10 +35,7 @@ def _selected(
     cancelled: Callable[[], bool],
 ) -> Iterator[ResultRow]:
     done = 0
-    ids: list[int] = []
-
-    def flush() -> Iterator[ResultRow]:
-        nonlocal done
+    for ids in iter_result_ids(conn, flt, chunk=CHUNK):
         for row in results_by_id(conn, ids):
             if cancelled():
                 raise ExportCancelled("export cancelled")
@@ -46,13 +43,6 @@ def _selected(
             done += 1
             if progress is not None and done % 100 == 0:
                 progress(done, total)
-        ids.clear()
-
-    for row in iter_results(conn, flt):
-        ids.append(row.id)
-        if len(ids) >= CHUNK:
-            yield from flush()
-    yield from flush()
 
 
 def export_selection(

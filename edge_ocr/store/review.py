@@ -294,18 +294,26 @@ def fetch_page_after(
     return _rows_by_ids(conn, ids)
 
 
-def iter_results(
+def iter_result_ids(
     conn: sqlite3.Connection, flt: ResultFilter = ResultFilter(), *, chunk: int = 500
-) -> Iterator[ResultRow]:
-    """Every filtered result, oldest first, read in keyset chunks (for export)."""
-    sort = Sort(SortColumn.ID, descending=False)
-    last: ResultRow | None = None
+) -> Iterator[list[int]]:
+    """The ids of every filtered result, oldest first, in chunks of `chunk` (keyset paging; for
+    export, which reads the rows it writes through `edge_ocr.store.query.results_by_id`)."""
+    where, params, needs_capture = _where(flt)
+    last = 0
     while True:
-        page = fetch_page_after(conn, flt, sort, after=last, limit=chunk)
-        yield from page
-        if len(page) < chunk:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT r.id FROM {_from(needs_capture)} WHERE {where} AND r.id > ? ORDER BY r.id LIMIT ?",
+                [*params, last, int(chunk)],
+            )
+        ]
+        if ids:
+            yield ids
+        if len(ids) < chunk:
             return
-        last = page[-1]
+        last = ids[-1]
 
 
 def count_results(conn: sqlite3.Connection, flt: ResultFilter = ResultFilter()) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_ocr.pipeline.rec import Decoded
-from edge_ocr.pipeline.spacing import SpacingOptions, glyph_width, mostly_latin
+from edge_ocr.pipeline.spacing import SpacingOptions, glyph_geometry, mostly_latin
 
 FEATURE_NAMES: tuple[str, ...] = (
     "logit_min",  # logit of the least probable character's probability
@@ -215,6 +215,7 @@ def _gaps(evidence: LineEvidence, opts: SpacingOptions) -> _Gaps:
     dec = evidence.decoded
     chars = [c for c in dec.text if c != " "]
     read = [dec.text[i + 1 : i + 2] == " " for i, c in enumerate(dec.text) if c != " "][:-1]
+    geo = glyph_geometry(dec.text, dec.frames) if len(dec.frames) == len(dec.text) else None
     final: list[bool] = []
     for word in evidence.text.split():
         final += [False] * (len(word) - 1) + [True]
@@ -223,16 +224,13 @@ def _gaps(evidence: LineEvidence, opts: SpacingOptions) -> _Gaps:
         final = list(read)
     punct = [not (a.isalnum() and b.isalnum()) for a, b in zip(chars, chars[1:])]
     log_ratio = None
-    pairs = [(ch, fr) for ch, fr in zip(dec.text, dec.frames) if ch != " "]
     if (
         opts.enabled
-        and len(dec.frames) == len(dec.text)
-        and len(pairs) >= max(opts.min_chars, 3)
+        and geo is not None
+        and len(geo.glyphs) >= max(opts.min_chars, 3)
         and mostly_latin(dec.text, opts.min_latin_ratio)
     ):
-        centres = np.array([(f[0] + f[1]) / 2.0 for _, f in pairs])
-        w = np.array([glyph_width(ch) for ch, _ in pairs])
-        dist = np.diff(centres) / ((w[:-1] + w[1:]) / 2.0)
+        dist = geo.dist
         plain = dist[~np.array(read, dtype=bool)]
         pitch = float(np.median(plain)) if len(plain) else 0.0
         if pitch > 0:

@@ -12,6 +12,7 @@ sets (`python -m edge_ocr.benchmarks.spacing_study`), see docs/BENCHMARKS.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,40 @@ def _longest_run(flags: np.ndarray) -> int:
     return best
 
 
+@dataclass(frozen=True)
+class GlyphGeometry:
+    """The non-space characters of a reading with their CTC frames, as word-space recovery (and the
+    confidence calibration, which judges its decisions) sees them."""
+
+    glyphs: list[str]
+    explicit: list[bool]  # the recognizer read a space right after this character
+    starts: np.ndarray  # first frame of each character
+    ends: np.ndarray  # last frame
+    centres: np.ndarray
+    dist: np.ndarray  # per adjacent pair: centre distance over what the two glyphs need side by side
+
+
+def glyph_geometry(text: str, frames: Sequence[tuple[int, int]]) -> GlyphGeometry:
+    """`text` (one frame span per character, spaces included) as `GlyphGeometry`."""
+    spans: list[tuple[int, int]] = []
+    glyphs: list[str] = []
+    explicit: list[bool] = []
+    for ch, fr in zip(text, frames, strict=True):
+        if ch == " ":
+            if explicit:
+                explicit[-1] = True
+            continue
+        spans.append(fr)
+        glyphs.append(ch)
+        explicit.append(False)
+    starts = np.array([f[0] for f in spans], dtype=np.float64)
+    ends = np.array([f[1] for f in spans], dtype=np.float64)
+    centres = (starts + ends) / 2.0
+    w = np.array([glyph_width(ch) for ch in glyphs], dtype=np.float64)
+    dist = np.diff(centres) / ((w[:-1] + w[1:]) / 2.0) if len(glyphs) > 1 else np.zeros(0)
+    return GlyphGeometry(glyphs, explicit, starts, ends, centres, dist)
+
+
 def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None = None) -> list[bool] | None:
     """For each adjacent pair of non-space characters, whether a space belongs between them.
     None when the line is left as read (disabled, too short, not Latin, no alignment)."""
@@ -110,28 +145,11 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     text = latin_text(decoded, opts)
     if not mostly_latin(text, opts.min_latin_ratio):
         return None
-    chars: list[tuple[int, int]] = []  # frames of non-space characters
-    glyphs: list[str] = []
-    widths: list[float] = []
-    explicit: list[bool] = []  # the recognizer put a space right after this character
-    for ch, fr in zip(text, decoded.frames, strict=True):
-        if ch == " ":
-            if explicit:
-                explicit[-1] = True
-            continue
-        chars.append(fr)
-        glyphs.append(ch)
-        widths.append(glyph_width(ch))
-        explicit.append(False)
-    if len(chars) < 2:
+    geo = glyph_geometry(text, decoded.frames)
+    if len(geo.glyphs) < 2:
         return None
-    starts = np.array([f[0] for f in chars], dtype=np.float64)
-    ends = np.array([f[1] for f in chars], dtype=np.float64)
-    centres = (starts + ends) / 2.0
-    w = np.array(widths)
-    # centre distance relative to what the two glyphs need side by side
-    dist = np.diff(centres) / ((w[:-1] + w[1:]) / 2.0)
-    blanks = starts[1:] - ends[:-1] - 1.0
+    glyphs, explicit, centres, dist = geo.glyphs, geo.explicit, geo.centres, geo.dist
+    blanks = geo.starts[1:] - geo.ends[:-1] - 1.0
     decided = list(explicit[:-1])  # spaces the recognizer read are kept (measured: removing any costs)
     blocked = [False] * len(decided)
     if opts.no_space_in_decimals:
@@ -139,7 +157,7 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
             if glyphs[k] == "." and glyphs[k - 1].isdigit() and glyphs[k + 1].isdigit():
                 decided[k - 1] = decided[k] = False
                 blocked[k - 1] = blocked[k] = True
-    if len(chars) < opts.min_chars:
+    if len(glyphs) < opts.min_chars:
         return decided
     plain = dist[~np.array(explicit[:-1])]
     if len(plain) < 2:

@@ -128,9 +128,7 @@ def build_demo_store(
         rnd = random.Random(seed)
         rng = np.random.default_rng(seed)
         end = end or datetime.now(timezone.utc)
-        # times draw from their own stream: how many draws they take depends on the hour, and the
-        # results' contents must not (tests pick rows by position)
-        times = _times(np.random.default_rng([seed, 1]), rows, days, end)
+        times = _times(rng, rows, days, end)
         recent = (end - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S")
         (base,) = conn.execute("SELECT coalesce(max(id), 0) FROM captures").fetchone()
         (rbase,) = conn.execute("SELECT coalesce(max(id), 0) FROM results").fetchone()

@@ -214,8 +214,9 @@ def run_bench(
     todo: list[tuple[str, str, bool]] = [(e, v, False) for e, v in plan(store, engines, variants)]
     # the fastest usual engine again with `--raw`: the latency our post-processing adds
     fp32 = [e for e, v, _ in todo if v == "fp32"]
-    if with_raw and fp32:
-        todo.append((min(fp32, key=lambda e: RAW_PREFERENCE.index(e) if e in RAW_PREFERENCE else 99), "fp32", True))
+    raw_engine = next((e for e in RAW_PREFERENCE if e in fp32), fp32[0] if fp32 else None)
+    if with_raw and raw_engine:
+        todo.append((raw_engine, "fp32", True))
     if with_peer:
         todo.append((PEER, "fp32", False))
     rows = []

@@ -49,7 +49,6 @@ class _LiteSession(Session):
         self._keep = keep  # False: free the predictor (and its activations) after every run
         self._pred: object | None = None
         self._shape: tuple[int, ...] | None = None  # the one input shape this predictor has seen
-        self.created = 0  # predictors created so far (for tests and diagnostics)
 
     def _predictor(self, shape: tuple[int, ...]) -> object:
         if self._pred is not None and shape == self._shape:
@@ -63,7 +62,6 @@ class _LiteSession(Session):
             self._pred = create_paddle_predictor(config)
         except Exception as exc:  # pybind raises untyped errors
             raise ModelError(f"cannot load Paddle Lite model {self._path}: {exc}") from exc
-        self.created += 1
         self._shape = shape
         logger.debug("new Lite %s predictor for shape %s", self.role.value, shape)
         return self._pred

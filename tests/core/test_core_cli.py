@@ -143,7 +143,7 @@ def test_arm_boards_resolve_the_arm_model_sets(model_store, monkeypatch):
         model_store.resolve("lite", "fp32")
 
 
-def test_paddle_engine_leaves_logging_alone(model_store):
+def test_paddle_engine_leaves_logging_alone():
     """Importing paddle adds a root handler and sets INFO; the engine must undo both."""
     import logging
 

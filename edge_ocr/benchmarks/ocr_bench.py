@@ -258,7 +258,9 @@ def to_markdown(info: dict[str, str], rows: list[BenchRow]) -> str:
             f"{ratio} | {r.peak_rss_mb:.0f} | {r.lines_per_image:.1f} |"
         )
     for raw in (r for r in rows if r.raw):
-        usual = next((r for r in rows if not r.raw and (r.engine, r.variant) == (raw.engine, raw.variant)), None)
+        usual = next(
+            (r for r in rows if not r.raw and (r.engine, r.variant) == (raw.engine, raw.variant)), None
+        )
         if usual is None:
             continue
         lines += [

@@ -212,8 +212,8 @@ def det_grid(
     for opts in grid:
         preds = []
         for det_in, prob in maps:
-            boxes, _ = det_stage.postprocess(prob, det_in, opts)
-            preds.append([("", b.tolist()) for b in boxes])
+            found = det_stage.postprocess(prob, det_in, opts)
+            preds.append([("", d.outline.tolist()) for d in found])
         report = analyse(samples, preds, case_insensitive, 0)
         matched = sum(v for k, v in report.gt.items() if k == "right" or k.startswith("text_"))
         p = matched / report.n_pred if report.n_pred else 0.0

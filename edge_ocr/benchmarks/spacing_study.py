@@ -51,9 +51,11 @@ def _line_crops(source: str, image: np.ndarray, regions: list[GtRegion], pipe: O
             for r in regions
             if not r.ignore
         ]
-    boxes, _ = pipe.detect(image)
-    m = match_image(regions, [("", b.tolist()) for b in boxes])
-    return [(source, crop_quad(image, boxes[p]), m.care[g].text) for g, p in sorted(m.det_matches.items())]
+    found = pipe.detect(image)
+    m = match_image(regions, [("", d.outline.tolist()) for d in found])
+    return [
+        (source, crop_quad(image, found[p].quad), m.care[g].text) for g, p in sorted(m.det_matches.items())
+    ]
 
 
 def _generated(n: int, pipe: OcrPipeline | None) -> Crops:

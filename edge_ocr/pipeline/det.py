@@ -1,7 +1,8 @@
 """DB text detection: pre-processing and post-processing (numpy/OpenCV only).
 
-Defaults follow PaddleOCR 2.x's `tools/infer/predict_det.py` (the reference pipeline), so
-every engine fed by this module must reproduce the reference's boxes.
+The steps follow PaddleOCR 2.x's `tools/infer/predict_det.py` (the reference pipeline), so every
+engine fed by this module must reproduce the reference's boxes with its settings
+(`PipelineOptions.reference()`); our defaults differ in the crop margin and the reported box only.
 """
 
 from __future__ import annotations
@@ -22,10 +23,27 @@ class DetOptions:
     limit_type: str = "max"  # "max": the longer side is at most limit; "min": the shorter at least
     thresh: float = 0.3
     box_thresh: float = 0.6
-    unclip_ratio: float = 1.5
+    #: how far DB's shrunk text kernel is grown (its area x ratio / perimeter) for the crop that
+    #: recognition reads. PaddleOCR grows it by 1.5; a wider margin reads receipts better.
+    unclip_ratio: float = 1.7
+    #: how far it is grown for the box reported to users: tighter, like hand-drawn ground truth
+    #: (None: report the crop's box, as PaddleOCR does). Both were chosen over the SROIE and
+    #: ICDAR 2015 dev sets (docs/BENCHMARKS.md, "Crop margin and reported boxes").
+    outline_unclip_ratio: float | None = 1.2
     max_candidates: int = 1000
     use_dilation: bool = False
     min_size: int = 3
+
+
+@dataclass(frozen=True)
+class DetBox:
+    """One detected text region: `quad` is what recognition reads (the region grown by
+    `unclip_ratio`, PaddleOCR's margin), `outline` what is reported (grown by
+    `outline_unclip_ratio`), both clockwise from top-left in source pixels."""
+
+    quad: np.ndarray
+    outline: np.ndarray
+    score: float
 
 
 @dataclass(frozen=True)
@@ -102,19 +120,33 @@ def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
     return rect
 
 
-def postprocess(
-    prob_map: np.ndarray, det_in: DetInput, opts: DetOptions
-) -> tuple[list[np.ndarray], list[float]]:
-    """Turn the (1, 1, H, W) probability map into quads in source pixels, with their scores."""
+def _grown_quad(kernel: np.ndarray, ratio: float, min_side: float, det_in: DetInput) -> np.ndarray | None:
+    """The kernel box grown by `ratio` (DB's unclip), in source pixels, clockwise; None when the
+    offset splits it or it is too small."""
+    expanded = _unclip(kernel, ratio)
+    if len(expanded) != 1:
+        return None
+    box, sside = _mini_box(np.array(expanded[0]).reshape(-1, 1, 2).astype(np.float32))
+    if sside < min_side:
+        return None
+    (rh, rw), (src_h, src_w) = det_in.resized_hw, det_in.src_hw
+    box[:, 0] = np.clip(np.round(box[:, 0] / rw * src_w), 0, src_w - 1)
+    box[:, 1] = np.clip(np.round(box[:, 1] / rh * src_h), 0, src_h - 1)
+    box = order_points_clockwise(box)
+    width = int(np.linalg.norm(box[0] - box[1]))
+    height = int(np.linalg.norm(box[0] - box[3]))
+    return box if width > 3 and height > 3 else None
+
+
+def postprocess(prob_map: np.ndarray, det_in: DetInput, opts: DetOptions) -> list[DetBox]:
+    """Turn the (1, 1, H, W) probability map into text regions in source pixels."""
     rh, rw = det_in.resized_hw
     pred = prob_map[0, 0, :rh, :rw]
     mask = (pred > opts.thresh).astype(np.uint8)
     if opts.use_dilation:
         mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
-    src_h, src_w = det_in.src_hw
     contours, _ = cv2.findContours(mask * 255, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    boxes: list[np.ndarray] = []
-    scores: list[float] = []
+    out: list[DetBox] = []
     for contour in contours[: opts.max_candidates]:
         points, sside = _mini_box(contour)
         if sside < opts.min_size:
@@ -122,34 +154,14 @@ def postprocess(
         score = _box_score_fast(pred, points)
         if opts.box_thresh > score:
             continue
-        expanded = _unclip(points, opts.unclip_ratio)
-        if len(expanded) != 1:
+        quad = _grown_quad(points, opts.unclip_ratio, opts.min_size + 2, det_in)
+        if quad is None:
             continue
-        box, sside = _mini_box(np.array(expanded[0]).reshape(-1, 1, 2).astype(np.float32))
-        if sside < opts.min_size + 2:
-            continue
-        box[:, 0] = np.clip(np.round(box[:, 0] / rw * src_w), 0, src_w)
-        box[:, 1] = np.clip(np.round(box[:, 1] / rh * src_h), 0, src_h)
-        boxes.append(box.astype(np.int32))
-        scores.append(score)
-    return _filter_boxes(boxes, scores, src_h, src_w)
-
-
-def _filter_boxes(
-    boxes: list[np.ndarray], scores: list[float], img_h: int, img_w: int
-) -> tuple[list[np.ndarray], list[float]]:
-    out_boxes, out_scores = [], []
-    for box, score in zip(boxes, scores):
-        box = order_points_clockwise(box.astype(np.float32))
-        box[:, 0] = np.clip(box[:, 0], 0, img_w - 1).astype(np.int32)
-        box[:, 1] = np.clip(box[:, 1], 0, img_h - 1).astype(np.int32)
-        width = int(np.linalg.norm(box[0] - box[1]))
-        height = int(np.linalg.norm(box[0] - box[3]))
-        if width <= 3 or height <= 3:
-            continue
-        out_boxes.append(box)
-        out_scores.append(score)
-    return out_boxes, out_scores
+        outline = None
+        if opts.outline_unclip_ratio is not None:
+            outline = _grown_quad(points, opts.outline_unclip_ratio, 0, det_in)
+        out.append(DetBox(quad=quad, outline=quad if outline is None else outline, score=score))
+    return out
 
 
 def sort_reading_order(boxes: list[np.ndarray]) -> list[int]:

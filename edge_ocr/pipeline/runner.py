@@ -40,6 +40,7 @@ class PipelineOptions:
         """Exactly what the reference pipeline (PaddleOCR 2.x) does, with none of our
         post-processing: the model build checks engines against the reference with these."""
         return cls(
+            det=det_stage.DetOptions(unclip_ratio=1.5, outline_unclip_ratio=None),
             spacing=spacing_stage.SpacingOptions(enabled=False),
             retry=retry_stage.RetryOptions(enabled=False),
             patterns=pattern_stage.PatternOptions(enabled=False),
@@ -90,12 +91,12 @@ class OcrPipeline:
         self.close()
 
     # -- stages -------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+    def detect(self, image: np.ndarray) -> list[det_stage.DetBox]:
+        """The image's text regions in reading order."""
         det_in = det_stage.preprocess(image, self.options.det)
         prob = self.engine.session(ModelRole.DET).run(det_in.tensor)
-        boxes, scores = det_stage.postprocess(prob, det_in, self.options.det)
-        order = det_stage.sort_reading_order(boxes)
-        return [boxes[i] for i in order], [scores[i] for i in order]
+        found = det_stage.postprocess(prob, det_in, self.options.det)
+        return [found[i] for i in det_stage.sort_reading_order([d.quad for d in found])]
 
     def classify(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         out = list(crops)
@@ -176,9 +177,10 @@ class OcrPipeline:
         t_start = time.perf_counter()
         if det:
             t0 = time.perf_counter()
-            boxes, _ = self.detect(image)
+            regions = self.detect(image)
             timings["det"] = (time.perf_counter() - t0) * 1000
-            crops = [det_stage.crop_quad(image, b) for b in boxes]
+            crops = [det_stage.crop_quad(image, r.quad) for r in regions]
+            boxes = [r.outline for r in regions]
         else:
             boxes = [np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float32)]
             crops = [image]

@@ -104,6 +104,49 @@ def test_result_shape_and_boxes(model_store):
         assert line.box[0][0] < line.box[1][0] and line.box[1][1] < line.box[2][1]
 
 
+def _ink_box(image: np.ndarray, box) -> list[tuple[int, int]]:
+    """The bounding box of the dark ink inside a generated line's (padded) ground-truth box."""
+    import cv2
+
+    xs, ys = [int(p[0]) for p in box], [int(p[1]) for p in box]
+    x0, y0 = min(xs), min(ys)
+    gray = cv2.cvtColor(image[y0 : max(ys) + 1, x0 : max(xs) + 1], cv2.COLOR_BGR2GRAY)
+    _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    yy, xx = np.nonzero(ink)
+    left, top, right, bottom = x0 + xx.min(), y0 + yy.min(), x0 + xx.max() + 1, y0 + yy.max() + 1
+    return [(left, top), (right, top), (right, bottom), (left, bottom)]
+
+
+def test_reported_outlines_fit_the_ink_and_the_crops_are_unchanged(model_store):
+    """The reported box is the detection grown less than the crop recognition reads: it lies inside
+    the crop, fits the printed ink at least as well, and the text read is the same."""
+    from dataclasses import replace
+
+    from edge_ocr.evaluation.polygon import covered_fraction, iou
+
+    labels = [standard_label(seed=s) for s in (3, 5, 8)]
+    base = PipelineOptions()
+    crops_reported = replace(base, det=replace(base.det, outline_unclip_ratio=None))
+    with open_pipeline("onnx", "fp32") as pipe:
+        regions = [pipe.detect(label.image) for label in labels]
+        tight = [pipe.run(label.image) for label in labels]
+    with open_pipeline("onnx", "fp32", options=crops_reported) as pipe:
+        loose = [pipe.run(label.image) for label in labels]
+    fit_outline, fit_crop = [], []
+    for label, found, a, b in zip(labels, regions, tight, loose, strict=True):
+        assert [line.text for line in a.lines] == [line.text for line in b.lines]
+        assert [line.box for line in b.lines] == [tuple(map(tuple, d.quad.tolist())) for d in found]
+        for d in found:
+            assert covered_fraction(d.outline.tolist(), d.quad.tolist()) > 0.99
+            assert iou(d.outline.tolist(), d.quad.tolist()) < 0.97  # grown less, not the same box
+            truth = max(label.lines, key=lambda line: iou(d.quad.tolist(), line.box))
+            ink = _ink_box(label.image, truth.box)
+            fit_outline.append(iou(d.outline.tolist(), ink))
+            fit_crop.append(iou(d.quad.tolist(), ink))
+    assert min(fit_outline) > 0.8 and np.mean(fit_outline) > np.mean(fit_crop), (fit_outline, fit_crop)
+    assert PipelineOptions.reference().det.outline_unclip_ratio is None  # PaddleOCR reports the crop
+
+
 def test_no_det_reads_whole_image_as_one_line(model_store):
     from edge_ocr.pipeline.det import crop_quad
 

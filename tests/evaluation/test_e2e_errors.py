@@ -76,6 +76,6 @@ def test_det_grid_scores_box_geometry_on_generated_labels(tmp_path, model_store)
         regions = tuple(GtRegion(line.text, tuple(tuple(p) for p in line.box)) for line in label.lines)
         samples.append(DetSample(path=path, regions=regions))
     with open_pipeline("onnx") as pipe:
-        default, bloated = det_grid(samples, pipe, [DetOptions(), DetOptions(unclip_ratio=4.0)], True)
+        default, bloated = det_grid(samples, pipe, [DetOptions(), DetOptions(outline_unclip_ratio=4.0)], True)
     assert default["det_hmean"] > 0.8, default
     assert bloated["det_hmean"] < default["det_hmean"], (default, bloated)

@@ -33,8 +33,9 @@ class SpacingOptions:
     #: never recover a space before these (typographic: "BAHRU,", "RETAIL.") or after these
     no_space_before: str = ",."
     no_space_after: str = "("
-    #: never a space (recovered or read) between a digit, a point and a digit ("18.77", not "18. 77")
-    no_space_in_decimals: bool = True
+    #: never a space (recovered or read) between a digit, a point or colon and a digit: decimals
+    #: and times ("18.77", "8:13:39", not "18. 77", "8: 13: 39")
+    no_space_in_numbers: bool = True
     #: on Latin lines, read full-width forms (U+FF01-FF5E, e.g. "（" "：" "，") as their ASCII
     #: characters: the Chinese-English recognizer often picks them for Latin punctuation
     fold_full_width: bool = True
@@ -152,9 +153,9 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     blanks = geo.starts[1:] - geo.ends[:-1] - 1.0
     decided = list(explicit[:-1])  # spaces the recognizer read are kept (measured: removing any costs)
     blocked = [False] * len(decided)
-    if opts.no_space_in_decimals:
+    if opts.no_space_in_numbers:
         for k in range(1, len(glyphs) - 1):
-            if glyphs[k] == "." and glyphs[k - 1].isdigit() and glyphs[k + 1].isdigit():
+            if glyphs[k] in ".:" and glyphs[k - 1].isdigit() and glyphs[k + 1].isdigit():
                 decided[k - 1] = decided[k] = False
                 blocked[k - 1] = blocked[k] = True
     if len(glyphs) < opts.min_chars:

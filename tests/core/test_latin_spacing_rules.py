@@ -40,7 +40,7 @@ def test_full_width_forms_stay_on_cjk_lines_and_in_the_raw_reading():
     assert recover_spaces(_even("QTY（S）：4"), SpacingOptions(fold_full_width=False)) == "QTY（S）：4"
 
 
-def test_no_space_inside_a_decimal_number():
+def test_no_space_inside_a_decimal_number_or_a_time():
     # the recognizer's own space after the point goes, and no space is recovered there either
     read = _decoded(
         "TOTAL 18. 77",
@@ -62,7 +62,33 @@ def test_no_space_inside_a_decimal_number():
     assert recover_spaces(read, SpacingOptions()) == "TOTAL 18.77"
     wide = _decoded("AB12.34", [(0, 1), (4, 5), (8, 9), (12, 13), (16, 16), (30, 31), (34, 35)])
     assert recover_spaces(wide, SpacingOptions()) == "AB12.34"
-    assert recover_spaces(wide, SpacingOptions(no_space_in_decimals=False)) == "AB12. 34"
+    assert recover_spaces(wide, SpacingOptions(no_space_in_numbers=False)) == "AB12. 34"
+    # nor inside a time (the recognizer read one after "8:"); a colon after a word keeps its space
+    clock = _decoded(
+        "8: 13:39 PM",
+        [
+            (0, 1),
+            (3, 3),
+            (4, 4),
+            (8, 9),
+            (12, 13),
+            (15, 15),
+            (18, 19),
+            (22, 23),
+            (28, 28),
+            (32, 33),
+            (36, 37),
+        ],
+    )
+    assert recover_spaces(clock, SpacingOptions()) == "8:13:39 PM"
+    assert recover_spaces(clock, SpacingOptions(no_space_in_numbers=False)) == "8: 13:39 PM"
+    assert (
+        recover_spaces(
+            _decoded("EXP: 12", [(0, 1), (4, 5), (8, 9), (11, 11), (12, 12), (20, 21), (24, 25)]),
+            SpacingOptions(),
+        )
+        == "EXP: 12"
+    )
     # a point between words is not a decimal point
     assert (
         recover_spaces(_decoded("NO. 5", [(0, 1), (4, 5), (7, 7), (8, 8), (16, 17)]), SpacingOptions())

@@ -29,6 +29,11 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         help="time per image for re-reading low-confidence lines (default: 250; 0 turns retries off)",
     )
     g.add_argument(
+        "--no-word-spaces",
+        action="store_true",
+        help="keep the recognizer's own spacing: no word-space recovery or Latin punctuation rules",
+    )
+    g.add_argument(
         "--raw",
         action="store_true",
         help="the models' reading only, as the reference pipeline gives it (no word-space recovery, "
@@ -44,12 +49,17 @@ def pipeline_options(args: argparse.Namespace):  # -> PipelineOptions | None
 
     if args.raw:
         return PipelineOptions.reference()
-    if args.retry_budget is None:
+    if args.retry_budget is None and not args.no_word_spaces:
         return None
-    base = PipelineOptions()
-    return replace(
-        base, retry=replace(base.retry, budget_ms=args.retry_budget, enabled=args.retry_budget > 0)
-    )
+    options = PipelineOptions()
+    if args.retry_budget is not None:
+        options = replace(
+            options,
+            retry=replace(options.retry, budget_ms=args.retry_budget, enabled=args.retry_budget > 0),
+        )
+    if args.no_word_spaces:
+        options = replace(options, spacing=replace(options.spacing, enabled=False))
+    return options
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:

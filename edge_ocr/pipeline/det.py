@@ -37,9 +37,9 @@ class DetOptions:
 
 @dataclass(frozen=True)
 class DetBox:
-    """One detected text region: `quad` is what recognition reads (the region grown by
-    `unclip_ratio`, PaddleOCR's margin), `outline` what is reported (grown by
-    `outline_unclip_ratio`), both clockwise from top-left in source pixels."""
+    """One detected text region: `quad` is the crop recognition reads (the kernel grown by
+    `unclip_ratio`), `outline` the box reported (grown by `outline_unclip_ratio`, so it lies inside
+    the quad), both clockwise from top-left in source pixels."""
 
     quad: np.ndarray
     outline: np.ndarray

@@ -146,3 +146,27 @@ def test_calibration_is_monotone_and_bounded():
     assert all(0.0 <= y <= 1.0 for y in ys)
     assert all(b >= a for a, b in zip(ys, ys[1:], strict=False))
     assert calibrate(0.7, CalibrationOptions(enabled=False)) == 0.7
+
+
+def test_no_word_spaces_flag_keeps_the_recognizers_own_spacing(tmp_path, capsys, model_store):
+    """`--no-word-spaces` (what the per-set "without" figures in docs/BENCHMARKS.md use) turns
+    word-space recovery off and nothing else."""
+    import json
+
+    import cv2
+
+    from edge_ocr.cli import build_parser, main
+    from edge_ocr.commands.common import pipeline_options
+
+    image = _render("THANK YOU PLEASE COME AGAIN", size=24)
+    path = tmp_path / "line.png"
+    cv2.imwrite(str(path), image)
+    base = ["ocr", "--json", "--no-det", "--engine", "onnx", str(path)]
+    unspaced = replace(PipelineOptions(), spacing=replace(PipelineOptions().spacing, enabled=False))
+    assert pipeline_options(build_parser().parse_args([*base, "--no-word-spaces"])) == unspaced
+    assert main(base) == 0
+    assert main([*base, "--no-word-spaces"]) == 0
+    got = [json.loads(line)["data"]["lines"][0]["text"] for line in capsys.readouterr().out.splitlines()]
+    with open_pipeline("onnx") as full, open_pipeline("onnx", options=unspaced) as plain:
+        want = [pipe.run(image, det=False).lines[0].text for pipe in (full, plain)]
+    assert got == want

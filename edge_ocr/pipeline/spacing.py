@@ -34,7 +34,9 @@ class SpacingOptions:
     no_space_before: str = ",."
     no_space_after: str = "("
     #: never a space (recovered or read) between a digit, a point or colon and a digit: decimals
-    #: and times ("18.77", "8:13:39", not "18. 77", "8: 13: 39")
+    #: and times ("18.77", "8:13:39", not "18. 77", "8: 13: 39"); beside a hyphen or slash between
+    #: digits (dates, codes: "2025-05-10", "11/2027") none is recovered, and one read before the
+    #: separator alone goes ("2025 -05"); "10 - 20", read so, stays
     no_space_in_numbers: bool = True
     #: on Latin lines, read full-width forms (U+FF01-FF5E, e.g. "（" "：" "，") as their ASCII
     #: characters: the Chinese-English recognizer often picks them for Latin punctuation
@@ -155,8 +157,14 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     blocked = [False] * len(decided)
     if opts.no_space_in_numbers:
         for k in range(1, len(glyphs) - 1):
-            if glyphs[k] in ".:" and glyphs[k - 1].isdigit() and glyphs[k + 1].isdigit():
+            if not (glyphs[k - 1].isdigit() and glyphs[k + 1].isdigit()):
+                continue
+            if glyphs[k] in ".:":
                 decided[k - 1] = decided[k] = False
+                blocked[k - 1] = blocked[k] = True
+            elif glyphs[k] in "-/" and not (explicit[k - 1] and explicit[k]):
+                if not explicit[k]:  # "2025 -05": a space before the separator alone is never so written
+                    decided[k - 1] = False
                 blocked[k - 1] = blocked[k] = True
     if len(glyphs) < opts.min_chars:
         return decided

@@ -94,3 +94,17 @@ def test_no_space_inside_a_decimal_number_or_a_time():
         recover_spaces(_decoded("NO. 5", [(0, 1), (4, 5), (7, 7), (8, 8), (16, 17)]), SpacingOptions())
         == "NO. 5"
     )
+
+
+def test_no_space_beside_a_hyphen_or_slash_between_digits():
+    # a wide dot-matrix gap before the hyphen is not a word space in a date; nor a space read there
+    wide = _decoded(
+        "MFG:2025-05-10",
+        [(i * 4, i * 4 + 1) for i in range(8)] + [(40, 41), (44, 45), (48, 49), (52, 53), (56, 57), (60, 61)],
+    )
+    assert recover_spaces(wide, SpacingOptions(no_space_in_numbers=False)) == "MFG: 2025 -05-10"
+    assert recover_spaces(wide, SpacingOptions()) == "MFG: 2025-05-10"
+    assert recover_spaces(_even("EXP 11 /2027"), SpacingOptions()) == "EXP 11/2027"
+    # spaces the recognizer read on both sides (a range) or after it only stay
+    assert recover_spaces(_even("QTY 10 - 20"), SpacingOptions()) == "QTY 10 - 20"
+    assert recover_spaces(_even("NO 12- 3"), SpacingOptions()) == "NO 12- 3"

@@ -182,14 +182,15 @@ def better(candidate, current, first, opts: RetryOptions) -> bool:  # Decoded x3
 def glyph_gaps(decoded, crop: np.ndarray) -> list[float] | None:  # decoded: rec.Decoded
     """Per adjacent pair of `decoded`'s non-space characters, the widest run of ink-free columns of
     `crop` between their centres, in pixels; None without an alignment to the crop."""
-    from edge_ocr.pipeline.spacing import _longest_run, ink_free_columns
+    from edge_ocr.pipeline.spacing import ink_free_columns, ink_gap
 
+    # every whitespace character is a gap here (U+3000 too), as with_spaces_of counts glyphs
     frames = [f for c, f in zip(decoded.text, decoded.frames) if not c.isspace()]
     if decoded.px_per_frame <= 0 or len(decoded.frames) != len(decoded.text) or len(frames) < 2:
         return None
     empty = ink_free_columns(crop)
-    centres = [int(((a + b) / 2 + 0.5) * decoded.px_per_frame) for a, b in frames]
-    return [float(_longest_run(empty[max(x0, 0) : max(x1, x0 + 1)])) for x0, x1 in zip(centres, centres[1:])]
+    centres = [(a + b) / 2 for a, b in frames]
+    return [float(ink_gap(empty, a, b, decoded.px_per_frame)) for a, b in zip(centres, centres[1:])]
 
 
 def with_spaces_of(text: str, own: str, gaps: list[float] | None = None, wide: float = 1.5) -> str:

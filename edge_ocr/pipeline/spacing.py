@@ -106,6 +106,14 @@ def _longest_run(flags: np.ndarray) -> int:
     return best
 
 
+def ink_gap(empty: np.ndarray, centre_a: float, centre_b: float, px_per_frame: float) -> int:
+    """The widest run of ink-free columns (`ink_free_columns`) between two glyph centres given in
+    CTC frames, in pixels of the crop."""
+    x0 = int((centre_a + 0.5) * px_per_frame)
+    x1 = int((centre_b + 0.5) * px_per_frame)
+    return _longest_run(empty[max(x0, 0) : max(x1, x0 + 1)])
+
+
 @dataclass(frozen=True)
 class GlyphGeometry:
     """The non-space characters of a reading with their CTC frames, as word-space recovery (and the
@@ -186,9 +194,8 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
         if use_image:
             if empty is None:
                 empty = ink_free_columns(crop)  # type: ignore[arg-type]
-            x0 = int((centres[k] + 0.5) * decoded.px_per_frame)
-            x1 = int((centres[k + 1] + 0.5) * decoded.px_per_frame)
-            if _longest_run(empty[max(x0, 0) : max(x1, x0 + 1)]) < opts.min_gap_height * crop.shape[0]:  # type: ignore[union-attr]
+            gap = ink_gap(empty, centres[k], centres[k + 1], decoded.px_per_frame)
+            if gap < opts.min_gap_height * crop.shape[0]:  # type: ignore[union-attr]
                 continue
         decided[k] = True
     return decided
@@ -196,10 +203,11 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
 
 def recover_spaces(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None = None) -> str:
     """The decoded text with recovered word spaces (single spaces, no leading/trailing)."""
+    text = latin_text(decoded, opts)
     decided = space_after(decoded, opts, crop)
     if decided is None:
-        return latin_text(decoded, opts)
-    chars = [c for c in latin_text(decoded, opts) if c != " "]
+        return text
+    chars = [c for c in text if c != " "]
     out = [chars[0]]
     for k, ch in enumerate(chars[1:]):
         if decided[k]:

@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 
 from edge_ocr import __version__
 from edge_ocr.errors import EdgeOcrError
-from edge_ocr.logsetup import configure_logging
+from edge_ocr.ops.logsetup import configure_logging
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ConfigError
-from edge_ocr.pipeline.retry import PrintProfile
+from edge_ocr.types import PrintProfile
 
 try:  # Python 3.11+
     import tomllib
@@ -27,6 +27,19 @@ ENV_PREFIX = "EDGE_OCR_"
 ENV_CONFIG = "EDGE_OCR_CONFIG"
 DEFAULT_IMAGE_GLOBS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.bmp", "*.webp", "*.gif", "*.pdf")
 DEFAULT_EXCLUDE_GLOBS = (".*", "*~", "*.tmp", "*.part", "*.crdownload", "*.error.txt")
+
+
+ENV_DB = "EDGE_OCR_DB"
+
+
+def default_db_path() -> Path:
+    """`$EDGE_OCR_DB`, else `edge-ocr.db` in the per-user data directory."""
+    env = os.environ.get(ENV_DB)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("edge-ocr", appauthor=False)) / "edge-ocr.db"
 
 
 class AfterSuccess(str, enum.Enum):
@@ -54,7 +67,7 @@ class FieldType(str, enum.Enum):
 
 @dataclass(frozen=True)
 class AgentConfig:
-    db: Path | None = None  # default: store.db.default_db_path() (honours EDGE_OCR_DB)
+    db: Path | None = None  # default: default_db_path() (honours EDGE_OCR_DB)
     data_dir: Path | None = None  # default: per-user data dir; camera frames, archive, quarantine
     workers: int = 0  # 0 = one worker process per core
     queue_size: int = 64
@@ -202,16 +215,7 @@ class Config:
     def db_path(self) -> Path:
         if self.agent.db is not None:
             return self.agent.db
-        from edge_ocr.store.db import default_db_path
-
         return default_db_path()
-
-    def worker_count(self) -> int:
-        if self.agent.workers > 0:
-            return self.agent.workers
-        from edge_ocr.ocr import default_threads
-
-        return default_threads()
 
     def archive_dir(self, folder: FolderSourceConfig) -> Path:
         return folder.archive_dir or self.data_dir() / "archive" / _slug(folder.path)

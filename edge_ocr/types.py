@@ -12,6 +12,16 @@ Point = tuple[float, float]
 Quad = tuple[Point, Point, Point, Point]
 
 
+class PrintProfile(str, enum.Enum):
+    """What a line's print is, as a recipe, a station or `--print` declares it."""
+
+    AUTO = "auto"  # unknown: every variant as a low-confidence retry
+    PLAIN = "plain"  # solid print (laser, thermal transfer, offset): no dot or contrast variants
+    DOT_MATRIX = "dot-matrix"  # separate round dots: dots joined on every line
+    INKJET = "inkjet"  # continuous inkjet: spread, uneven dots, blurred into strokes on every line
+    LOW_CONTRAST = "low-contrast"  # faint or unevenly lit print: local contrast on every line
+
+
 class ModelRole(str, enum.Enum):
     """The three PP-OCR networks."""
 

@@ -8,9 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from edge_ocr.config import Config, load_config
+from edge_ocr.config import Config, default_db_path, load_config
 from edge_ocr.errors import ConfigError, StoreError
-from edge_ocr.store.db import default_db_path
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +96,8 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     """The desktop launcher (`edge-ocr-gui`): the same options as `edge-ocr gui`."""
-    from edge_ocr.logsetup import configure_logging
-    from gui.cli import add_arguments
+    from edge_ocr.ops.logsetup import configure_logging
+    from gui.options import add_arguments
 
     parser = argparse.ArgumentParser(prog="edge-ocr-gui", description="Review and monitor edge-ocr results.")
     add_arguments(parser)

@@ -8,8 +8,8 @@ import logging
 from PySide6.QtCore import QElapsedTimer, Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from edge_ocr.store import review
-from edge_ocr.store.review import Dashboard
+from edge_ocr.store import dashboard as dashboard_store
+from edge_ocr.store.dashboard import Dashboard
 from gui import workers
 from gui.charts import StackedBarChart, TimeBarChart
 from gui.store import StoreSession
@@ -84,7 +84,7 @@ class DashboardPage(QWidget):
         if self._job is not None:
             return  # one at a time; the next change triggers another
         self._since_refresh.start()
-        job = workers.Job(self.session.path, lambda conn, report, token: review.dashboard(conn))
+        job = workers.Job(self.session.path, lambda conn, report, token: dashboard_store.dashboard(conn))
         job.signals.done.connect(self.show_data)
         job.signals.failed.connect(self._failed)
         self._job = workers.start(job)

@@ -1,12 +1,12 @@
-"""Re-running a recipe's rules after a correction: adapts `edge_ocr.rules` to the review store."""
+"""Re-running a recipe's rules after a correction: adapts `edge_ocr.rules.verdict` to the review store."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from edge_ocr.config import Config
-from edge_ocr.rules import evaluate
-from edge_ocr.store.review import Evaluator, VerdictOutcome
+from edge_ocr.rules.verdict import evaluate
+from edge_ocr.store.corrections import Evaluator, VerdictOutcome
 from edge_ocr.types import OcrResult, TextLine
 
 

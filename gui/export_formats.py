@@ -1,7 +1,7 @@
 """Exporting the review window's filtered selection. No Qt here, and no format of its own.
 
 The rows come from the GUI's filter (`edge_ocr.store.review`); the files are written by
-`edge_ocr.export`, exactly as `edge-ocr export` writes them (same CSV columns, the output
+`edge_ocr.store.export`, exactly as `edge-ocr export` writes them (same CSV columns, the output
 contract in JSON Lines, PPOCRLabel with `Label.txt`, line crops and `rec_gt.txt`). What the GUI
 adds: progress, cancellation (the partial output is removed) and, as for training data from the
 CLI, rejected results are left out of PPOCRLabel folders.
@@ -14,8 +14,8 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from edge_ocr import export
 from edge_ocr.errors import EdgeOcrError
+from edge_ocr.store import export
 from edge_ocr.store.query import ResultRow, results_by_id
 from edge_ocr.store.review import ResultFilter, count_results, iter_result_ids
 

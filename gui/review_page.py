@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from edge_ocr.errors import EdgeOcrError
-from edge_ocr.store import review
-from edge_ocr.store.review import Evaluator, ResultDetail, ReviewError
+from edge_ocr.store import corrections, review
+from edge_ocr.store.corrections import Evaluator, ResultDetail
+from edge_ocr.store.review import ReviewError
 from gui.filter_bar import FilterBar
 from gui.image_view import ColourMode, ImageView, confidence_colour
 from gui.results_model import COLUMNS, ResultsModel
@@ -226,7 +227,7 @@ class ReviewPage(QWidget):
         self.model.refresh()
         if self.detail is not None:
             try:
-                fresh = review.load_result(self.session.conn, self.detail.id)
+                fresh = corrections.load_result(self.session.conn, self.detail.id)
             except (ReviewError, sqlite3.Error):
                 return
             if fresh != self.detail:
@@ -241,7 +242,7 @@ class ReviewPage(QWidget):
 
     def show_result(self, result_id: int) -> None:
         try:
-            detail = review.load_result(self.session.conn, result_id)
+            detail = corrections.load_result(self.session.conn, result_id)
         except (ReviewError, sqlite3.Error) as exc:
             self.message.emit(str(exc))
             return
@@ -346,7 +347,9 @@ class ReviewPage(QWidget):
         result_id = self.detail.id
         ok = self._store(
             state,
-            lambda: review.set_review_state(self.session.writer, result_id, state, by=self.session.reviewer),
+            lambda: corrections.set_review_state(
+                self.session.writer, result_id, state, by=self.session.reviewer
+            ),
         )
         if ok:
             self.message.emit(f"result {result_id} {state}")
@@ -358,7 +361,7 @@ class ReviewPage(QWidget):
         result_id = self.detail.id
         ok = self._store(
             "correction",
-            lambda: review.correct_line(
+            lambda: corrections.correct_line(
                 self.session.writer,
                 result_id,
                 line_index,

@@ -23,10 +23,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from edge_ocr.engines.base import ModelFiles
 from edge_ocr.errors import EdgeOcrError, ModelError
-from edge_ocr.modelstore import default_models_dir
-from edge_ocr.pipeline.fingerprint import code_fingerprint
+from edge_ocr.ocr.engine import ModelFiles
+from edge_ocr.ocr.modelstore import default_models_dir
+from edge_ocr.ocr.pipeline.fingerprint import code_fingerprint
 from models import verify as verify_mod
 from models.calibration import CalibrationData, CalibrationSpec
 from models.catalogue import Catalogue, Family, MemberRef, load_catalogue

@@ -2,8 +2,8 @@
 
 The labels come from `edge_ocr.synth` with a seed different from the accuracy check set, so the
 check never sees a calibration image. Det tensors are the whole label through
-`edge_ocr.pipeline.det.preprocess`; rec tensors are each ground-truth line cropped with
-`edge_ocr.pipeline.det.crop_quad` and normalised with `edge_ocr.pipeline.rec.resize_norm` at its
+`edge_ocr.ocr.pipeline.det.preprocess`; rec tensors are each ground-truth line cropped with
+`edge_ocr.ocr.pipeline.det.crop_quad` and normalised with `edge_ocr.ocr.pipeline.rec.resize_norm` at its
 natural width (height 48).
 """
 
@@ -40,13 +40,13 @@ class CalibrationData:
         return check_set(seed=self.spec.seed, count=self.spec.count)
 
     def det(self) -> list[np.ndarray]:
-        from edge_ocr.pipeline.det import DetOptions, preprocess
+        from edge_ocr.ocr.pipeline.det import DetOptions, preprocess
 
         opts = DetOptions()
         return [preprocess(label.image, opts).tensor for label in self.labels]
 
     def crops(self) -> list[np.ndarray]:
-        from edge_ocr.pipeline.det import crop_quad
+        from edge_ocr.ocr.pipeline.det import crop_quad
 
         return [
             crop_quad(label.image, np.asarray(line.box, dtype=np.float32))
@@ -55,7 +55,7 @@ class CalibrationData:
         ]
 
     def rec(self) -> list[np.ndarray]:
-        from edge_ocr.pipeline.rec import resize_norm
+        from edge_ocr.ocr.pipeline.rec import resize_norm
 
         out = []
         for crop in self.crops():
@@ -65,7 +65,7 @@ class CalibrationData:
         return out
 
     def cls(self) -> list[np.ndarray]:
-        from edge_ocr.pipeline.rec import resize_norm
+        from edge_ocr.ocr.pipeline.rec import resize_norm
 
         return [resize_norm(crop, 48, 192)[None] for crop in self.crops()]
 

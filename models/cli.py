@@ -93,7 +93,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def set_rows(models_dir: Path | None) -> list[dict[str, Any]]:
     """One row per installed set: what `models list` shows."""
-    from edge_ocr.modelstore import ModelStore
+    from edge_ocr.ocr.modelstore import ModelStore
 
     store = ModelStore(models_dir)
     rows = []
@@ -147,8 +147,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_auto(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from edge_ocr.engines.auto import choose_engine
-    from edge_ocr.modelstore import ModelStore
+    from edge_ocr.ocr.engines.auto import choose_engine
+    from edge_ocr.ocr.modelstore import ModelStore
 
     try:
         choice = choose_engine(ModelStore(args.models_dir), args.model_variant, refresh=args.refresh)

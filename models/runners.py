@@ -1,7 +1,7 @@
 """Run a single network on one tensor with Paddle Inference or Paddle Lite (build-time checks).
 
 These are for verifying converted artifacts, not for serving: the agent's engines live in
-`edge_ocr.engines`.
+`edge_ocr.ocr.engines`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Accuracy check of a built model set against the reference and the ground truth.
 
 The check set is fixed: synthetic labels from ``edge_ocr.synth.check_set(seed, count)`` with
-exact ground truth. Each set is run end to end through ``edge_ocr.ocr.pipeline_from_files``
+exact ground truth. Each set is run end to end through ``edge_ocr.ocr.reader.pipeline_from_files``
 and compared with the reference (paddleocr 2.10 on the carrier's Paddle models), whose output
 is cached per check set in ``<models_dir>/check/``.
 
@@ -221,8 +221,8 @@ def run_set(
     files: Any, images: list[np.ndarray], threads: int | None = None
 ) -> tuple[list[list[Line]], float]:
     """Run one model set end to end; returns its lines per image and the mean warm ms per image."""
-    from edge_ocr.ocr import pipeline_from_files
-    from edge_ocr.pipeline.runner import PipelineOptions
+    from edge_ocr.ocr.pipeline.runner import PipelineOptions
+    from edge_ocr.ocr.reader import pipeline_from_files
 
     # the engines are checked against the reference on what the models read, before our own
     # post-processing (word spaces, retries), which the reference does not have

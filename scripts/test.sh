@@ -15,5 +15,7 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     fi
 fi
 .venv/bin/edge-ocr models build
+# The layering (pyproject.toml's import-linter contracts): no cycles, Qt only in gui, ...
+.venv/bin/lint-imports
 export QT_QPA_PLATFORM=offscreen
 exec .venv/bin/python -m pytest "$@"

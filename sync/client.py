@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from edge_ocr.metrics import observe_sync
+from edge_ocr.ops.metrics import observe_sync
 from sync.auth import sign_headers
 from sync.config import SyncConfig
 

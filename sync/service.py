@@ -274,7 +274,7 @@ class SyncService:
             "ORDER BY c.id LIMIT ?",
             (UPLOADS_PER_PASS,),
         ).fetchall()
-        from edge_ocr.imageio import sniff_format
+        from edge_ocr.ocr.imageio import sniff_format
 
         for capture_id, _sha, stored in rows:
             if self.stop_event.is_set():
@@ -366,5 +366,5 @@ def sync_status(conn) -> dict[str, Any]:
 def agent_service(
     settings: dict[str, Any], *, db_path: Path, base_dir: Path, stop_event: threading.Event
 ) -> SyncService:
-    """The `edge_ocr.services` entry point: the sync service inside `edge-ocr run`."""
+    """The `edge_ocr.agent.services` entry point: the sync service inside `edge-ocr run`."""
     return SyncService(SyncConfig.from_dict(settings, base_dir=base_dir), db_path, stop_event)

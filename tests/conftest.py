@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_ocr.engines.registry import engine_class
-from edge_ocr.modelstore import ModelStore
+from edge_ocr.ocr.engines.registry import engine_class
+from edge_ocr.ocr.modelstore import ModelStore
 
 
 @pytest.fixture(scope="session")

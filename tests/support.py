@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_ocr.agent import Agent, running_in_thread
+from edge_ocr.agent.app import Agent, running_in_thread
 from edge_ocr.config import AgentConfig, Config, EngineConfig, FolderSourceConfig
 
 

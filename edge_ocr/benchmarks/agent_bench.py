@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_ocr.agent import Agent, running_in_thread
+from edge_ocr.agent.app import Agent, running_in_thread
 from edge_ocr.config import AgentConfig, CameraSourceConfig, Config, EngineConfig, FolderSourceConfig
 
 
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        from edge_ocr.commands.agent import serve
+        from edge_ocr.agent.serve import serve
         from edge_ocr.config import load_config
 
         return serve(load_config(args.serve), args.once)

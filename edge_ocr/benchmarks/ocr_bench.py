@@ -24,10 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_ocr.engines.registry import REAL_ENGINES, engine_class
 from edge_ocr.errors import EdgeOcrError
-from edge_ocr.machine import cores, cpu_model
-from edge_ocr.modelstore import ModelStore, host_target
+from edge_ocr.ocr.engines.registry import REAL_ENGINES, engine_class
+from edge_ocr.ocr.machine import cores, cpu_model
+from edge_ocr.ocr.modelstore import ModelStore, host_target
 
 logger = logging.getLogger(__name__)
 

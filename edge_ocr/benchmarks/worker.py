@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ocr.imageio import read_image
+from edge_ocr.ocr.imageio import read_image
 
 
 def _peak_rss_mb() -> float:
@@ -37,8 +37,8 @@ class _RapidOcrPeer:
 
 class _EdgeOcr:
     def __init__(self, engine: str, variant: str, threads: int, models_dir: Path | None, raw: bool) -> None:
-        from edge_ocr.ocr import open_pipeline
-        from edge_ocr.pipeline.runner import PipelineOptions
+        from edge_ocr.ocr.pipeline.runner import PipelineOptions
+        from edge_ocr.ocr.reader import open_pipeline
 
         options = PipelineOptions.reference() if raw else None
         self._pipe = open_pipeline(engine, variant, models_dir=models_dir, threads=threads, options=options)

@@ -6,17 +6,15 @@ import argparse
 import json
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig, load_config
+from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig, default_db_path, load_config
 from edge_ocr.errors import ConfigError
-from edge_ocr.store.db import default_db_path, open_connection
+from edge_ocr.store.db import open_connection
 
 logger = logging.getLogger(__name__)
 
@@ -106,51 +104,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 # -- run / watch ----------------------------------------------------------------------------------
 
 
-def serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
-    """Run the agent (and the services its config asks for) until a signal, or once with `once`."""
-    from edge_ocr.agent import Agent
-
-    if not cfg.folders and not cfg.cameras:
-        raise ConfigError(
-            "no sources configured: add [[sources.folder]] or [[sources.camera]] (docs/CONFIG.md)"
-        )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        logger.info("signal %d: finishing in-flight work", signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        from edge_ocr.metrics import serve_from_env
-        from edge_ocr.services import running_services
-
-        services = {} if once else {"sync": cfg.sync}  # `--once` only reads; `edge-ocr sync --once` ships
-        db_path = cfg.agent.db or default_db_path()
-        with (
-            serve_from_env(),  # off unless EDGE_OCR_METRICS_PORT is set
-            running_services(services, db_path=db_path, base_dir=base_dir or Path.cwd()),
-        ):
-            stats = Agent(cfg, once=once).run(stop)
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    logger.info(
-        "agent stopped: %d file(s) done, %d duplicate(s), %d quarantined, %d camera record(s)",
-        stats.files_done,
-        stats.files_duplicate,
-        stats.files_quarantined,
-        stats.camera_records,
-    )
-    return 0
-
-
 def _with_db(cfg: Config, db: Path | None) -> Config:
     return replace(cfg, agent=replace(cfg.agent, db=db)) if db is not None else cfg
 
 
 def run_agent(args: argparse.Namespace) -> int:
     cfg = _with_db(load_config(args.config), args.db)
+    from edge_ocr.agent.serve import serve
+
     return serve(cfg, args.once, args.config.parent if args.config else None)
 
 
@@ -170,6 +131,8 @@ def run_watch(args: argparse.Namespace) -> int:
         recipe=args.recipe,
     )
     cfg = replace(cfg, folders=(folder,), cameras=())
+    from edge_ocr.agent.serve import serve
+
     return serve(cfg, args.once)
 
 
@@ -271,7 +234,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
-    from edge_ocr.export import write_csv, write_jsonl
+    from edge_ocr.store.export import write_csv, write_jsonl
     from edge_ocr.store.query import iter_results, parse_since
 
     conn = open_connection(args.db or default_db_path(), readonly=True)
@@ -307,7 +270,7 @@ def run_results(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from edge_ocr.export import write_csv, write_jsonl, write_ppocrlabel
+    from edge_ocr.store.export import write_csv, write_jsonl, write_ppocrlabel
     from edge_ocr.store.query import iter_results, parse_since
 
     conn = open_connection(args.db or default_db_path(), readonly=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_ocr.engines.registry import ENGINE_CHOICES
-from edge_ocr.imageio import IMAGE_SUFFIXES
+from edge_ocr.ocr.engines.registry import ENGINE_CHOICES
+from edge_ocr.ocr.imageio import IMAGE_SUFFIXES
 
 VARIANTS = ("fp32", "int16", "int8")
 
@@ -45,7 +45,7 @@ def pipeline_options(args: argparse.Namespace):  # -> PipelineOptions | None
     """The pipeline options the engine arguments ask for (None: the defaults)."""
     from dataclasses import replace
 
-    from edge_ocr.pipeline.runner import PipelineOptions
+    from edge_ocr.ocr.pipeline.runner import PipelineOptions
 
     if args.raw:
         return PipelineOptions.reference()

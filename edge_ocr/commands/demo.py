@@ -81,7 +81,7 @@ def write_samples(inbox: Path, count: int) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ocr.commands.agent import serve
+    from edge_ocr.agent.serve import serve
 
     out: Path = args.out.resolve()
     inbox = out / "inbox"

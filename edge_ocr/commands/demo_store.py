@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_ocr.store.db import default_db_path
+from edge_ocr.config import default_db_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ocr.demo_store import build_demo_store
     from edge_ocr.errors import ConfigError
+    from edge_ocr.store.demo import build_demo_store
 
     if args.rows < 0:
         raise ConfigError("--rows must be 0 or more")

@@ -9,8 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from edge_ocr.config import Config, load_config
-from edge_ocr.doctor import CHECK_NAMES, DoctorOptions, Finding, Status, run_checks, worst
 from edge_ocr.errors import ConfigError
+from edge_ocr.ops.doctor import CHECK_NAMES, DoctorOptions, Finding, Status, run_checks, worst
 
 _MARK = {Status.OK: " ok ", Status.INFO: "info", Status.WARN: "WARN", Status.FAIL: "FAIL"}
 

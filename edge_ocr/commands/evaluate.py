@@ -9,9 +9,9 @@ from pathlib import Path
 
 from edge_ocr.commands.common import add_engine_args
 from edge_ocr.commands.ocr import add_print_arg, options_with_print
+from edge_ocr.commands.progress import Progress
 from edge_ocr.evaluation.runner import run_eval
-from edge_ocr.ocr import open_pipeline
-from edge_ocr.progress import Progress
+from edge_ocr.ocr.reader import open_pipeline
 
 
 def register(sub: argparse._SubParsersAction) -> None:

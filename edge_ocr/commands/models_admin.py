@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ModelError
-from edge_ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, ModelStore, sha256_tree
+from edge_ocr.ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, ModelStore, sha256_tree
 
 PREV_NAME = "manifest.prev.json"
 

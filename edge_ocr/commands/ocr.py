@@ -8,12 +8,11 @@ import logging
 import sys
 
 from edge_ocr.commands.common import add_engine_args, expand_inputs, pipeline_options
+from edge_ocr.commands.progress import Progress
 from edge_ocr.errors import ConfigError, InputError
-from edge_ocr.imageio import read_pages
-from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline.retry import PrintProfile
-from edge_ocr.progress import Progress
-from edge_ocr.types import error_contract
+from edge_ocr.ocr.imageio import read_pages
+from edge_ocr.ocr.reader import open_pipeline
+from edge_ocr.types import PrintProfile, error_contract
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ def options_with_print(args: argparse.Namespace):  # -> PipelineOptions | None
         raise ConfigError("--print cannot be combined with --raw (the reference reads the crop only)")
     from dataclasses import replace
 
-    from edge_ocr.pipeline.runner import PipelineOptions
+    from edge_ocr.ocr.pipeline.runner import PipelineOptions
 
     options = options or PipelineOptions()
     return replace(options, retry=options.retry.for_print(args.print_profile))

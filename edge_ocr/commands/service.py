@@ -48,7 +48,7 @@ def _print_report(report) -> None:  # type: ignore[no-untyped-def]
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from edge_ocr.service import install
+    from edge_ocr.ops.systemd import install
 
     env = {}
     for item in args.env:
@@ -61,14 +61,14 @@ def run_install(args: argparse.Namespace) -> int:
 
 
 def run_uninstall(args: argparse.Namespace) -> int:
-    from edge_ocr.service import uninstall
+    from edge_ocr.ops.systemd import uninstall
 
     _print_report(uninstall())
     return 0
 
 
 def run_service_status(args: argparse.Namespace) -> int:
-    from edge_ocr.service import unit_state
+    from edge_ocr.ops.systemd import unit_state
 
     state = unit_state()
     if args.json:

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_ocr import imageio
 from edge_ocr.errors import EdgeOcrError, InputError
 from edge_ocr.evaluation.labels import read_det_labels, read_rec_labels
 from edge_ocr.evaluation.metrics import E2EMetrics, ImageCounts, Prediction, count_image, evaluate_rec
+from edge_ocr.ocr import imageio
 from edge_ocr.types import OcrResult
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ The file is a plain SQLite database: it opens as is in `sqlite3` and Datasette.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -14,27 +13,18 @@ from pathlib import Path
 
 import sqlite_utils
 
+from edge_ocr.config import default_db_path
 from edge_ocr.errors import SchemaTooNewError, StoreError
 from edge_ocr.store.migrations import LATEST_VERSION, MIGRATIONS
 
 logger = logging.getLogger(__name__)
 
-ENV_DB = "EDGE_OCR_DB"
 BUSY_TIMEOUT_MS = 10_000
 
 
 def utcnow() -> str:
     """ISO-8601 UTC with milliseconds, the store's time format."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def default_db_path() -> Path:
-    env = os.environ.get(ENV_DB)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("edge-ocr", appauthor=False)) / "edge-ocr.db"
 
 
 def applied_versions(conn: sqlite3.Connection) -> set[int]:

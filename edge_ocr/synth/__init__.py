@@ -9,7 +9,7 @@
 Everything is seeded: the same generator state and options give the same image and boxes.
 """
 
-from edge_ocr.pipeline.det import crop_quad
+from edge_ocr.ocr.pipeline.det import crop_quad
 from edge_ocr.synth.dataset import write_dataset
 from edge_ocr.synth.degrade import Degradations
 from edge_ocr.synth.dotmatrix import DotStyle

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge_ocr.errors import EdgeOcrError
-from edge_ocr.pipeline.det import crop_quad
+from edge_ocr.ocr.pipeline.det import crop_quad
 from edge_ocr.synth.label import STANDARD_OPTIONS, GeneratorOptions, SyntheticLabel, generate_label
 
 logger = logging.getLogger(__name__)

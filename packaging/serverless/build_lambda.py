@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     models_dir = args.models_dir
     if models_dir is None:
         sys.path.insert(0, str(REPO))
-        from edge_ocr.modelstore import default_models_dir
+        from edge_ocr.ocr.modelstore import default_models_dir
 
         models_dir = default_models_dir()
     target = args.out / "lambda"

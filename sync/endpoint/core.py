@@ -89,7 +89,7 @@ class OcrRunner:
         self._lock = threading.Lock()
 
     def run(self, image_bytes: bytes, name: str):
-        from edge_ocr.imageio import decode_bytes
+        from edge_ocr.ocr.imageio import decode_bytes
 
         image = decode_bytes(image_bytes, name=name)  # InputError for non-images / oversize
         with self._lock:
@@ -97,7 +97,7 @@ class OcrRunner:
                 if self._factory is not None:
                     self._pipeline = self._factory(self.engine)
                 else:
-                    from edge_ocr.ocr import open_pipeline
+                    from edge_ocr.ocr.reader import open_pipeline
 
                     self._pipeline = open_pipeline(self.engine, "fp32")
             return self._pipeline.run(image)

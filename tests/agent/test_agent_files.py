@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from support import make_config, query, running_agent, wait_for, write_label
 
-from edge_ocr.agent import Agent
+from edge_ocr.agent.app import Agent
+from edge_ocr.agent.workers import ENV_CRASH_MARK
 from edge_ocr.cli import main
 from edge_ocr.config import AfterSuccess, ChecksSpec, FieldSpec, OutputsConfig, RecipeConfig
 from edge_ocr.errors import ConfigError
-from edge_ocr.workers import ENV_CRASH_MARK
 
 
 def done_count(db: Path) -> int:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from support import make_config
 
-from edge_ocr.agent import Agent
+from edge_ocr.agent.app import Agent
 from edge_ocr.config import ChecksSpec, EngineConfig, FieldSpec, FieldType, RecipeConfig
-from edge_ocr.pipeline.retry import PrintProfile
+from edge_ocr.ocr.pipeline.retry import PrintProfile
 from edge_ocr.store.db import open_connection
 from edge_ocr.store.query import ResultRow, iter_results
 from edge_ocr.synth import GeneratorOptions, generate_label, standard_label

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_ocr.outputs import JsonlSink, WebhookSink
+from edge_ocr.agent.outputs import JsonlSink, WebhookSink
 
 
 class _Receiver(http.server.ThreadingHTTPServer):

@@ -6,8 +6,8 @@ change in it is noticed and reviewed (its accuracy is checked separately by the 
 import json
 from pathlib import Path
 
-from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import standard_label
 from models.reference import reference_ocr
 

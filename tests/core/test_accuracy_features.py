@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline.calibration import CalibrationOptions, calibrate
-from edge_ocr.pipeline.patterns import PatternOptions, apply_patterns
-from edge_ocr.pipeline.rec import Decoded
-from edge_ocr.pipeline.retry import RetryOptions
-from edge_ocr.pipeline.runner import PipelineOptions
-from edge_ocr.pipeline.spacing import SpacingOptions, recover_spaces
+from edge_ocr.ocr.pipeline.calibration import CalibrationOptions, calibrate
+from edge_ocr.ocr.pipeline.patterns import PatternOptions, apply_patterns
+from edge_ocr.ocr.pipeline.rec import Decoded
+from edge_ocr.ocr.pipeline.retry import RetryOptions
+from edge_ocr.ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.pipeline.spacing import SpacingOptions, recover_spaces
+from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import GeneratorOptions, generate_label, latin_fonts
 
 SPACED = [
@@ -107,8 +107,8 @@ def test_generic_patterns_leave_free_text_alone(free):
 
 def test_pattern_corrections_keep_the_raw_reading():
     """The runner reports the corrected text and keeps the reading it corrected."""
-    from edge_ocr.engines.fake import FakeEngine
-    from edge_ocr.pipeline.runner import OcrPipeline
+    from edge_ocr.ocr.engines.fake import FakeEngine
+    from edge_ocr.ocr.pipeline.runner import OcrPipeline
 
     class Misreading(OcrPipeline):
         def recognize(self, crops):

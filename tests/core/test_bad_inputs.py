@@ -13,7 +13,7 @@ from PIL import Image
 
 from edge_ocr.cli import main
 from edge_ocr.errors import InputError
-from edge_ocr.imageio import read_pages
+from edge_ocr.ocr.imageio import read_pages
 from edge_ocr.synth import standard_label
 
 

@@ -7,10 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge_ocr.benchmarks.calibration_study import _recording, evidence, fit, isotonic, logistic, predict
-from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline import calibration
-from edge_ocr.pipeline.calibration import (
+from edge_ocr.ocr.pipeline import calibration
+from edge_ocr.ocr.pipeline.calibration import (
     FEATURE_NAMES,
     CalibrationOptions,
     LineEvidence,
@@ -18,9 +16,11 @@ from edge_ocr.pipeline.calibration import (
     line_confidence,
     line_features,
 )
-from edge_ocr.pipeline.rec import Decoded
-from edge_ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.pipeline.rec import Decoded
+from edge_ocr.ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
+from studies.calibration_study import _recording, evidence, fit, isotonic, logistic, predict
 
 
 def _decoded(text: str, probs: list[float], pitch: int = 4) -> Decoded:
@@ -111,7 +111,7 @@ def test_features_see_spaces_punctuation_and_changes():
 
 def _generated_rows(n_labels: int) -> list[dict]:
     """Lines of generated labels through the real pipeline, as the study records them."""
-    from edge_ocr.pipeline.det import crop_quad
+    from edge_ocr.ocr.pipeline.det import crop_quad
 
     rows = []
     opts = GeneratorOptions(degradations=Degradations.mild())
@@ -150,7 +150,7 @@ def test_features_on_generated_text_fit_the_stored_model(model_store):
 
 
 def test_raw_options_report_the_recognizers_mean(model_store):
-    from edge_ocr.pipeline.det import crop_quad
+    from edge_ocr.ocr.pipeline.det import crop_quad
 
     label = generate_label(np.random.default_rng([7, 0]), GeneratorOptions())
     crop = crop_quad(label.image, np.array(label.lines[0].box, np.float32))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_ocr.cli import build_parser, main
-from edge_ocr.engines.auto import CACHE_NAME, choose_engine
+from edge_ocr.ocr.engines.auto import CACHE_NAME, choose_engine
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -149,7 +149,7 @@ def test_paddle_engine_leaves_logging_alone():
 
     code = (
         "import logging\n"
-        "from edge_ocr.engines.paddle import _import_inference\n"
+        "from edge_ocr.ocr.engines.paddle import _import_inference\n"
         "root = logging.getLogger()\n"
         "_import_inference()\n"
         "print(len(root.handlers), root.level)\n"

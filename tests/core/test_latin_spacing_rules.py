@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edge_ocr.pipeline.rec import Decoded
-from edge_ocr.pipeline.spacing import SpacingOptions, fold_full_width, glyph_width, recover_spaces
+from edge_ocr.ocr.pipeline.rec import Decoded
+from edge_ocr.ocr.pipeline.spacing import SpacingOptions, fold_full_width, glyph_width, recover_spaces
 
 
 def _decoded(text: str, frames: list[tuple[int, int]]) -> Decoded:

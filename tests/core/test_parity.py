@@ -10,8 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
 
 
@@ -56,7 +56,7 @@ def test_lite_survives_decreasing_input_sizes(model_store):
     code = textwrap.dedent(
         """
         import numpy as np
-        from edge_ocr.ocr import open_pipeline
+        from edge_ocr.ocr.reader import open_pipeline
         from edge_ocr.synth import GeneratorOptions, generate_label
         sizes = [(1280, 960), (960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
         with open_pipeline("lite", "fp32") as pipe:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ocr.ocr import open_pipeline
-from edge_ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.pipeline.runner import PipelineOptions
+from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import GeneratorOptions, generate_label, standard_label
 from edge_ocr.types import OcrResult
 
@@ -148,7 +148,7 @@ def test_reported_outlines_fit_the_ink_and_the_crops_are_unchanged(model_store):
 
 
 def test_no_det_reads_whole_image_as_one_line(model_store):
-    from edge_ocr.pipeline.det import crop_quad
+    from edge_ocr.ocr.pipeline.det import crop_quad
 
     label = standard_label(seed=1)
     crop = crop_quad(label.image, np.array(label.lines[1].box, dtype=np.float32))

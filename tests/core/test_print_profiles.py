@@ -11,10 +11,10 @@ import pytest
 from edge_ocr.cli import main
 from edge_ocr.config import parse_config
 from edge_ocr.errors import ConfigError
-from edge_ocr.pipeline import retry
-from edge_ocr.pipeline.patterns import PatternOptions, aligned_alternatives, apply_patterns
-from edge_ocr.pipeline.rec import Decoded
-from edge_ocr.pipeline.retry import PROFILES, PrintProfile, RetryOptions
+from edge_ocr.ocr.pipeline import retry
+from edge_ocr.ocr.pipeline.patterns import PatternOptions, aligned_alternatives, apply_patterns
+from edge_ocr.ocr.pipeline.rec import Decoded
+from edge_ocr.ocr.pipeline.retry import PROFILES, PrintProfile, RetryOptions
 
 
 def _cfg(recipe_print: str | None = None, folder_print: str | None = None, camera_print: str | None = None):

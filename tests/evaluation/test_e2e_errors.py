@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_ocr.benchmarks.e2e_errors import analyse, text_error_class
 from edge_ocr.evaluation import DetSample, GtRegion, evaluate_e2e
+from studies.e2e_errors import analyse, text_error_class
 
 
 def _quad(x0: float, y0: float, x1: float, y1: float) -> tuple[tuple[float, float], ...]:
@@ -63,10 +63,10 @@ def test_det_grid_scores_box_geometry_on_generated_labels(tmp_path, model_store)
     import cv2
     import numpy as np
 
-    from edge_ocr.benchmarks.e2e_errors import det_grid
-    from edge_ocr.ocr import open_pipeline
-    from edge_ocr.pipeline.det import DetOptions
+    from edge_ocr.ocr.pipeline.det import DetOptions
+    from edge_ocr.ocr.reader import open_pipeline
     from edge_ocr.synth import GeneratorOptions, generate_label
+    from studies.e2e_errors import det_grid
 
     samples = []
     for i in range(3):

@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from edge_ocr.demo_store import build_demo_store
+from edge_ocr.store.demo import build_demo_store
 
 ROWS = 600
 

@@ -10,9 +10,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from edge_ocr.demo_store import build_demo_store
 from edge_ocr.store import review
 from edge_ocr.store.db import open_connection
+from edge_ocr.store.demo import build_demo_store
 from gui.main_window import MainWindow
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ocr.modelstore import default_models_dir
+from edge_ocr.ocr.modelstore import default_models_dir
 from models.catalogue import CATALOGUE_PATH
 from models.fetch import SRC_DIR, safe_name
 
@@ -46,7 +46,7 @@ def check_labels() -> list:
 
 @pytest.fixture(scope="session")
 def det_tensor(check_labels: list) -> np.ndarray:
-    from edge_ocr.pipeline.det import DetOptions, preprocess
+    from edge_ocr.ocr.pipeline.det import DetOptions, preprocess
 
     return preprocess(check_labels[0].image, DetOptions()).tensor
 
@@ -54,8 +54,8 @@ def det_tensor(check_labels: list) -> np.ndarray:
 @pytest.fixture(scope="session")
 def rec_tensor(check_labels: list) -> np.ndarray:
     """The first ground-truth line of a label, cropped and normalised as the pipeline does."""
-    from edge_ocr.pipeline.det import crop_quad
-    from edge_ocr.pipeline.rec import resize_norm
+    from edge_ocr.ocr.pipeline.det import crop_quad
+    from edge_ocr.ocr.pipeline.rec import resize_norm
 
     label = check_labels[0]
     crop = crop_quad(label.image, np.asarray(label.lines[0].box, dtype=np.float32))
@@ -64,8 +64,8 @@ def rec_tensor(check_labels: list) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def cls_tensor(check_labels: list) -> np.ndarray:
-    from edge_ocr.pipeline.det import crop_quad
-    from edge_ocr.pipeline.rec import resize_norm
+    from edge_ocr.ocr.pipeline.det import crop_quad
+    from edge_ocr.ocr.pipeline.rec import resize_norm
 
     label = check_labels[1]
     crop = crop_quad(label.image, np.asarray(label.lines[1].box, dtype=np.float32))

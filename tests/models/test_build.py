@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_ocr.errors import ModelError
-from edge_ocr.modelstore import ModelStore, sha256_tree
+from edge_ocr.ocr.modelstore import ModelStore, sha256_tree
 from models.build import build
 from models.convert import ALL_SETS
 from models.manifest import PREV_NAME, rollback

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_ocr.errors import HashMismatchError, ModelError
-from edge_ocr.modelstore import ModelStore, sha256_file
+from edge_ocr.ocr.modelstore import ModelStore, sha256_file
 from models.build import build
 from models.catalogue import CATALOGUE_PATH, MemberRef, load_catalogue, parse_catalogue
 from models.fetch import CACHE_DIR, extract_member, fetch_source
@@ -105,7 +105,7 @@ def test_corrupt_artifact_is_detected_and_repaired(local_catalogue: Path, tmp_pa
     det = tmp_path / entry["files"]["det"]["path"]
     _flip_byte(det)
     # (inactive because unchecked: read the files the way resolve(verify=True) does)
-    from edge_ocr.modelstore import sha256_tree
+    from edge_ocr.ocr.modelstore import sha256_tree
 
     assert sha256_tree(det) != entry["files"]["det"]["sha256"]
     summary = build(tmp_path, variants=["onnx/fp32"], catalogue_path=local_catalogue, check=False)

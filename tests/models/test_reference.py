@@ -35,7 +35,7 @@ def test_reference_runs_offline(built_models_dir: Path, check_labels: list, no_n
 
 
 def test_reference_recognises_a_crop(built_models_dir: Path, check_labels: list, no_network: None) -> None:
-    from edge_ocr.pipeline.det import crop_quad
+    from edge_ocr.ocr.pipeline.det import crop_quad
 
     label = check_labels[0]
     crop = crop_quad(label.image, np.asarray(label.lines[0].box, dtype=np.float32))

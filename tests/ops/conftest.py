@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_ocr.modelstore import sha256_tree
+from edge_ocr.ocr.modelstore import sha256_tree
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import pytest
 
 from edge_ocr.cli import main
 from edge_ocr.config import load_config
-from edge_ocr.doctor import DoctorOptions, Status, run_checks
+from edge_ocr.ops.doctor import DoctorOptions, Status, run_checks
 from edge_ocr.store.db import open_connection
 
 
@@ -231,7 +231,7 @@ def test_everything_on_a_healthy_install(
 
 
 def test_a_crashing_check_is_a_finding(write_config: Callable[..., Path], monkeypatch) -> None:
-    import edge_ocr.doctor as d
+    import edge_ocr.ops.doctor as d
 
     def boom(cfg, opts):
         raise RuntimeError("kaput")

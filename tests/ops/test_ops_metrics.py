@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from edge_ocr import metrics
 from edge_ocr.errors import ConfigError
+from edge_ocr.ops import metrics
 
 
 def test_counter_and_histogram_exposition() -> None:

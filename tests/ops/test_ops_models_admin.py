@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_ocr.cli import main
-from edge_ocr.modelstore import ModelStore
+from edge_ocr.ocr.modelstore import ModelStore
 
 
 def manifest(root: Path) -> dict:

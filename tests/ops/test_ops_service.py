@@ -12,7 +12,7 @@ import pytest
 
 from edge_ocr.cli import main
 from edge_ocr.errors import ConfigError
-from edge_ocr.service import UNIT_NAME, install, render_user_unit, uninstall, unit_state, user_unit_dir
+from edge_ocr.ops.systemd import UNIT_NAME, install, render_user_unit, uninstall, unit_state, user_unit_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_UNIT = ROOT / "packaging" / "systemd" / "edge-ocr.service"

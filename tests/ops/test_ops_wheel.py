@@ -57,12 +57,12 @@ def test_wheel_has_packages_data_and_entry_points(tmp_path: Path) -> None:
         "models",
     ):
         assert f"{pkg}/__init__.py" in names, pkg
-    for data in ("edge_ocr/engines/fake_dict.txt", "models/catalogue.json"):
+    for data in ("edge_ocr/ocr/engines/fake_dict.txt", "models/catalogue.json"):
         assert data in names, data
     for module in (
-        "edge_ocr/doctor.py",
-        "edge_ocr/service.py",
-        "edge_ocr/metrics.py",
+        "edge_ocr/ops/doctor.py",
+        "edge_ocr/ops/systemd.py",
+        "edge_ocr/ops/metrics.py",
         "edge_ocr/commands/doctor.py",
     ):
         assert module in names, module

@@ -7,9 +7,9 @@ from datetime import date
 import pytest
 
 from edge_ocr.config import ChecksSpec, FieldSpec, FieldType, RecipeConfig
-from edge_ocr.confusables import correct_digits, correct_to_mask, matches_mask
-from edge_ocr.rules import VerdictStatus, evaluate, gs1_check_digit, gs1_valid, read_field
-from edge_ocr.rules_dates import parse_label_date
+from edge_ocr.rules.confusables import correct_digits, correct_to_mask, matches_mask
+from edge_ocr.rules.dates import parse_label_date
+from edge_ocr.rules.verdict import VerdictStatus, evaluate, gs1_check_digit, gs1_valid, read_field
 from edge_ocr.types import OcrResult, TextLine
 
 TODAY = date(2026, 3, 10)

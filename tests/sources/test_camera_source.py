@@ -11,9 +11,9 @@ import httpx
 import pytest
 from support import query, wait_for
 
-from edge_ocr.agent import Agent
+from edge_ocr.agent.app import Agent
+from edge_ocr.agent.sources.camera import CameraSource, PresenceTracker, vote
 from edge_ocr.config import AgentConfig, CameraSourceConfig, Config, EngineConfig, Trigger
-from edge_ocr.sources.camera import CameraSource, PresenceTracker, vote
 from edge_ocr.synth import write_video
 from edge_ocr.types import OcrResult, TextLine
 

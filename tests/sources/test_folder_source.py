@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from support import wait_for, write_label
 
-from edge_ocr.config import AfterSuccess, AgentConfig, Config, FolderSourceConfig
-from edge_ocr.errors import ConfigError
-from edge_ocr.sources.folder import (
+from edge_ocr.agent.sources.folder import (
     FileCandidate,
     FolderSource,
     check_folders,
@@ -20,6 +18,8 @@ from edge_ocr.sources.folder import (
     sha256_file,
     wanted,
 )
+from edge_ocr.config import AfterSuccess, AgentConfig, Config, FolderSourceConfig
+from edge_ocr.errors import ConfigError
 
 
 def collect(folder: FolderSourceConfig) -> tuple[FolderSource, queue.Queue[FileCandidate]]:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_ocr.demo_store import build_demo_store
-from edge_ocr.store import review
+from edge_ocr.store import corrections, dashboard, review
+from edge_ocr.store.corrections import VerdictOutcome
 from edge_ocr.store.db import open_connection
-from edge_ocr.store.review import ResultFilter, ReviewError, Sort, SortColumn, VerdictOutcome
+from edge_ocr.store.demo import build_demo_store
+from edge_ocr.store.review import ResultFilter, ReviewError, Sort, SortColumn
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +109,7 @@ def test_correction_is_one_transaction_with_audit_and_outbox(conn: sqlite3.Conne
         calls.append((recipe, [line.text for line in lines]))
         return VerdictOutcome("pass", (), {"lot": "X"})
 
-    detail = review.correct_line(conn, rid, 0, "  Quokka Zebra  ", by="tester", evaluate=evaluate)
+    detail = corrections.correct_line(conn, rid, 0, "  Quokka Zebra  ", by="tester", evaluate=evaluate)
     assert detail.lines[0].text == "Quokka Zebra" and detail.lines[0].raw_text
     assert detail.review_state == "corrected" and detail.verdict == "pass" and detail.reviewed_by == "tester"
     assert detail.corrected_text.startswith("Quokka Zebra") and detail.corrections[-1].by == "tester"
@@ -118,10 +119,10 @@ def test_correction_is_one_transaction_with_audit_and_outbox(conn: sqlite3.Conne
     (payload,) = conn.execute("SELECT payload FROM outbox WHERE kind = 'correction'").fetchone()
     assert json.loads(payload)["after"] == "Quokka Zebra"
     # the same text again changes nothing
-    review.correct_line(conn, rid, 0, "Quokka Zebra", by="tester")
+    corrections.correct_line(conn, rid, 0, "Quokka Zebra", by="tester")
     assert conn.execute("SELECT count(*) FROM corrections WHERE result_id = ?", (rid,)).fetchone()[0] == 1
     with pytest.raises(ReviewError):
-        review.correct_line(conn, rid, 99, "x", by="tester")
+        corrections.correct_line(conn, rid, 99, "x", by="tester")
     assert not conn.in_transaction
 
 
@@ -132,7 +133,7 @@ def test_failing_evaluator_rolls_everything_back(conn: sqlite3.Connection) -> No
         raise RuntimeError("rules crashed")
 
     with pytest.raises(RuntimeError):
-        review.correct_line(conn, rid, 0, "new", by="t", evaluate=broken)
+        corrections.correct_line(conn, rid, 0, "new", by="t", evaluate=broken)
     assert conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
     assert conn.execute("SELECT count(*) FROM corrections WHERE result_id = ?", (rid,)).fetchone()[0] == 0
 
@@ -142,19 +143,19 @@ def test_accept_reject_and_next_unreviewed(conn: sqlite3.Connection) -> None:
     first = review.next_unreviewed(conn, flt, sort, None)
     second = review.next_unreviewed(conn, flt, sort, first)
     assert first != second
-    assert review.set_review_state(conn, first, "accepted", by="t").review_state == "accepted"
-    assert review.set_review_state(conn, second, "rejected", by="t").review_state == "rejected"
+    assert corrections.set_review_state(conn, first, "accepted", by="t").review_state == "accepted"
+    assert corrections.set_review_state(conn, second, "rejected", by="t").review_state == "rejected"
     assert review.next_unreviewed(conn, flt, sort, None) not in (first, second)
     assert conn.execute("SELECT count(*) FROM outbox WHERE kind = 'review'").fetchone()[0] == 2
     with pytest.raises(ReviewError):
-        review.set_review_state(conn, first, "corrected", by="t")
+        corrections.set_review_state(conn, first, "corrected", by="t")
     # non-keyset order
     other = review.next_unreviewed(conn, flt, Sort(SortColumn.RECIPE), None)
-    assert review.load_result(conn, other).review_state == "unreviewed"
+    assert corrections.load_result(conn, other).review_state == "unreviewed"
 
 
 def test_dashboard(conn: sqlite3.Connection) -> None:
-    data = review.dashboard(conn)
+    data = dashboard.dashboard(conn)
     assert data.total > 0 and len(data.throughput) == 24
     assert sum(n for _, n in data.throughput) == data.total
     assert sum(c.total for _, c in data.per_recipe) == data.total

@@ -109,7 +109,7 @@ def test_build_step_lays_out_the_package(tmp_path, build_module):
         pkg / "edge_ocr_models" / shipped["sets"]["onnx/fp32"]["files"]["det"]["path"]
     ).read_bytes() == b"det.onnx"
     # the shipped model store resolves as the function will see it
-    from edge_ocr.modelstore import ModelStore
+    from edge_ocr.ocr.modelstore import ModelStore
 
     resolved = ModelStore(pkg / "edge_ocr_models").resolve("onnx", "fp32", verify=True)
     assert resolved.det.name == "det.onnx"

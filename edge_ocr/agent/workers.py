@@ -1,0 +1,239 @@
+"""Worker processes: each opens its own OCR pipeline and answers jobs over a pipe.
+
+The parent (agent.py) owns the database; workers never touch it. A worker holds at most one job;
+if it dies, the parent sees EOF on its pipe (or its exit code), restarts it and retries the job.
+Workers ignore SIGINT (the parent coordinates shutdown) and exit when the parent disappears.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+from edge_ocr.config import EngineConfig, Roi
+from edge_ocr.errors import EdgeOcrError, InputError
+from edge_ocr.types import OcrResult, PrintProfile
+
+logger = logging.getLogger(__name__)
+
+# Test hook: a worker reading a file whose name contains this marker dies at once, as a crashing
+# native library would. Only read from the environment, only used by the test suite.
+ENV_CRASH_MARK = "EDGE_OCR_TEST_CRASH_MARK"
+_MP = mp.get_context("spawn")
+
+
+@dataclass(frozen=True)
+class FileJob:
+    job_id: int
+    file_id: int
+    path: str
+    print_profile: PrintProfile = PrintProfile.AUTO  # the source's print (Config.print_profile)
+
+
+@dataclass(frozen=True)
+class FramesJob:
+    """Frames of one physical object (camera): OCR each (or its ROIs), vote, keep the sharpest."""
+
+    job_id: int
+    frames: tuple[np.ndarray, ...]
+    sharpness: tuple[float, ...]
+    rois: tuple[Roi, ...] = ()
+    print_profile: PrintProfile = PrintProfile.AUTO  # the camera's print (Config.print_profile)
+
+
+@dataclass(frozen=True)
+class PageRead:
+    index: int
+    count: int
+    result: OcrResult
+    best_frame: int | None = None  # FramesJob: the frame kept as the record's image
+
+
+@dataclass(frozen=True)
+class JobDone:
+    job_id: int
+    pages: tuple[PageRead, ...]
+    elapsed_ms: float
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    job_id: int
+    error: str
+    bad_input: bool  # the input can never be read (quarantine at once)
+    vanished: bool = False  # the file disappeared before it was read
+
+
+@dataclass(frozen=True)
+class WorkerReady:
+    engine: str
+    model: str
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerFatal:
+    error: str
+    exit_code: int = 1
+
+
+def _run_rois(
+    pipe, image: np.ndarray, rois: tuple[Roi, ...], use_cls: bool, print_profile: PrintProfile
+) -> OcrResult:
+    if not rois:
+        return pipe.run(image, cls=use_cls, print_profile=print_profile)
+    from edge_ocr.types import TextLine
+
+    lines: list[TextLine] = []
+    timings: dict[str, float] = {}
+    h, w = image.shape[:2]
+    for roi in rois:
+        crop = image[roi.y : min(roi.y + roi.h, h), roi.x : min(roi.x + roi.w, w)]
+        if crop.size == 0:
+            continue
+        res = pipe.run(np.ascontiguousarray(crop), cls=use_cls, print_profile=print_profile)
+        for k, v in res.timings_ms.items():
+            timings[k] = timings.get(k, 0.0) + v
+        for line in res.lines:
+            box = tuple((x + roi.x, y + roi.y) for x, y in line.box)
+            lines.append(TextLine(line.text, line.confidence, box, line.raw_text, line.corrections))  # type: ignore[arg-type]
+    return OcrResult(tuple(lines), (w, h), pipe.engine_name, pipe.model_id, timings)
+
+
+def _do_file(pipe, job: FileJob, use_cls: bool) -> JobDone | JobFailed:
+    from edge_ocr.ocr.imageio import read_pages
+
+    mark = os.environ.get(ENV_CRASH_MARK)
+    if mark and mark in Path(job.path).name:
+        os._exit(70)
+    t0 = time.perf_counter()
+    path = Path(job.path)
+    pages = []
+    try:
+        for page in read_pages(path):
+            result = pipe.run(page.image, cls=use_cls, print_profile=job.print_profile)
+            pages.append(PageRead(page.index, page.count, result))
+    except InputError as exc:
+        vanished = not path.exists() and not path.is_symlink()
+        return JobFailed(job.job_id, str(exc), bad_input=not vanished, vanished=vanished)
+    return JobDone(job.job_id, tuple(pages), (time.perf_counter() - t0) * 1000)
+
+
+def _do_frames(pipe, job: FramesJob, use_cls: bool) -> JobDone:
+    from edge_ocr.agent.sources.camera import vote
+
+    t0 = time.perf_counter()
+    results = [_run_rois(pipe, frame, job.rois, use_cls, job.print_profile) for frame in job.frames]
+    voted, best = vote(results, job.sharpness)
+    return JobDone(job.job_id, (PageRead(0, 1, voted, best),), (time.perf_counter() - t0) * 1000)
+
+
+def worker_main(conn: Connection, engine: EngineConfig, threads: int) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = mp.parent_process()
+    from edge_ocr.ocr.reader import open_pipeline
+
+    try:
+        pipe = open_pipeline(engine.name, engine.variant, models_dir=engine.models_dir, threads=threads)
+    except EdgeOcrError as exc:
+        conn.send(WorkerFatal(str(exc), exc.exit_code))
+        return
+    with pipe:
+        conn.send(WorkerReady(pipe.engine_name, pipe.model_id, dict(pipe.engine.versions())))
+        while True:
+            if not conn.poll(0.5):
+                if parent is not None and not parent.is_alive():
+                    return  # the agent was killed: nothing to report to
+                continue
+            try:
+                job = conn.recv()
+            except (EOFError, OSError):
+                return
+            if job is None:
+                return
+            try:
+                if isinstance(job, FileJob):
+                    reply = _do_file(pipe, job, engine.cls)
+                else:
+                    reply = _do_frames(pipe, job, engine.cls)
+            except Exception as exc:  # an engine bug must not kill the worker silently
+                logger.exception("job %s failed", job.job_id)
+                reply = JobFailed(job.job_id, f"internal error: {type(exc).__name__}: {exc}", bad_input=False)
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, OSError):
+                return
+
+
+class WorkerHandle:
+    """The parent's view of one worker process."""
+
+    def __init__(self, index: int, engine: EngineConfig, threads: int) -> None:
+        self.index = index
+        self._engine = engine
+        self._threads = threads
+        self.process: mp.process.BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.ready: WorkerReady | None = None
+        self.job: FileJob | FramesJob | None = None
+        self.job_started: float = 0.0
+        self.started_at = 0.0
+        self.restarts = 0
+
+    def start(self) -> None:
+        parent_conn, child_conn = _MP.Pipe(duplex=True)
+        proc = _MP.Process(
+            target=worker_main,
+            args=(child_conn, self._engine, self._threads),
+            name=f"edge-ocr-worker-{self.index}",
+            daemon=True,
+        )
+        proc.start()
+        child_conn.close()
+        self.process, self.conn = proc, parent_conn
+        self.ready, self.job = None, None
+        self.started_at = time.monotonic()
+
+    @property
+    def idle(self) -> bool:
+        return self.ready is not None and self.job is None
+
+    def send(self, job: FileJob | FramesJob) -> None:
+        assert self.conn is not None
+        self.job = job
+        self.job_started = time.monotonic()
+        self.conn.send(job)
+
+    def dead(self) -> bool:
+        return self.process is None or self.process.exitcode is not None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit; terminate it if it does not. Always joins."""
+        proc, conn = self.process, self.conn
+        if proc is None:
+            return
+        try:
+            if conn is not None and proc.exitcode is None:
+                conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        proc.join(timeout)
+        if proc.exitcode is None:
+            proc.terminate()
+            proc.join(timeout)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+        if conn is not None:
+            conn.close()
+        self.process, self.conn = None, None

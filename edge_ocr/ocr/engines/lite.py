@@ -1,0 +1,125 @@
+"""Paddle Lite engine (`.nb` models from `edge-ocr models build`).
+
+Three traps of paddlelite 2.13rc0 on x86 are handled here (shared/PADDLE_LITE_NOTES.md):
+
+1. `Tensor.from_numpy` copies nothing under numpy 2: we call it to allocate, then write
+   through the zero-copy view (`t.numpy()[...] = x`), which works under numpy 1 and 2.
+2. Outputs are views into the predictor's memory: we copy them before returning.
+3. A predictor fed a smaller input than an earlier one corrupts the heap, and one fed a larger
+   input gives wrong recognitions (measured: the text model's output is garbage after its width
+   grows). So each role keeps one predictor that only ever sees one input shape; a new shape
+   gets a fresh predictor (creating one from a `.nb` takes milliseconds; the old one's memory is
+   freed). Inputs are never padded, because padding changes what the recognizer's attention
+   layers read.
+
+Memory (the budget is 300 MB per Lite worker): Paddle Lite plans no memory reuse on x86, so the
+build rewrites the programs to share buffers between tensors with disjoint lifetimes
+(models/rewrite.py, "reuse"); the detection predictor is freed as soon as it has run, so its
+~100 MB of activations are not held while the lines are recognised; and every predictor is freed
+when an image is done (`image_done`), so the next detection does not sit on top of the last
+recognition. Re-creating predictors costs a few milliseconds of CPU per image; measured in
+docs/BENCHMARKS.md. (Pinning glibc's mmap threshold gave a steadier peak but cost ~30% more CPU
+in page faults: not used.)
+
+Batches (rec, cls) are run one sample at a time: samples are independent at inference, every
+sample is already padded to its batch's width by the pipeline (exactly as the reference
+pads it), and a predictor's memory grows with the batch (about 190 MB for six 48x700 lines),
+so this keeps a Lite worker small and its output identical to the batched engines'.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edge_ocr.errors import EngineUnavailableError, ModelError
+from edge_ocr.ocr.engine import Engine, Session
+from edge_ocr.types import ModelRole
+
+logger = logging.getLogger(__name__)
+
+
+class _LiteSession(Session):
+    """One predictor that only ever sees one input shape; replaced when the shape changes."""
+
+    def __init__(self, role: ModelRole, path: str, *, keep: bool = True) -> None:
+        self.role = role
+        self._path = path
+        self._keep = keep  # False: free the predictor (and its activations) after every run
+        self._pred: object | None = None
+        self._shape: tuple[int, ...] | None = None  # the one input shape this predictor has seen
+
+    def _predictor(self, shape: tuple[int, ...]) -> object:
+        if self._pred is not None and shape == self._shape:
+            return self._pred
+        from paddlelite.lite import MobileConfig, create_paddle_predictor
+
+        self._pred = None  # free the old predictor before making the new one
+        config = MobileConfig()
+        config.set_model_from_file(self._path)
+        try:
+            self._pred = create_paddle_predictor(config)
+        except Exception as exc:  # pybind raises untyped errors
+            raise ModelError(f"cannot load Paddle Lite model {self._path}: {exc}") from exc
+        self._shape = shape
+        logger.debug("new Lite %s predictor for shape %s", self.role.value, shape)
+        return self._pred
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        pred = self._predictor(tuple(int(d) for d in x.shape))
+        tensor = pred.get_input(0)  # type: ignore[attr-defined]
+        tensor.from_numpy(x)  # allocates (and copies nothing under numpy 2) ...
+        tensor.numpy()[...] = x  # ... so write through the zero-copy view
+        pred.run()  # type: ignore[attr-defined]
+        out = np.array(pred.get_output(0).numpy(), copy=True)  # type: ignore[attr-defined]
+        if not self._keep:
+            self.close()
+        return out
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.role is ModelRole.DET or x.shape[0] == 1:
+            return self._run_one(x)
+        return np.concatenate([self._run_one(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
+
+    def close(self) -> None:
+        self._pred = None
+        self._shape = None
+
+
+class LiteEngine(Engine):
+    name = "lite"
+    model_format = "nb"
+    single_core = True
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        import importlib.util
+        import platform
+
+        if importlib.util.find_spec("paddlelite") is None:
+            if platform.machine() not in ("x86_64", "AMD64"):
+                return (
+                    "paddlelite has no PyPI wheel for this CPU: build Paddle Lite's Python package from its "
+                    "ARM release and use the ARM .nb files from `edge-ocr models build`, or use --engine onnx"
+                )
+            return "paddlelite is not installed: pip install 'edge-ocr[lite]' (Python 3.10, x86-64)"
+        return None
+
+    def _load(self, role: ModelRole) -> Session:
+        reason = self.unavailable_reason()
+        if reason:
+            raise EngineUnavailableError(reason)
+        # detection runs once per image on the largest input: its activations are not kept
+        return _LiteSession(role, str(self.files.path(role)), keep=role is not ModelRole.DET)
+
+    def image_done(self) -> None:
+        # the predictors (and their activations) are re-created for the next image's shapes anyway
+        for sess in self._sessions.values():
+            sess.close()
+
+    def versions(self) -> dict[str, str]:
+        from importlib.metadata import version
+
+        return {"paddlelite": version("paddlelite")}

@@ -1,0 +1,195 @@
+"""Read-only view of the installed models: where they are and which sets are active.
+
+The build (`models/`) writes `<models_dir>/manifest.json` atomically; the agent only reads it.
+
+Manifest layout (schema 1)::
+
+    {
+      "schema": 1,
+      "built_at": "2026-11-24T22:00:00Z",
+      "sets": {
+        "onnx/fp32": {
+          "engine": "onnx", "variant": "fp32", "target": "x86",
+          "files": {"det": {"path": "onnx/fp32/det.onnx", "sha256": "..."}, "rec": {...},
+                    "cls": {...}, "dict": {...}},
+          "source": {...}, "tools": {...},
+          "accuracy": {...}, "active": true, "reason": "..."
+        },
+        ...
+      }
+    }
+
+Paths are relative to the models directory. Paddle-format models point at a folder that
+holds `inference.pdmodel` and `inference.pdiparams`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_ocr.errors import HashMismatchError, ModelError, ModelNotFoundError
+from edge_ocr.ocr.engine import ModelFiles
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA = 1
+ENV_MODELS_DIR = "EDGE_OCR_MODELS_DIR"
+
+
+def default_models_dir() -> Path:
+    """`$EDGE_OCR_MODELS_DIR`, else the per-user data directory."""
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("edge-ocr", appauthor=False)) / "models"
+
+
+def host_target() -> str:
+    """The model target this machine runs: "arm" on ARM boards, else "x86"."""
+    import platform
+
+    return "arm" if platform.machine().lower() in ("aarch64", "arm64", "armv7l", "armv8l") else "x86"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(path: Path) -> str:
+    """Hash of a file, or of a folder's files (names and contents, sorted)."""
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f.relative_to(path).as_posix().encode())
+        h.update(b"\0")
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelSetInfo:
+    set_id: str
+    engine: str
+    variant: str
+    target: str
+    active: bool
+    files: dict[str, dict[str, Any]]
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelStore:
+    """The models directory and its manifest."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_models_dir()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelNotFoundError(
+                f"no models installed in {self.root}; run `edge-ocr models build` "
+                f"(or set {ENV_MODELS_DIR} to a folder that has them)"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"model manifest {self.manifest_path} is unreadable ({exc}); "
+                "run `edge-ocr models build` to rebuild it"
+            ) from exc
+        if data.get("schema") != MANIFEST_SCHEMA:
+            raise ModelError(
+                f"model manifest {self.manifest_path} has schema {data.get('schema')!r}, expected 1"
+            )
+        return data
+
+    def sets(self) -> list[ModelSetInfo]:
+        out = []
+        for set_id, s in sorted(self.manifest().get("sets", {}).items()):
+            out.append(
+                ModelSetInfo(
+                    set_id=set_id,
+                    engine=s["engine"],
+                    variant=s["variant"],
+                    target=s.get("target", "x86"),
+                    active=bool(s.get("active")),
+                    files=s["files"],
+                    accuracy=s.get("accuracy", {}),
+                    reason=s.get("reason", ""),
+                    raw=s,
+                )
+            )
+        return out
+
+    def find(self, engine: str, variant: str, target: str | None = None) -> ModelSetInfo:
+        target = target or host_target()
+        candidates = [
+            s for s in self.sets() if s.engine == engine and s.variant == variant and s.target == target
+        ]
+        if not candidates:
+            have = ", ".join(s.set_id for s in self.sets()) or "none"
+            raise ModelNotFoundError(
+                f"no {engine} model set with variant {variant!r} for {target} in {self.root} (installed: {have}); "
+                "run `edge-ocr models build`"
+            )
+        active = [s for s in candidates if s.active]
+        if not active:
+            why = candidates[0].reason or "it failed its accuracy check"
+            raise ModelError(f"model set {candidates[0].set_id} is not active: {why}")
+        return active[0]
+
+    def resolve(
+        self, engine: str, variant: str, *, verify: bool = False, target: str | None = None
+    ) -> ModelFiles:
+        info = self.find(engine, variant, target)
+        paths: dict[str, Path] = {}
+        for role in ("det", "rec", "cls", "dict"):
+            entry = info.files.get(role)
+            if entry is None:
+                raise ModelError(
+                    f"model set {info.set_id} lists no {role} file; rebuild with `edge-ocr models build`"
+                )
+            path = self.root / entry["path"]
+            if not path.exists():
+                raise ModelNotFoundError(
+                    f"{path} is missing (model set {info.set_id}); run `edge-ocr models build` to restore it"
+                )
+            if verify:
+                got = sha256_tree(path)
+                if got != entry["sha256"]:
+                    raise HashMismatchError(
+                        f"{path} has sha256 {got}, manifest says {entry['sha256']}; "
+                        "the file is corrupt: run `edge-ocr models build --force`"
+                    )
+            paths[role] = path
+        return ModelFiles(
+            set_id=info.set_id,
+            engine=engine,
+            variant=variant,
+            det=paths["det"],
+            rec=paths["rec"],
+            cls=paths["cls"],
+            rec_dict=paths["dict"],
+        )

@@ -1,0 +1,48 @@
+"""The OCR facade: open a pipeline by engine name and model variant."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edge_ocr.ocr.engine import ModelFiles
+from edge_ocr.ocr.engines.auto import choose_engine
+from edge_ocr.ocr.engines.registry import open_engine
+from edge_ocr.ocr.machine import cores
+from edge_ocr.ocr.modelstore import ModelStore
+from edge_ocr.ocr.pipeline.runner import OcrPipeline, PipelineOptions
+
+logger = logging.getLogger(__name__)
+
+
+def default_threads() -> int:
+    return cores()
+
+
+def pipeline_from_files(
+    files: ModelFiles, *, threads: int | None = None, options: PipelineOptions | None = None
+) -> OcrPipeline:
+    """A pipeline over explicit model files (the build uses this to check a set before activating it)."""
+    return OcrPipeline(open_engine(files, threads=threads or default_threads()), options)
+
+
+def open_pipeline(
+    engine: str = "auto",
+    variant: str = "fp32",
+    *,
+    models_dir: Path | None = None,
+    threads: int | None = None,
+    options: PipelineOptions | None = None,
+) -> OcrPipeline:
+    """Open an OCR pipeline. `engine="auto"` picks the fastest engine that matched the reference."""
+    if engine == "fake":
+        from edge_ocr.ocr.engines.fake import FakeEngine
+
+        return OcrPipeline(FakeEngine(), options)
+    store = ModelStore(models_dir)
+    if engine == "auto":
+        choice = choose_engine(store, variant)
+        logger.info("engine auto: %s (%s)", choice.engine, choice.reason)
+        engine = choice.engine
+    files = store.resolve(engine, variant)
+    return pipeline_from_files(files, threads=threads, options=options)

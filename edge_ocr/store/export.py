@@ -1,0 +1,163 @@
+"""Export stored results: CSV, JSON Lines (the output contract) or PaddleOCR/PPOCRLabel training data.
+
+PPOCRLabel layout (ready for PaddleOCR fine-tuning):
+  OUT/images/<capture_id>_<name>.png    the page image
+  OUT/Label.txt                         images/<file>\\t[{"transcription", "points", "difficult": false}]
+  OUT/crop_img/<capture_id>_<n>.png     each line, perspective-cropped
+  OUT/rec_gt.txt                        crop_img/<file>\\t<text>
+Text comes from reviewers' corrections when there are any. Rejected results are left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import cv2
+import numpy as np
+
+from edge_ocr.errors import InputError
+from edge_ocr.ocr.pipeline.det import crop_quad
+from edge_ocr.store.query import ResultRow, line_corrections
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "result_id",
+    "capture_id",
+    "created_at",
+    "source",
+    "image",
+    "page",
+    "station",
+    "recipe",
+    "engine",
+    "model",
+    "confidence",
+    "verdict",
+    "review_state",
+    "text",
+    "corrected_text",
+)
+
+
+class ExportFormat(str, enum.Enum):
+    CSV = "csv"
+    JSONL = "jsonl"
+    PPOCRLABEL = "ppocrlabel"
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    results: int
+    images: int = 0
+    crops: int = 0
+    skipped: int = 0
+
+
+def write_csv(rows: Iterable[ResultRow], out: TextIO) -> int:
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    n = 0
+    for r in rows:
+        writer.writerow(
+            (
+                r.result_id,
+                r.capture_id,
+                r.created_at,
+                r.source,
+                r.image,
+                r.page,
+                r.station or "",
+                r.recipe or "",
+                r.engine,
+                r.model,
+                f"{r.confidence:.4f}",
+                r.verdict or "",
+                r.review_state,
+                r.text,
+                r.corrected_text if r.corrected_text is not None else "",
+            )
+        )
+        n += 1
+    return n
+
+
+def write_jsonl(rows: Iterable[ResultRow], out: TextIO) -> int:
+    n = 0
+    for r in rows:
+        out.write(json.dumps(r.to_contract(), ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
+def final_texts(conn: sqlite3.Connection, row: ResultRow) -> list[str]:
+    """Each line's text after reviewers' corrections."""
+    texts = [str(line["text"]) for line in row.lines]
+    fixes = line_corrections(conn, row.result_id)
+    if fixes:
+        for idx, after in fixes.items():
+            if 0 <= idx < len(texts):
+                texts[idx] = after
+    elif row.corrected_text is not None:
+        corrected = row.corrected_text.split("\n")
+        if len(corrected) == len(texts):
+            texts = corrected
+    return texts
+
+
+def _page_image(row: ResultRow) -> np.ndarray | None:
+    from edge_ocr.ocr.imageio import read_pages
+
+    for candidate in (row.stored_image, row.source_path):
+        if not candidate or not Path(candidate).exists():
+            continue
+        try:
+            for page in read_pages(Path(candidate)):
+                if page.index + 1 == row.page:
+                    return page.image
+        except InputError as exc:
+            logger.warning("result %d: %s", row.result_id, exc)
+    return None
+
+
+def write_ppocrlabel(conn: sqlite3.Connection, rows: Iterable[ResultRow], out_dir: Path) -> ExportReport:
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    (out_dir / "crop_img").mkdir(parents=True, exist_ok=True)
+    n = images = crops = skipped = 0
+    with (
+        (out_dir / "Label.txt").open("w", encoding="utf-8") as label_fh,
+        (out_dir / "rec_gt.txt").open("w", encoding="utf-8") as rec_fh,
+    ):
+        for row in rows:
+            n += 1
+            image = _page_image(row)
+            if image is None:
+                skipped += 1
+                logger.warning("result %d: image %s is gone; skipped", row.result_id, row.image)
+                continue
+            stem = Path(row.image).stem or "image"
+            name = f"{row.capture_id}_{stem}" + (f"_p{row.page}" if row.page > 1 else "") + ".png"
+            cv2.imwrite(str(out_dir / "images" / name), image)
+            images += 1
+            texts = final_texts(conn, row)
+            entries = []
+            for i, (line, text) in enumerate(zip(row.lines, texts)):
+                points = [[round(float(x)), round(float(y))] for x, y in line["box"]]
+                entries.append({"transcription": text, "points": points, "difficult": False})
+                if not text.strip():
+                    continue
+                crop_name = f"{row.capture_id}_{stem}_{i:03d}.png"
+                cv2.imwrite(str(out_dir / "crop_img" / crop_name), crop_quad(image, line["box"]))
+                rec_fh.write(f"crop_img/{crop_name}\t{text}\n")
+                crops += 1
+            label_fh.write(f"images/{name}\t{json.dumps(entries, ensure_ascii=False)}\n")
+    return ExportReport(results=n, images=images, crops=crops, skipped=skipped)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import abc
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,13 +25,18 @@ logger = logging.getLogger(__name__)
 class ModelFiles:
     """Resolved files of one model set for one engine: what an engine needs to load."""
 
-    set_id: str  # e.g. "onnx/fp32"
+    set_id: str  # e.g. "onnx/fp32" (PP-OCRv4) or "ppocrv6-small/onnx/fp32"
     engine: str
     variant: str
     det: Path
     rec: Path
     cls: Path
     rec_dict: Path
+    #: the model family (models/catalogue.json): it decides the pipeline's settings
+    family: str = "ppocrv4-mobile"
+    #: the settings the model's own config gives (its inference.yml, read by the build and
+    #: recorded in the manifest): {"det": {...}, "rec": {...}}; empty for the PP-OCRv4 sets
+    model_config: Mapping[str, Any] = field(default_factory=dict)
 
     def path(self, role: ModelRole) -> Path:
         return {ModelRole.DET: self.det, ModelRole.REC: self.rec, ModelRole.CLS: self.cls}[role]

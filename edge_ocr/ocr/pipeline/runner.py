@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +36,17 @@ class PipelineOptions:
         default_factory=calibration_stage.CalibrationOptions
     )
     use_cls: bool = False
+
+    @classmethod
+    def for_family(
+        cls, family: str, model_config: Mapping[str, Any] | None = None, *, raw: bool = False
+    ) -> PipelineOptions:
+        """A model family's pipeline: our defaults, or with `raw` the reference pipeline's reading
+        of the same models (PP-OCRv4: PaddleOCR 2.x; PP-OCRv6: RapidOCR 3.10's defaults).
+        `model_config` is what the model's own inference.yml says (recorded by the build)."""
+        if family == "ppocrv4-mobile":
+            return cls.reference() if raw else cls()
+        raise ValueError(f"no pipeline settings for model family {family!r}")
 
     @classmethod
     def reference(cls) -> PipelineOptions:
@@ -69,7 +82,7 @@ class OcrPipeline:
 
     def __init__(self, engine: Engine, options: PipelineOptions | None = None) -> None:
         self.engine = engine
-        self.options = options or PipelineOptions()
+        self.options = options or PipelineOptions.for_family(engine.files.family, engine.files.model_config)
         self._charset = rec_stage.load_dictionary(Path(engine.files.rec_dict))
         self._rec_opts = self.options.rec
 

@@ -191,6 +191,34 @@ _M001_INITIAL = """
 """
 
 
+# Datasette and sqlite-utils find a table's FTS index by the declaration `content="results"` or
+# `content=[results]` (datasette.utils.detect_fts, sqlite_utils Table.detect_fts); migration 1
+# wrote `content='results'`, which neither recognises, so Datasette's search box was ignored.
+# Same columns, tokenizer, rowid and triggers; the index is rebuilt from `results`.
+_M002_FTS_FOR_DATASETTE = """
+        DROP TRIGGER results_fts_ai;
+        DROP TRIGGER results_fts_ad;
+        DROP TRIGGER results_fts_au;
+        DROP TABLE results_fts;
+        CREATE VIRTUAL TABLE results_fts USING fts5(
+            text, corrected_text, content="results", content_rowid="id", tokenize="unicode61"
+        );
+        INSERT INTO results_fts(results_fts) VALUES ('rebuild');
+        CREATE TRIGGER results_fts_ai AFTER INSERT ON results BEGIN
+            INSERT INTO results_fts(rowid, text, corrected_text) VALUES (new.id, new.text, new.corrected_text);
+        END;
+        CREATE TRIGGER results_fts_ad AFTER DELETE ON results BEGIN
+            INSERT INTO results_fts(results_fts, rowid, text, corrected_text)
+                VALUES ('delete', old.id, old.text, old.corrected_text);
+        END;
+        CREATE TRIGGER results_fts_au AFTER UPDATE OF text, corrected_text ON results BEGIN
+            INSERT INTO results_fts(results_fts, rowid, text, corrected_text)
+                VALUES ('delete', old.id, old.text, old.corrected_text);
+            INSERT INTO results_fts(rowid, text, corrected_text) VALUES (new.id, new.text, new.corrected_text);
+        END;
+"""
+
+
 # Versions 10-19 belong to sync (issue 5).
 _M010_SYNC_BODIES_UPLOADS = """
         -- the exact gzip body of a cut batch, so every retry sends the same bytes; NULL once acked
@@ -213,6 +241,7 @@ _M010_SYNC_BODIES_UPLOADS = """
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", sql=_M001_INITIAL),
+    Migration(2, "results_fts declared as Datasette and sqlite-utils detect it", sql=_M002_FTS_FOR_DATASETTE),
     Migration(10, "sync batch bodies and image uploads", sql=_M010_SYNC_BODIES_UPLOADS),
 )
 

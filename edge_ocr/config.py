@@ -82,6 +82,8 @@ class EngineConfig:
     threads: int | None = None  # per worker; default: cores / workers
     models_dir: Path | None = None
     cls: bool = False  # classify line orientation
+    #: model family (ppocrv6-small, ppocrv6-tiny, ppocrv4-mobile); default: the installed default
+    models: str | None = None
 
 
 @dataclass(frozen=True)

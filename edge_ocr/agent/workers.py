@@ -144,7 +144,9 @@ def worker_main(conn: Connection, engine: EngineConfig, threads: int) -> None:
     from edge_ocr.ocr.reader import open_pipeline
 
     try:
-        pipe = open_pipeline(engine.name, engine.variant, models_dir=engine.models_dir, threads=threads)
+        pipe = open_pipeline(
+            engine.name, engine.variant, models=engine.models, models_dir=engine.models_dir, threads=threads
+        )
     except EdgeOcrError as exc:
         conn.send(WorkerFatal(str(exc), exc.exit_code))
         return

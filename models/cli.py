@@ -63,6 +63,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     au.add_argument("--models-dir", type=Path, default=None)
     au.add_argument("--model-variant", default="fp32", help="model precision (default: fp32)")
+    au.add_argument(
+        "--models", metavar="FAMILY", default=None, help="model family (default: the installed default)"
+    )
     au.add_argument("--refresh", action="store_true", help="measure again instead of using the cached choice")
     au.add_argument("--json", action="store_true", help="print the choice as JSON")
     au.set_defaults(func=run_auto)
@@ -102,6 +105,7 @@ def set_rows(models_dir: Path | None) -> list[dict[str, Any]]:
         rows.append(
             {
                 "set": s.set_id,
+                "family": s.family,
                 "engine": s.engine,
                 "variant": s.variant,
                 "target": s.target,
@@ -136,12 +140,37 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
-    for r in rows:
-        state = "active" if r["active"] else "inactive"
-        print(f"{r['set']:16} {state:8} {r['size'] / 1e6:6.1f} MB  {_fmt_acc(r['accuracy'])}")
-        if not r["active"] and r["reason"]:
-            print(f"{'':16} why: {r['reason']}")
+    from edge_ocr.ocr.modelstore import ModelStore
+
+    default = ModelStore(args.models_dir).default_family()
+    for family in sorted({r["family"] for r in rows}, key=lambda f: (f != default, f)):
+        fam_rows = [r for r in rows if r["family"] == family]
+        print(f"{family}{' (default)' if family == default else ''}")
+        for r in fam_rows:
+            state = "active" if r["active"] else "inactive"
+            print(f"  {r['set']:26} {state:8} {r['size'] / 1e6:6.1f} MB  {_fmt_acc(r['accuracy'])}")
+            if not r["active"] and r["reason"]:
+                print(f"  {'':26} why: {r['reason']}")
+        missing = sorted({"lite", "onnx", "paddle"} - {r["engine"] for r in fam_rows})
+        if missing:
+            print(f"  {'':26} no {', '.join(missing)} set: {engines_missing_reason(family)}")
     return 0
+
+
+def engines_missing_reason(family: str) -> str:
+    """Why a family has no set for an engine (the catalogue carries no model in its format)."""
+    from models.catalogue import load_catalogue
+
+    try:
+        fam = load_catalogue().family(family)
+    except EdgeOcrError:
+        return "the family is not in this catalogue"
+    if not fam.paddle:
+        return (
+            "no registry carries this family in Paddle's program format, which Paddle Lite and Paddle "
+            "Inference read (docs/ARCHITECTURE.md, 'Model families')"
+        )
+    return "not built; run `edge-ocr models build`"
 
 
 def run_auto(args: argparse.Namespace) -> int:
@@ -151,7 +180,9 @@ def run_auto(args: argparse.Namespace) -> int:
     from edge_ocr.ocr.modelstore import ModelStore
 
     try:
-        choice = choose_engine(ModelStore(args.models_dir), args.model_variant, refresh=args.refresh)
+        choice = choose_engine(
+            ModelStore(args.models_dir), args.model_variant, refresh=args.refresh, family=args.models
+        )
     except EdgeOcrError as exc:
         _stderr(f"error: {exc}")
         return exc.exit_code

@@ -1,5 +1,8 @@
 """Turn fetched models into the files of each model set.
 
+Set ids: PP-OCRv4 mobile's sets keep their first names (``onnx/fp32``, ``lite/int8@arm``); every
+other family's are ``<family>/<engine>/<variant>`` (``ppocrv6-small/onnx/fp32``).
+
 - ``paddle/fp32``: the carrier's inference folders, copied.
 - ``onnx/fp32``: the carrier's ONNX files, copied.
 - ``onnx/int8``: det and rec quantized with onnxruntime (see `models.onnx_int8`); cls copied.
@@ -32,7 +35,8 @@ from models.rewrite import MODEL_FILE, PARAMS_FILE, rewrite_model
 logger = logging.getLogger(__name__)
 
 ROLES = ("det", "rec", "cls")
-DICT_NAME = "ppocr_keys_v1.txt"
+DICT_NAME = "ppocr_keys_v1.txt"  # PP-OCRv4's; other families' sets hold theirs as dict.txt
+LEGACY_FAMILY = "ppocrv4-mobile"  # its sets keep the ids they had before families
 LITE_TARGETS = ("x86", "arm")
 LITE_QUANT = {"fp32": None, "int16": "QUANT_INT16", "int8": "QUANT_INT8"}
 OPT_TIMEOUT_S = 600
@@ -46,6 +50,7 @@ class SetSpec:
     engine: str  # "paddle" | "onnx" | "lite"
     variant: str  # "fp32" | "int16" | "int8"
     target: str = "x86"
+    family: str = LEGACY_FAMILY
 
     @property
     def folder(self) -> str:
@@ -55,26 +60,59 @@ class SetSpec:
     def is_float(self) -> bool:
         return self.variant == "fp32"
 
+    @property
+    def float_set_id(self) -> str:
+        """The fp32 set of the same family and engine (a quantized set is judged against it)."""
+        return set_id_of(self.family, self.engine, "fp32", self.target)
+
     def file_name(self, role: str) -> str:
         if role == "dict":
-            return DICT_NAME
+            return DICT_NAME if self.family == LEGACY_FAMILY else "dict.txt"
         return {"paddle": role, "onnx": f"{role}.onnx", "lite": f"{role}.nb"}[self.engine]
 
 
-SET_SPECS: dict[str, SetSpec] = {
-    s.set_id: s
-    for s in (
-        SetSpec("paddle/fp32", "paddle", "fp32"),
-        SetSpec("onnx/fp32", "onnx", "fp32"),
-        SetSpec("onnx/int8", "onnx", "int8"),
-        SetSpec("lite/fp32", "lite", "fp32"),
-        SetSpec("lite/int16", "lite", "int16"),
-        SetSpec("lite/int8", "lite", "int8"),
-        SetSpec("lite/fp32@arm", "lite", "fp32", "arm"),
-        SetSpec("lite/int16@arm", "lite", "int16", "arm"),
-        SetSpec("lite/int8@arm", "lite", "int8", "arm"),
-    )
-}
+def set_id_of(family: str, engine: str, variant: str, target: str = "x86") -> str:
+    base = f"{engine}/{variant}" + ("" if target == "x86" else f"@{target}")
+    return base if family == LEGACY_FAMILY else f"{family}/{base}"
+
+
+#: the sets each family's formats allow: Paddle models give Paddle and Lite sets, ONNX ones ONNX sets
+PADDLE_SETS = (
+    ("paddle", "fp32", "x86"),
+    ("lite", "fp32", "x86"),
+    ("lite", "int16", "x86"),
+    ("lite", "int8", "x86"),
+    ("lite", "fp32", "arm"),
+    ("lite", "int16", "arm"),
+    ("lite", "int8", "arm"),
+)
+ONNX_SETS = (("onnx", "fp32", "x86"), ("onnx", "int8", "x86"))
+#: the families whose ONNX int8 set is built (a quantized set must keep the rule of
+#: models/verify.py; PP-OCRv6's is not built yet: see docs/BENCHMARKS.md)
+ONNX_INT8_FAMILIES = (LEGACY_FAMILY,)
+
+
+def _family_specs(family: str, has_paddle: bool, has_onnx: bool) -> list[SetSpec]:
+    out = []
+    for engine, variant, target in (ONNX_SETS if has_onnx else ()) + (PADDLE_SETS if has_paddle else ()):
+        if engine == "onnx" and variant == "int8" and family not in ONNX_INT8_FAMILIES:
+            continue
+        out.append(SetSpec(set_id_of(family, engine, variant, target), engine, variant, target, family))
+    return out
+
+
+def _all_specs() -> dict[str, SetSpec]:
+    from models.catalogue import load_catalogue
+
+    cat = load_catalogue()
+    specs: dict[str, SetSpec] = {}
+    for fid, fam in cat.families.items():
+        for s in _family_specs(fid, bool(fam.paddle), bool(fam.onnx)):
+            specs[s.set_id] = s
+    return specs
+
+
+SET_SPECS: dict[str, SetSpec] = _all_specs()
 ALL_SETS = tuple(SET_SPECS)
 
 
@@ -150,7 +188,7 @@ def build_lite_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path, work_di
         report = rewrite_model(model, params, rw_dir, rewrites)
         info["rewrites"][role] = report.as_dict()
         lite_optimize(rw_dir, out_dir / spec.file_name(role), target=spec.target, quant=quant)
-    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    copy_atomic(fetched.dict_path, out_dir / spec.file_name("dict"))
     return info
 
 
@@ -162,15 +200,40 @@ def build_paddle_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path) -> di
         model, params = fetched.paddle[role]
         copy_atomic(model, out_dir / role / MODEL_FILE)
         copy_atomic(params, out_dir / role / PARAMS_FILE)
-    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    copy_atomic(fetched.dict_path, out_dir / spec.file_name("dict"))
     return {"rewrites": None}
 
 
 def build_onnx_fp32_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path) -> dict[str, Any]:
     for role in ROLES:
         copy_atomic(fetched.onnx[role], out_dir / spec.file_name(role))
-    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    copy_atomic(fetched.dict_path, out_dir / spec.file_name("dict"))
+    check_embedded_dictionary(out_dir / spec.file_name("rec"), out_dir / spec.file_name("dict"))
     return {"rewrites": None}
+
+
+def check_embedded_dictionary(rec_onnx: Path, dict_path: Path) -> None:
+    """A recognizer that carries its dictionary (RapidOCR's `character` metadata) must carry the
+    same one, entry for entry, as the dictionary file the set reads: U+3000 is an entry, so lines
+    are split on newlines only and stripped of "\r" only."""
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(rec_onnx), load_external_data=False).metadata_props}
+    if "character" not in meta:
+        return
+    embedded = meta["character"].split("\n")
+    text = dict_path.read_text(encoding="utf-8")
+    listed = [line.rstrip("\r") for line in text.split("\n")]
+    if listed and listed[-1] == "":
+        listed.pop()
+    if embedded != listed:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(embedded, listed)) if a != b), min(len(embedded), len(listed))
+        )
+        raise ModelError(
+            f"{rec_onnx.name}'s embedded dictionary ({len(embedded)} entries) differs from {dict_path.name} "
+            f"({len(listed)} entries) from entry {first} on; the catalogue pins the wrong dictionary"
+        )
 
 
 # --- ONNX int8 --------------------------------------------------------------------------------
@@ -195,5 +258,5 @@ def build_onnx_int8_set(
         )
     copy_atomic(fetched.onnx["cls"], out_dir / spec.file_name("cls"))
     info["quantization"]["cls"] = "not quantized (float copy)"
-    copy_atomic(fetched.dict_path, out_dir / DICT_NAME)
+    copy_atomic(fetched.dict_path, out_dir / spec.file_name("dict"))
     return info

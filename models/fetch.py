@@ -25,7 +25,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -100,6 +100,7 @@ def _pip_download(source: Source, dest: Path, progress: Progress) -> None:
             "--disable-pip-version-check",
             "--no-input",
             "-q",
+            *(["--python-version", source.python_version] if source.python_version else []),
             spec,
             "-d",
             tmpdir,
@@ -269,6 +270,7 @@ class FetchedFamily:
     paddle: dict[str, tuple[Path, Path]]  # role -> (pdmodel, pdiparams)
     onnx: dict[str, Path]
     dict_path: Path
+    config: dict[str, Path] = field(default_factory=dict)  # role -> inference.yml
 
 
 def fetch_family(
@@ -289,7 +291,10 @@ def fetch_family(
 
     paddle = {role: (get(r.model), get(r.params)) for role, r in family.paddle.items()}
     onnx = {role: get(r) for role, r in family.onnx.items()}
-    return FetchedFamily(family=family, paddle=paddle, onnx=onnx, dict_path=get(family.dict_ref))
+    config = {role: get(r) for role, r in family.config.items()}
+    return FetchedFamily(
+        family=family, paddle=paddle, onnx=onnx, dict_path=get(family.dict_ref), config=config
+    )
 
 
 def copy_atomic(src: Path, dest: Path) -> None:

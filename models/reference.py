@@ -37,7 +37,7 @@ def reference_models(models_dir: Path | None = None) -> ReferenceModels:
 
     root = Path(models_dir) if models_dir is not None else default_models_dir()
     cat = load_catalogue()
-    fam = fetch_family(cat, cat.family(), root)
+    fam = fetch_family(cat, cat.family("ppocrv4-mobile"), root)
     return ReferenceModels(
         det=fam.paddle["det"][0].parent,
         rec=fam.paddle["rec"][0].parent,

@@ -177,11 +177,19 @@ def check_images(spec: CheckSpec) -> tuple[list[np.ndarray], list[list[Line]]]:
 
 
 def reference_lines(
-    models_dir: Path, spec: CheckSpec, images: list[np.ndarray], reference_id: str
+    models_dir: Path,
+    spec: CheckSpec,
+    images: list[np.ndarray],
+    reference_id: str,
+    reference: str = "paddleocr-2.10",
+    files: Any = None,
 ) -> list[list[Line]]:
     """The reference's lines on the check set, cached in `<models_dir>/check/` under a hash of the
-    images themselves (a change to the label generator invalidates the cache)."""
-    cache = models_dir / CHECK_DIR / f"reference-{spec.key}.json"
+    images themselves (a change to the label generator invalidates the cache). `reference` names
+    the pipeline (PaddleOCR 2.10 on the carrier's Paddle models, or RapidOCR 3.10 on `files`,
+    the family's ONNX set)."""
+    name = "reference" if reference == "paddleocr-2.10" else f"reference-{reference}-{reference_id}"
+    cache = models_dir / CHECK_DIR / f"{name}-{spec.key}.json"
     pixels = hashlib.sha256(b"".join(np.ascontiguousarray(img).tobytes() for img in images)).hexdigest()
     if cache.is_file():
         try:
@@ -194,10 +202,16 @@ def reference_lines(
                 return [[Line(t, tuple(b)) for t, b in img] for img in data["images"]]  # type: ignore[misc]
         except (OSError, ValueError, KeyError, TypeError):
             logger.warning("ignoring unreadable reference cache %s", cache)
-    from models.reference import reference_ocr
-
     t0 = time.perf_counter()
-    out = [[Line(text, aabb(quad)) for text, _score, quad in page] for page in reference_ocr(images)]
+    if reference == "paddleocr-2.10":
+        from models.reference import reference_ocr
+
+        pages = reference_ocr(images)
+    else:
+        from models.reference import rapidocr_reference
+
+        pages = rapidocr_reference(images, files)
+    out = [[Line(text, aabb(quad)) for text, _score, quad in page] for page in pages]
     logger.info("reference ran on %d check images in %.1f s", len(images), time.perf_counter() - t0)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_name(cache.name + ".tmp")
@@ -226,14 +240,15 @@ def run_set(
 
     # the engines are checked against the reference on what the models read, before our own
     # post-processing (word spaces, retries), which the reference does not have
-    pipe = pipeline_from_files(files, threads=threads, options=PipelineOptions.reference())
+    options = PipelineOptions.for_family(files.family, files.model_config, raw=True)
+    pipe = pipeline_from_files(files, threads=threads, options=options)
     out = []
     try:
         if images:
-            pipe.run(images[0], det=True, cls=False)  # load the sessions outside the timing
+            pipe.run(images[0], det=True)  # load the sessions outside the timing
         t0 = time.perf_counter()
         for img in images:
-            res = pipe.run(img, det=True, cls=False)
+            res = pipe.run(img, det=True)
             out.append([Line(ln.text, aabb(ln.box)) for ln in res.lines])
     finally:
         pipe.close()

@@ -19,6 +19,13 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model-variant", choices=VARIANTS, default="fp32", help="model precision (default: fp32)"
     )
+    g.add_argument(
+        "--models",
+        metavar="FAMILY",
+        default=None,
+        help="model family: ppocrv6-small, ppocrv6-tiny or ppocrv4-mobile (default: the installed "
+        "default, see `edge-ocr models list`)",
+    )
     g.add_argument("--models-dir", type=Path, default=None, help="built models (default: per-user data dir)")
     g.add_argument("--threads", type=int, default=None, help="threads per engine (default: all cores)")
     g.add_argument(
@@ -41,25 +48,47 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def pipeline_options(args: argparse.Namespace):  # -> PipelineOptions | None
-    """The pipeline options the engine arguments ask for (None: the defaults)."""
+def options_adjust(args: argparse.Namespace):  # -> Callable[[PipelineOptions], PipelineOptions] | None
+    """What the engine arguments change in the model family's pipeline options (None: nothing).
+    `--raw` is not here: it chooses the family's reference pipeline (`open_pipeline(raw=True)`)."""
     from dataclasses import replace
 
-    from edge_ocr.ocr.pipeline.runner import PipelineOptions
+    from edge_ocr.errors import ConfigError
 
-    if args.raw:
-        return PipelineOptions.reference()
-    if args.retry_budget is None and not args.no_word_spaces:
-        return None
-    options = PipelineOptions()
-    if args.retry_budget is not None:
-        options = replace(
-            options,
-            retry=replace(options.retry, budget_ms=args.retry_budget, enabled=args.retry_budget > 0),
+    budget, no_spaces = args.retry_budget, args.no_word_spaces
+    profile = getattr(args, "print_profile", None)
+    if args.raw and (budget is not None or no_spaces or profile is not None):
+        raise ConfigError(
+            "--raw reads with the reference pipeline: it takes no --retry-budget, --no-word-spaces or --print"
         )
-    if args.no_word_spaces:
-        options = replace(options, spacing=replace(options.spacing, enabled=False))
-    return options
+    if budget is None and not no_spaces and profile is None:
+        return None
+
+    def adjust(options):
+        if budget is not None:
+            options = replace(options, retry=replace(options.retry, budget_ms=budget, enabled=budget > 0))
+        if no_spaces:
+            options = replace(options, spacing=replace(options.spacing, enabled=False))
+        if profile is not None:
+            options = replace(options, retry=options.retry.for_print(profile))
+        return options
+
+    return adjust
+
+
+def open_from_args(args: argparse.Namespace):  # -> OcrPipeline
+    """The pipeline the engine arguments ask for."""
+    from edge_ocr.ocr.reader import open_pipeline
+
+    return open_pipeline(
+        args.engine,
+        args.model_variant,
+        models=args.models,
+        models_dir=args.models_dir,
+        threads=args.threads,
+        raw=args.raw,
+        adjust=options_adjust(args),
+    )
 
 
 def expand_inputs(paths: list[str]) -> list[Path]:

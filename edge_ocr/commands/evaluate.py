@@ -7,11 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from edge_ocr.commands.common import add_engine_args
-from edge_ocr.commands.ocr import add_print_arg, options_with_print
+from edge_ocr.commands.common import add_engine_args, open_from_args
+from edge_ocr.commands.ocr import add_print_arg
 from edge_ocr.commands.progress import Progress
 from edge_ocr.evaluation.runner import run_eval
-from edge_ocr.ocr.reader import open_pipeline
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,17 +27,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     case.add_argument("--case-insensitive", dest="ci", action="store_true", default=None)
     case.add_argument("--case-sensitive", dest="ci", action="store_false")
     p.add_argument("--json", action="store_true", help="print one JSON report per set")
-    p.add_argument("--cls", action="store_true", help="classify line orientation")
+    p.add_argument(
+        "--cls",
+        action="store_true",
+        default=None,
+        help="classify line orientation (default: as the pipeline does)",
+    )
     add_engine_args(p)
     add_print_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    options = options_with_print(args)
-    with open_pipeline(
-        args.engine, args.model_variant, models_dir=args.models_dir, threads=args.threads, options=options
-    ) as pipe:
+    with open_from_args(args) as pipe:
         for path in args.paths:
             progress = Progress(0, f"eval {path}", enabled=sys.stderr.isatty())
 

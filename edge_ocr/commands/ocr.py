@@ -7,11 +7,10 @@ import json
 import logging
 import sys
 
-from edge_ocr.commands.common import add_engine_args, expand_inputs, pipeline_options
+from edge_ocr.commands.common import add_engine_args, expand_inputs, open_from_args
 from edge_ocr.commands.progress import Progress
-from edge_ocr.errors import ConfigError, InputError
+from edge_ocr.errors import InputError
 from edge_ocr.ocr.imageio import read_pages
-from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.types import PrintProfile, error_contract
 
 logger = logging.getLogger(__name__)
@@ -28,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files or folders")
     p.add_argument("--json", action="store_true", help="JSON Lines output (the output contract)")
     p.add_argument("--no-det", action="store_true", help="treat each whole image as one text line")
-    p.add_argument("--cls", action="store_true", help="classify line orientation (0/180 degrees)")
+    p.add_argument(
+        "--cls",
+        action="store_true",
+        default=None,
+        help="classify line orientation, 0/180 degrees (default: as the pipeline does; --raw on PP-OCRv6 does, as RapidOCR)",
+    )
     p.add_argument("--strict", action="store_true", help="exit with status 5 if any image could not be read")
     add_engine_args(p)
     add_print_arg(p)
@@ -49,30 +53,9 @@ def add_print_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def options_with_print(args: argparse.Namespace):  # -> PipelineOptions | None
-    """`pipeline_options(args)` with the `--print` profile's variants."""
-    options = pipeline_options(args)
-    if args.print_profile is None:
-        return options
-    if args.raw:
-        raise ConfigError("--print cannot be combined with --raw (the reference reads the crop only)")
-    from dataclasses import replace
-
-    from edge_ocr.ocr.pipeline.runner import PipelineOptions
-
-    options = options or PipelineOptions()
-    return replace(options, retry=options.retry.for_print(args.print_profile))
-
-
 def run(args: argparse.Namespace) -> int:
     files = expand_inputs(args.inputs)
-    pipe = open_pipeline(
-        args.engine,
-        args.model_variant,
-        models_dir=args.models_dir,
-        threads=args.threads,
-        options=options_with_print(args),
-    )
+    pipe = open_from_args(args)
     failures = 0
     out = sys.stdout
     with pipe, Progress(len(files), "ocr", enabled=sys.stderr.isatty() and len(files) > 1) as progress:

@@ -7,9 +7,10 @@ Manifest layout (schema 1)::
     {
       "schema": 1,
       "built_at": "2026-11-24T22:00:00Z",
+      "default_family": "ppocrv6-small",
       "sets": {
         "onnx/fp32": {
-          "engine": "onnx", "variant": "fp32", "target": "x86",
+          "engine": "onnx", "variant": "fp32", "target": "x86", "family": "ppocrv4-mobile",
           "files": {"det": {"path": "onnx/fp32/det.onnx", "sha256": "..."}, "rec": {...},
                     "cls": {...}, "dict": {...}},
           "source": {...}, "tools": {...},
@@ -18,6 +19,10 @@ Manifest layout (schema 1)::
         ...
       }
     }
+
+PP-OCRv4 mobile's sets have the ids they had before families existed (`onnx/fp32`); the other
+families' are `<family>/<engine>/<variant>`. A manifest written before families names no family:
+its sets are PP-OCRv4 mobile's, and its default family is that one.
 
 Paths are relative to the models directory. Paddle-format models point at a folder that
 holds `inference.pdmodel` and `inference.pdiparams`.
@@ -41,6 +46,14 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = 1
 ENV_MODELS_DIR = "EDGE_OCR_MODELS_DIR"
+LEGACY_FAMILY = "ppocrv4-mobile"
+#: family ids as older builds wrote them
+FAMILY_ALIASES = {"ppocrv4-mobile-ch": LEGACY_FAMILY}
+
+
+def family_of(entry: dict[str, Any]) -> str:
+    fid = entry.get("family") or LEGACY_FAMILY
+    return FAMILY_ALIASES.get(fid, fid)
 
 
 def default_models_dir() -> Path:
@@ -91,6 +104,7 @@ class ModelSetInfo:
     accuracy: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    family: str = LEGACY_FAMILY
 
 
 class ModelStore:
@@ -139,20 +153,35 @@ class ModelStore:
                     accuracy=s.get("accuracy", {}),
                     reason=s.get("reason", ""),
                     raw=s,
+                    family=family_of(s),
                 )
             )
         return out
 
-    def find(self, engine: str, variant: str, target: str | None = None) -> ModelSetInfo:
+    def default_family(self) -> str:
+        """The family `--models` defaults to: the one the build made the default (the catalogue's
+        default once its sets passed their checks), PP-OCRv4 mobile for older manifests."""
+        fid = self.manifest().get("default_family") or LEGACY_FAMILY
+        return FAMILY_ALIASES.get(fid, fid)
+
+    def families(self) -> list[str]:
+        return sorted({s.family for s in self.sets()})
+
+    def find(
+        self, engine: str, variant: str, target: str | None = None, family: str | None = None
+    ) -> ModelSetInfo:
         target = target or host_target()
+        family = FAMILY_ALIASES.get(family, family) if family else self.default_family()
         candidates = [
-            s for s in self.sets() if s.engine == engine and s.variant == variant and s.target == target
+            s
+            for s in self.sets()
+            if s.engine == engine and s.variant == variant and s.target == target and s.family == family
         ]
         if not candidates:
             have = ", ".join(s.set_id for s in self.sets()) or "none"
             raise ModelNotFoundError(
-                f"no {engine} model set with variant {variant!r} for {target} in {self.root} (installed: {have}); "
-                "run `edge-ocr models build`"
+                f"no {engine} model set of {family} with variant {variant!r} for {target} in {self.root} "
+                f"(installed: {have}); run `edge-ocr models build`, or choose another with --models/--engine"
             )
         active = [s for s in candidates if s.active]
         if not active:
@@ -161,9 +190,15 @@ class ModelStore:
         return active[0]
 
     def resolve(
-        self, engine: str, variant: str, *, verify: bool = False, target: str | None = None
+        self,
+        engine: str,
+        variant: str,
+        *,
+        verify: bool = False,
+        target: str | None = None,
+        family: str | None = None,
     ) -> ModelFiles:
-        info = self.find(engine, variant, target)
+        info = self.find(engine, variant, target, family)
         paths: dict[str, Path] = {}
         for role in ("det", "rec", "cls", "dict"):
             entry = info.files.get(role)
@@ -192,4 +227,6 @@ class ModelStore:
             rec=paths["rec"],
             cls=paths["cls"],
             rec_dict=paths["dict"],
+            family=info.family,
+            model_config=info.raw.get("model_config") or {},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_ocr.ocr.engine import ModelFiles
@@ -26,23 +27,39 @@ def pipeline_from_files(
     return OcrPipeline(open_engine(files, threads=threads or default_threads()), options)
 
 
+OptionsAdjust = Callable[[PipelineOptions], PipelineOptions]
+
+
 def open_pipeline(
     engine: str = "auto",
     variant: str = "fp32",
     *,
+    models: str | None = None,
     models_dir: Path | None = None,
     threads: int | None = None,
     options: PipelineOptions | None = None,
+    raw: bool = False,
+    adjust: OptionsAdjust | None = None,
 ) -> OcrPipeline:
-    """Open an OCR pipeline. `engine="auto"` picks the fastest engine that matched the reference."""
+    """Open an OCR pipeline. `engine="auto"` picks the fastest engine that matched the reference;
+    `models` names the model family (default: the installed default, `edge-ocr models list`).
+
+    The pipeline's options are the family's own (`PipelineOptions.for_family`; with `raw`, its
+    reference pipeline's), then `adjust` (e.g. a retry budget from the command line); `options`
+    replaces them all."""
     if engine == "fake":
         from edge_ocr.ocr.engines.fake import FakeEngine
 
         return OcrPipeline(FakeEngine(), options)
     store = ModelStore(models_dir)
+    family = models or store.default_family()
     if engine == "auto":
-        choice = choose_engine(store, variant)
+        choice = choose_engine(store, variant, family=family)
         logger.info("engine auto: %s (%s)", choice.engine, choice.reason)
         engine = choice.engine
-    files = store.resolve(engine, variant)
+    files = store.resolve(engine, variant, family=family)
+    if options is None:
+        options = PipelineOptions.for_family(files.family, files.model_config, raw=raw)
+        if adjust is not None:
+            options = adjust(options)
     return pipeline_from_files(files, threads=threads, options=options)

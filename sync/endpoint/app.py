@@ -12,12 +12,12 @@ from sync.endpoint.core import EndpointCore, error_reply
 
 
 def create_app(core: EndpointCore) -> Starlette:
-    limit = core.settings.max_body_bytes
-
     async def dispatch(request: Request) -> Response:
+        limit = core.body_limit(request.method, request.url.path)
         declared = request.headers.get("content-length")
+        too_big = error_reply(413, f"request body is over the {limit} byte limit; use POST /v1/uploads")
         if declared and declared.isdigit() and int(declared) > limit:
-            reply = error_reply(413, f"request body is over the {limit} byte limit; use POST /v1/uploads")
+            reply = too_big
         else:
             chunks: list[bytes] = []
             size = 0
@@ -30,13 +30,18 @@ def create_app(core: EndpointCore) -> Starlette:
             except ClientDisconnect:
                 return Response(status_code=400)
             if size > limit:
-                reply = error_reply(413, f"request body is over the {limit} byte limit; use POST /v1/uploads")
+                reply = too_big
             else:
                 headers = {k.lower(): v for k, v in request.headers.items()}
                 reply = await run_in_threadpool(
-                    core.handle, request.method, request.url.path, headers, b"".join(chunks)
+                    core.handle,
+                    request.method,
+                    request.url.path,
+                    headers,
+                    b"".join(chunks),
+                    request.url.query,
                 )
         return Response(reply.json_bytes(), reply.status, reply.headers, media_type="application/json")
 
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
     return Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)])

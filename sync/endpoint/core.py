@@ -1,8 +1,11 @@
 """The endpoint's logic, free of any web framework: `EndpointCore.handle` maps a request
-(method, path, headers, body) to a `Reply`; `on_s3_records` handles S3 object-created events.
+(method, path, query, headers, body) to a `Reply`; `on_s3_records` handles S3 object-created
+events.
 
-Every route but `GET /v1/health` needs a valid signature (`sync.auth`); a request that fails
-authentication or validation changes nothing in storage.
+Every route but `GET /v1/health` and `GET /v1/openapi.json` needs a valid signature
+(`sync.auth`); a request that fails authentication or validation changes nothing in storage.
+Bodies are checked against the OpenAPI document's schemas (`sync.endpoint.schema`); whatever a
+client sends gets a JSON answer, a 4xx when the request is at fault.
 """
 
 from __future__ import annotations
@@ -11,21 +14,24 @@ import base64
 import binascii
 import gzip
 import hashlib
+import hmac
 import json
 import logging
 import re
+import sqlite3
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qs, unquote, unquote_plus
 
 from edge_ocr.errors import EdgeOcrError, InputError
 from sync.auth import AuthFailure, verify_signature
+from sync.endpoint.schema import BodyError, openapi_bytes, parse_json, validate
 from sync.endpoint.settings import EndpointSettings
-from sync.endpoint.storage import NonceStore
+from sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, Storage, StorageUnavailable
 from sync.payload import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
@@ -42,15 +48,19 @@ IMAGE_TYPES = {
 }
 IMAGE_PREFIX = "images/"
 RESULT_SUFFIX = ".ocr.json"
+CACHE_PREFIX = "cache/"
+H_CACHE = "x-edgeocr-cache"
 
 
 @dataclass(frozen=True)
 class Reply:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | bytes  # bytes: already-encoded JSON
     headers: dict[str, str] = field(default_factory=dict)
 
     def json_bytes(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -79,45 +89,122 @@ def ocr_contract(result) -> dict[str, Any]:
     }
 
 
+class OcrBusy(Exception):
+    """Every OCR slot is taken and the wait queue is full (or the wait ran out)."""
+
+
 class OcrRunner:
-    """One lazily opened pipeline, used by one request at a time."""
+    """OCR with bounded work in flight: at most `max_in_flight` images are decoded and read at
+    once (each with its own lazily opened pipeline), at most `max_queued` more requests wait up to
+    `wait_s` for a slot, and the rest are refused with `OcrBusy` at once. An image is decoded only
+    once it holds a slot, so refused and waiting requests hold nothing but their body."""
 
-    def __init__(self, engine: str, factory: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        engine: str,
+        factory: Callable[[str], Any] | None = None,
+        *,
+        max_in_flight: int = 1,
+        max_queued: int = 0,
+        wait_s: float = 0.0,
+    ) -> None:
         self.engine = engine
+        self.max_in_flight = max_in_flight
+        self.wait_s = wait_s
         self._factory = factory
-        self._pipeline = None
-        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._admission = threading.BoundedSemaphore(max_in_flight + max_queued)
+        self._idle: list[Any] = []
+        self._pool_lock = threading.Lock()
+        self._model_set_id: str | None = None
 
-    def run(self, image_bytes: bytes, name: str):
-        from edge_ocr.ocr.imageio import decode_bytes
+    def _open(self):
+        if self._factory is not None:
+            return self._factory(self.engine)
+        from edge_ocr.ocr.reader import open_pipeline
 
-        image = decode_bytes(image_bytes, name=name)  # InputError for non-images / oversize
-        with self._lock:
-            if self._pipeline is None:
-                if self._factory is not None:
-                    self._pipeline = self._factory(self.engine)
-                else:
-                    from edge_ocr.ocr.reader import open_pipeline
+        return open_pipeline(self.engine, "fp32")
 
-                    self._pipeline = open_pipeline(self.engine, "fp32")
-            return self._pipeline.run(image)
+    def _take(self):
+        with self._pool_lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._open()
+
+    def _give(self, pipeline) -> None:
+        with self._pool_lock:
+            self._idle.append(pipeline)
+
+    def model_set_id(self) -> str:
+        """The model set's id and a digest of its files: a result cache key part that changes
+        whenever the models do."""
+        if self._model_set_id is None:
+            pipeline = self._take()
+            try:
+                digest = hashlib.sha256()
+                files = getattr(getattr(pipeline, "engine", None), "files", None)
+                for attr in ("det", "rec", "cls", "rec_dict"):
+                    path = getattr(files, attr, None)
+                    if path is not None:
+                        with open(path, "rb") as f:
+                            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                                digest.update(chunk)
+                model = str(getattr(pipeline, "model_id", self.engine))
+                self._model_set_id = f"{model}@{digest.hexdigest()[:16]}"
+            finally:
+                self._give(pipeline)
+        return self._model_set_id
+
+    def run(self, image_bytes: bytes, name: str, *, block: bool = False):
+        """Decode and read one image. `block`: wait for a slot however long it takes (events,
+        never HTTP requests); otherwise OcrBusy when the limits are reached."""
+        if block:
+            self._admission.acquire()
+        elif not self._admission.acquire(blocking=False):
+            raise OcrBusy
+        try:
+            if block:
+                got = self._slots.acquire()
+            elif self.wait_s > 0:
+                got = self._slots.acquire(timeout=self.wait_s)
+            else:
+                got = self._slots.acquire(blocking=False)
+            if not got:
+                raise OcrBusy
+            try:
+                from edge_ocr.ocr.imageio import decode_bytes
+
+                image = decode_bytes(image_bytes, name=name)  # InputError for non-images / oversize
+                pipeline = self._take()
+                try:
+                    return pipeline.run(image)
+                finally:
+                    self._give(pipeline)
+            finally:
+                self._slots.release()
+        finally:
+            self._admission.release()
 
 
 class EndpointCore:
     def __init__(
         self,
         settings: EndpointSettings,
-        storage,
-        secrets: dict[str, bytes],
-        nonces: NonceStore,
+        storage: Storage,
+        secrets,
         ocr: OcrRunner | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`secrets`: anything with `.get(device_id) -> bytes | None` (a dict, DeviceSecrets)."""
         self.settings = settings
         self.storage = storage
         self.secrets = secrets
-        self.nonces = nonces
-        self.ocr = ocr or OcrRunner(settings.ocr_engine)
+        self.ocr = ocr or OcrRunner(
+            settings.ocr_engine,
+            max_in_flight=settings.ocr_max_in_flight,
+            max_queued=settings.ocr_max_queued,
+            wait_s=settings.ocr_queue_wait_s,
+        )
         self.clock = clock
         self._routes: dict[tuple[str, str], Callable[..., Reply]] = {
             ("POST", "/v1/batches"): self._post_batch,
@@ -125,71 +212,103 @@ class EndpointCore:
             ("POST", "/v1/ocr"): self._post_ocr,
         }
 
+    def close(self) -> None:
+        self.storage.close()
+
     # --- HTTP -----------------------------------------------------------------------------------
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+    def body_limit(self, method: str, path: str) -> int:
+        """The largest body the HTTP layer should read for this request."""
+        if method.upper() == "PUT" and path.startswith(LOCAL_OBJECTS_ROUTE):
+            return self.settings.max_upload_bytes
+        return self.settings.max_body_bytes
+
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = "") -> Reply:
         """Serve one request. `headers` with lower-case names."""
         method = method.upper()
         try:
-            if path == "/v1/health":
-                if method != "GET":
-                    raise HttpError(405, "use GET /v1/health", {"allow": "GET"})
-                return Reply(200, {"status": "ok", "schema": SCHEMA_VERSION, "time": self.clock()})
-            route = self._routes.get((method, path))
-            if route is None:
-                if any(p == path for _, p in self._routes):
-                    raise HttpError(405, f"use POST {path}", {"allow": "POST"})
-                raise HttpError(404, f"no route {method} {path}; see GET /v1/health")
-            if len(body) > self.settings.max_body_bytes:
-                raise HttpError(
-                    413,
-                    f"request body is {len(body)} bytes, over the {self.settings.max_body_bytes} byte limit; "
-                    "send large images through POST /v1/uploads",
-                )
-            device = self._authenticate(method, path, headers, body)
-            return route(device, headers, body)
+            return self._dispatch(method, path, headers, body, query)
         except HttpError as exc:
             if exc.status >= 500:
                 logger.error("%s %s: %s", method, path, exc.message)
             else:
                 logger.info("%s %s -> %d: %s", method, path, exc.status, exc.message)
             return error_reply(exc.status, exc.message, exc.headers)
+        except Exception as exc:
+            if _is_storage_failure(exc):
+                logger.error("%s %s: storage failed: %s", method, path, exc)
+                return error_reply(
+                    503,
+                    "storage is unavailable; nothing was stored, retry later",
+                    {"retry-after": str(self.settings.busy_retry_after_s)},
+                )
+            logger.exception("%s %s failed", method, path)
+            return error_reply(500, "internal error; the endpoint's log has the details")
+
+    def _dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str) -> Reply:
+        if path == "/v1/health":
+            if method != "GET":
+                raise HttpError(405, "use GET /v1/health", {"allow": "GET"})
+            return Reply(
+                200,
+                {
+                    "status": "ok",
+                    "schema": SCHEMA_VERSION,
+                    "time": self.clock(),
+                    "storage": self.storage.kind,
+                },
+            )
+        if path == "/v1/openapi.json":
+            if method != "GET":
+                raise HttpError(405, "use GET /v1/openapi.json", {"allow": "GET"})
+            return Reply(200, openapi_bytes())
+        if path.startswith(LOCAL_OBJECTS_ROUTE) and self.storage.kind == "local":
+            if method != "PUT":
+                raise HttpError(405, "upload URLs take PUT", {"allow": "PUT"})
+            return self._put_object(path, query, headers, body)
+        route = self._routes.get((method, path))
+        if route is None:
+            if any(p == path for _, p in self._routes):
+                raise HttpError(405, f"use POST {path}", {"allow": "POST"})
+            raise HttpError(404, f"no route {method} {path}; see GET /v1/openapi.json")
+        if len(body) > self.settings.max_body_bytes:
+            raise HttpError(
+                413,
+                f"request body is {len(body)} bytes, over the {self.settings.max_body_bytes} byte limit; "
+                "send large images through POST /v1/uploads",
+            )
+        device = self._authenticate(method, path, headers, body)
+        try:
+            return route(device, headers, body)
+        except BodyError as exc:
+            raise HttpError(exc.status, exc.message) from None
 
     def _authenticate(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str:
         try:
             v = verify_signature(headers, method, path, body, self.secrets.get, now=self.clock())
         except AuthFailure as exc:
             raise HttpError(401, f"authentication failed: {exc}") from None
-        if not self.nonces.remember(f"{v.device_id}#{v.nonce}", self.settings.nonce_ttl_s):
+        if not self.storage.remember_nonce(f"{v.device_id}#{v.nonce}", self.settings.nonce_ttl_s):
             raise HttpError(401, "authentication failed: replayed request (sign each request afresh)")
         return v.device_id
 
     # --- batches --------------------------------------------------------------------------------
     def _post_batch(self, device: str, headers: dict[str, str], body: bytes) -> Reply:
         raw = self._gunzip(body) if body[:2] == b"\x1f\x8b" else body
-        try:
-            doc = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HttpError(400, f"malformed JSON batch: {exc}") from None
+        doc = parse_json(raw)
         if not isinstance(doc, dict):
             raise HttpError(400, "a batch must be a JSON object")
         if doc.get("schema") != SCHEMA_VERSION:
             raise HttpError(
                 400,
-                f"unsupported batch schema version {doc.get('schema')!r}; this endpoint accepts {SCHEMA_VERSION}",
+                f"unsupported batch schema version {doc.get('schema')!r:.40}; this endpoint accepts {SCHEMA_VERSION}",
             )
-        if doc.get("device_id") != device:
-            raise HttpError(400, "batch device_id does not match the signing device")
-        batch_id = doc.get("batch_id")
-        if not isinstance(batch_id, str) or not BATCH_ID_RE.match(batch_id):
-            raise HttpError(400, "batch_id must be 8-64 letters, digits, '-' or '_'")
         records = doc.get("records")
-        if not isinstance(records, list) or not records:
-            raise HttpError(400, "records must be a non-empty list")
-        if len(records) > self.settings.max_batch_records:
+        if isinstance(records, list) and len(records) > self.settings.max_batch_records:
             raise HttpError(413, f"{len(records)} records, over the {self.settings.max_batch_records} limit")
-        for i, rec in enumerate(records):
-            if not isinstance(rec, dict) or not isinstance(rec.get("kind"), str) or "payload" not in rec:
-                raise HttpError(400, f"record {i} must be an object with kind and payload")
+        validate(doc, "Batch", "batch")
+        if doc["device_id"] != device:
+            raise HttpError(400, "batch device_id does not match the signing device")
+        batch_id = doc["batch_id"]
         sha = hashlib.sha256(raw).hexdigest()
         pk = f"batch#{device}#{batch_id}"
         existing = self.storage.get_item(pk)
@@ -248,16 +367,8 @@ class EndpointCore:
 
     # --- uploads --------------------------------------------------------------------------------
     def _post_upload(self, device: str, headers: dict[str, str], body: bytes) -> Reply:
-        meta = _json_object(body)
-        sha = meta.get("sha256")
-        ctype = meta.get("content_type")
-        size = meta.get("size")
-        if not isinstance(sha, str) or not SHA256_RE.match(sha):
-            raise HttpError(400, "sha256 must be 64 lower-case hex digits")
-        if ctype not in IMAGE_TYPES:
-            raise HttpError(400, f"content_type must be one of {', '.join(sorted(IMAGE_TYPES))}")
-        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise HttpError(400, "size must be a positive number of bytes")
+        meta = validate(parse_json(body), "UploadRequest", "upload request")
+        sha, ctype, size = meta["sha256"], meta["content_type"], meta["size"]
         if size > self.settings.max_upload_bytes:
             raise HttpError(
                 413, f"image is {size} bytes, over the {self.settings.max_upload_bytes} byte limit"
@@ -265,7 +376,7 @@ class EndpointCore:
         key = f"{IMAGE_PREFIX}{device}/{sha}{IMAGE_TYPES[ctype]}"
         if self.storage.object_exists(key):
             return Reply(200, {"status": "exists", "key": key})
-        url = self.storage.presign_put(key, ctype, self.settings.upload_url_expiry_s)
+        url = self.storage.presign_put(key, ctype, self.settings.upload_url_expiry_s, _base_url(headers))
         return Reply(
             200,
             {
@@ -278,16 +389,35 @@ class EndpointCore:
             },
         )
 
+    def _put_object(self, path: str, query: str, headers: dict[str, str], body: bytes) -> Reply:
+        """Local storage: the target of the URLs `presign_put` made (signed by the query)."""
+        key = unquote(path[len(LOCAL_OBJECTS_ROUTE) :])
+        q = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items() if len(v) == 1}
+        ctype, expires, sig = q.get("content_type", ""), q.get("expires", ""), q.get("signature", "")
+        if not (ctype and expires.isdigit() and len(expires) <= 12 and sig):
+            raise HttpError(403, "not a valid upload URL; ask POST /v1/uploads for one")
+        expected = self.storage.upload_signature(key, ctype, int(expires))  # type: ignore[attr-defined]
+        if not hmac.compare_digest(expected, sig.lower()) or not key.startswith(IMAGE_PREFIX):
+            raise HttpError(403, "upload URL signature does not match; ask POST /v1/uploads for a new one")
+        if int(expires) < self.clock():
+            raise HttpError(403, "upload URL expired; ask POST /v1/uploads for a new one")
+        if headers.get("content-type", "").split(";")[0].strip().lower() != ctype:
+            raise HttpError(403, f"send the Content-Type the upload URL was made for ({ctype})")
+        if len(body) > self.settings.max_upload_bytes:
+            raise HttpError(413, f"image is over the {self.settings.max_upload_bytes} byte limit")
+        if hashlib.sha256(body).hexdigest() != key.rsplit("/", 1)[-1].split(".")[0]:
+            raise HttpError(400, "the body's sha256 is not the one the upload URL was made for")
+        self.storage.put_object(key, body, ctype)
+        status = self.on_object_created(key, body)
+        return Reply(200, {"status": "stored", "key": key, "ocr": status})
+
     # --- cloud OCR ------------------------------------------------------------------------------
     def _post_ocr(self, device: str, headers: dict[str, str], body: bytes) -> Reply:
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
-            doc = _json_object(body)
-            b64 = doc.get("image")
-            if not isinstance(b64, str) or not b64:
-                raise HttpError(400, 'JSON body must hold "image": base64 image bytes')
+            doc = validate(parse_json(body), "OcrRequest", "OCR request")
             try:
-                image = base64.b64decode(b64, validate=True)
+                image = base64.b64decode(doc["image"], validate=True)
             except (binascii.Error, ValueError):
                 raise HttpError(400, '"image" is not valid base64') from None
             name = str(doc.get("name") or "<upload>")[:200]
@@ -296,13 +426,50 @@ class EndpointCore:
             name = "<upload>"
         if not image:
             raise HttpError(400, "no image in the request body")
+        cached = self._cached(image)
+        if cached is not None:
+            return Reply(200, {**cached, "timestamp": time.time()}, {H_CACHE: "hit"})
         try:
-            result = self.ocr.run(image, name)
+            doc = ocr_contract(self.ocr.run(image, name))
+        except OcrBusy:
+            raise HttpError(
+                503,
+                "OCR is busy: every slot is taken; retry after the given seconds",
+                {"retry-after": str(self.settings.busy_retry_after_s)},
+            ) from None
         except InputError as exc:
             raise HttpError(415 if "not an image" in str(exc) else 400, str(exc)) from None
         except EdgeOcrError as exc:
-            raise HttpError(503, f"OCR unavailable: {exc}") from None
-        return Reply(200, ocr_contract(result))
+            raise HttpError(503, f"OCR unavailable: {exc}", {"retry-after": "30"}) from None
+        self._cache(image, doc)
+        return Reply(200, doc, {H_CACHE: "miss"})
+
+    # --- the result cache -----------------------------------------------------------------------
+    def _cache_key(self, image: bytes) -> str:
+        model = re.sub(r"[^A-Za-z0-9._=-]+", "-", self.ocr.model_set_id())
+        return f"{CACHE_PREFIX}{model}/{hashlib.sha256(image).hexdigest()}.json"
+
+    def _cached(self, image: bytes) -> dict[str, Any] | None:
+        """The stored answer for these image bytes and this model set, if any."""
+        try:
+            key = self._cache_key(image)
+            raw = self.storage.get_object(key, 64 * 1024 * 1024)
+        except MissingObject:
+            return None
+        except EdgeOcrError:  # no model: the OCR call says so
+            return None
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            logger.warning("result cache entry %s is damaged; reading the image again", key)
+            return None
+        return doc if isinstance(doc, dict) and doc.get("status") == "success" else None
+
+    def _cache(self, image: bytes, doc: dict[str, Any]) -> None:
+        body = {k: v for k, v in doc.items() if k != "timestamp"}
+        self.storage.put_object(
+            self._cache_key(image), json.dumps(body, ensure_ascii=False).encode("utf-8"), "application/json"
+        )
 
     # --- S3 events ------------------------------------------------------------------------------
     def on_s3_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -317,39 +484,68 @@ class EndpointCore:
             if not key.startswith(IMAGE_PREFIX) or key.endswith(RESULT_SUFFIX):
                 out.append({"key": key, "status": "ignored"})
                 continue
-            result_key = key + RESULT_SUFFIX
             try:
                 data = self.storage.get_object(key, self.settings.max_upload_bytes)
-                doc = ocr_contract(self.ocr.run(data, key))
-            except (InputError, ValueError) as exc:
-                doc = {"status": "error", "error": str(exc), "timestamp": time.time()}
-            doc["key"] = key
-            self.storage.put_object(
-                result_key, json.dumps(doc, ensure_ascii=False).encode("utf-8"), "application/json"
-            )
-            logger.info("OCR of s3 object %s: %s", key, doc["status"])
-            out.append({"key": key, "result_key": result_key, "status": doc["status"]})
+            except (MissingObject, ValueError) as exc:
+                data, error = None, str(exc)
+            if data is None:
+                status = self._store_result(
+                    key, {"status": "error", "error": error, "timestamp": time.time()}
+                )
+            else:
+                status = self.on_object_created(key, data)
+            out.append({"key": key, "result_key": key + RESULT_SUFFIX, "status": status})
         return out
 
+    def on_object_created(self, key: str, data: bytes) -> str:
+        """OCR an image just stored under `key` (an S3 event, or a local upload) and store the
+        result beside it; answered from the result cache when these bytes were read before."""
+        cached = self._cached(data)
+        if cached is not None:
+            doc = {**cached, "timestamp": time.time(), "cache": "hit"}
+        else:
+            try:
+                doc = ocr_contract(self.ocr.run(data, key, block=True))
+                self._cache(data, doc)
+                doc["cache"] = "miss"
+            except (InputError, ValueError) as exc:
+                doc = {"status": "error", "error": str(exc), "timestamp": time.time()}
+        return self._store_result(key, doc)
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HttpError(400, f"malformed JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise HttpError(400, "the body must be a JSON object")
-    return doc
+    def _store_result(self, key: str, doc: dict[str, Any]) -> str:
+        doc["key"] = key
+        self.storage.put_object(
+            key + RESULT_SUFFIX, json.dumps(doc, ensure_ascii=False).encode("utf-8"), "application/json"
+        )
+        logger.info("OCR of %s: %s", key, doc["status"])
+        return doc["status"]
 
 
-def build_core(
-    settings: EndpointSettings | None = None, *, secrets: dict[str, bytes] | None = None
-) -> EndpointCore:
-    """A core from the environment: AWS storage, device secrets, the configured nonce store."""
+def _base_url(headers: dict[str, str]) -> str:
+    proto = headers.get("x-forwarded-proto", "http").split(",")[0].strip() or "http"
+    host = headers.get("host", "127.0.0.1")
+    return f"{proto}://{host}"
+
+
+def _is_storage_failure(exc: Exception) -> bool:
+    if isinstance(exc, (StorageUnavailable, sqlite3.Error, OSError)):
+        return True
+    return type(exc).__module__.startswith(("botocore", "boto3", "s3transfer"))
+
+
+def build_core(settings: EndpointSettings | None = None, *, secrets=None) -> EndpointCore:
+    """A core from the settings (default: the environment): local or AWS storage, device secrets."""
     from sync.endpoint.settings import load_device_secrets
-    from sync.endpoint.storage import AwsStorage, DynamoNonceStore, MemoryNonceStore
+    from sync.endpoint.storage import AwsStorage, LocalStorage
 
     settings = settings or EndpointSettings.from_env()
-    storage = AwsStorage(settings.bucket, settings.table)
-    nonces = DynamoNonceStore(storage) if settings.nonce_store == "dynamodb" else MemoryNonceStore()
-    return EndpointCore(settings, storage, secrets if secrets is not None else load_device_secrets(), nonces)
+    if settings.storage == "aws":
+        storage: Storage = AwsStorage(settings.bucket, settings.table)
+        local_dir = None
+    else:
+        assert settings.data_dir is not None
+        storage = LocalStorage(settings.data_dir)
+        local_dir = settings.data_dir
+    if secrets is None:
+        secrets = load_device_secrets(local_dir=local_dir)
+    return EndpointCore(settings, storage, secrets)

@@ -1,5 +1,7 @@
-"""Fixtures: a moto server (S3 + DynamoDB) on port 0, the endpoint under uvicorn on port 0,
-a flaky TCP proxy for dropped connections, a temp results store and a device config."""
+"""Fixtures: a moto server (S3 + DynamoDB) on port 0, the endpoint under uvicorn on port 0 on
+either storage (`backend`: local data folder + SQLite, or S3 + DynamoDB on moto; tests that take
+`endpoint` or `backend` run against both), a flaky TCP proxy for dropped connections, a temp
+results store and a device config."""
 
 from __future__ import annotations
 
@@ -54,6 +56,22 @@ class Aws:
         return [i for i in self.items() if i["pk"]["S"].startswith("batch#")]
 
 
+def aws_env(moto_server: str, tmp_path: Path, region: str = "us-east-1") -> dict[str, str]:
+    """The environment that points boto3 at the moto server, with no real credentials."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ENDPOINT_URL_S3": moto_server,
+        "AWS_ENDPOINT_URL_DYNAMODB": moto_server,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "EDGE_OCR_OCR_ENGINE": "fake",
+    }
+
+
 @pytest.fixture
 def aws(moto_server, monkeypatch, tmp_path) -> Aws:
     """A fresh bucket and table on the moto server, and the environment pointing at them."""
@@ -61,18 +79,7 @@ def aws(moto_server, monkeypatch, tmp_path) -> Aws:
 
     from sync.endpoint.storage import create_resources
 
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": moto_server,
-        "AWS_ENDPOINT_URL_DYNAMODB": moto_server,
-        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
-        "EDGE_OCR_OCR_ENGINE": "fake",
-    }
+    env = aws_env(moto_server, tmp_path)
     suffix = uuid.uuid4().hex[:10]
     bucket, table = f"edge-ocr-test-{suffix}", f"edge-ocr-test-{suffix}"
     secrets = tmp_path / "device-secrets.json"
@@ -88,6 +95,108 @@ def aws(moto_server, monkeypatch, tmp_path) -> Aws:
     ddb = boto3.client("dynamodb", endpoint_url=moto_server, region_name="us-east-1")
     create_resources(bucket, table, s3=s3, dynamodb=ddb)
     return Aws(moto_server, bucket, table, s3, ddb)
+
+
+class Backend:
+    """What the endpoint stored, read around it: objects by key, batch index items, nonces."""
+
+    kind: str
+
+    def objects(self) -> list[str]:
+        raise NotImplementedError
+
+    def read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def batch_items(self) -> list[dict]:
+        """Index items of batches as plain dicts (pk, batch_id, content_sha256, ...)."""
+        raise NotImplementedError
+
+    def nonce_count(self) -> int:
+        raise NotImplementedError
+
+    def state(self) -> tuple:
+        return (self.objects(), self.batch_items(), self.nonce_count())
+
+
+class AwsBackend(Backend):
+    kind = "aws"
+
+    def __init__(self, aws: Aws) -> None:
+        self.aws = aws
+
+    def objects(self) -> list[str]:
+        return self.aws.objects()
+
+    def read(self, key: str) -> bytes:
+        return self.aws.s3.get_object(Bucket=self.aws.bucket, Key=key)["Body"].read()
+
+    def batch_items(self) -> list[dict]:
+        from sync.endpoint.storage import _from_attr
+
+        items = [{k: _from_attr(v) for k, v in i.items()} for i in self.aws.batch_items()]
+        return sorted(items, key=lambda i: i["pk"])
+
+    def nonce_count(self) -> int:
+        return len(self.aws.items(include_nonces=True)) - len(self.aws.items())
+
+
+class LocalBackend(Backend):
+    kind = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def objects(self) -> list[str]:
+        base = self.root / "objects"
+        if not base.exists():
+            return []
+        return sorted(
+            p.relative_to(base).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def read(self, key: str) -> bytes:
+        return (self.root / "objects" / key).read_bytes()
+
+    def _query(self, sql: str) -> list[tuple]:
+        import sqlite3
+
+        db = self.root / "index.sqlite3"
+        if not db.exists():
+            return []
+        conn = sqlite3.connect(db)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    def batch_items(self) -> list[dict]:
+        return [
+            json.loads(r[0]) for r in self._query("SELECT doc FROM items WHERE pk LIKE 'batch#%' ORDER BY pk")
+        ]
+
+    def nonce_count(self) -> int:
+        rows = self._query("SELECT count(*) FROM nonces")
+        return rows[0][0] if rows else 0
+
+
+@pytest.fixture(params=["local", "aws"])
+def backend(request, monkeypatch, tmp_path) -> Backend:
+    """The endpoint's storage, one test run each: local (data folder + SQLite, with the device
+    secrets in the folder's device-secrets.json and no AWS settings at all) and S3 + DynamoDB on moto."""
+    if request.param == "aws":
+        return AwsBackend(request.getfixturevalue("aws"))
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "EDGE_OCR_")):
+            monkeypatch.delenv(name)
+    root = tmp_path / "endpoint-data"
+    root.mkdir()
+    (root / "device-secrets.json").write_text(json.dumps({DEVICE_ID: DEVICE_SECRET}))
+    monkeypatch.setenv("EDGE_OCR_ENDPOINT_DIR", str(root))
+    monkeypatch.setenv("EDGE_OCR_OCR_ENGINE", "fake")
+    return LocalBackend(root)
 
 
 def _free_socket(port: int = 0) -> socket.socket:
@@ -172,7 +281,7 @@ class Endpoint:
 
 
 @pytest.fixture
-def endpoint(aws):
+def endpoint(backend):
     from sync.endpoint.app import create_app
     from sync.endpoint.core import build_core
 
@@ -185,6 +294,7 @@ def endpoint(aws):
     finally:
         if ep.server.thread.is_alive():
             ep.server.stop()
+        core.close()
 
 
 class DropProxy:

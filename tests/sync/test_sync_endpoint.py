@@ -64,7 +64,7 @@ def test_health_needs_no_signature(post):
     assert r.json()["status"] == "ok"
 
 
-def test_batch_is_stored_once_and_repeats_are_duplicates(post, aws, device_id):
+def test_batch_is_stored_once_and_repeats_are_duplicates(post, backend, device_id):
     body, sha = batch_body(device_id, "batch-0001")
     first = post("/v1/batches", body)
     assert first.status_code == 200, first.text
@@ -78,21 +78,21 @@ def test_batch_is_stored_once_and_repeats_are_duplicates(post, aws, device_id):
         again = post("/v1/batches", body)
         assert again.status_code == 200
         assert again.json()["status"] == "duplicate"
-    assert aws.objects() == [f"batches/{device_id}/batch-0001/{sha}.json.gz"]
-    assert len(aws.batch_items()) == 1
-    stored = aws.s3.get_object(Bucket=aws.bucket, Key=aws.objects()[0])["Body"].read()
+    assert backend.objects() == [f"batches/{device_id}/batch-0001/{sha}.json.gz"]
+    assert len(backend.batch_items()) == 1
+    stored = backend.read(backend.objects()[0])
     assert hashlib.sha256(gzip.decompress(stored)).hexdigest() == sha
 
 
-def test_conflicting_reuse_of_a_batch_id_is_409_and_changes_nothing(post, aws, device_id):
+def test_conflicting_reuse_of_a_batch_id_is_409_and_changes_nothing(post, backend, device_id):
     body, sha = batch_body(device_id, "batch-0002")
     assert post("/v1/batches", body).status_code == 200
     other, _ = batch_body(device_id, "batch-0002", text="DIFFERENT")
     r = post("/v1/batches", other)
     assert r.status_code == 409
     assert "different content" in r.json()["error"]
-    assert aws.objects() == [f"batches/{device_id}/batch-0002/{sha}.json.gz"]
-    assert [i["content_sha256"]["S"] for i in aws.batch_items()] == [sha]
+    assert backend.objects() == [f"batches/{device_id}/batch-0002/{sha}.json.gz"]
+    assert [i["content_sha256"] for i in backend.batch_items()] == [sha]
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,12 @@ def test_conflicting_reuse_of_a_batch_id_is_409_and_changes_nothing(post, aws, d
         ),
         (
             json.dumps(
-                {"schema": 1, "device_id": "other", "batch_id": "batch-0003", "records": [{}]}
+                {
+                    "schema": 1,
+                    "device_id": "other",
+                    "batch_id": "batch-0003",
+                    "records": [{"kind": "result", "payload": {}}],
+                }
             ).encode(),
             400,
             "device_id",
@@ -124,41 +129,43 @@ def test_conflicting_reuse_of_a_batch_id_is_409_and_changes_nothing(post, aws, d
         ),
     ],
 )
-def test_bad_batches_get_4xx_and_nothing_is_stored(post, aws, body, status, message):
+def test_bad_batches_get_4xx_and_nothing_is_stored(post, backend, body, status, message):
     r = post("/v1/batches", body)
     assert r.status_code == status, r.text
     assert message in r.json()["error"]
-    assert aws.objects() == []
-    assert aws.batch_items() == []
+    assert backend.objects() == []
+    assert backend.batch_items() == []
 
 
-def test_oversize_body_is_413(post, aws):
+def test_oversize_body_is_413(post, backend):
     r = post("/v1/batches", b"x" * (6 * 1024 * 1024 + 1))
     assert r.status_code == 413
     assert "limit" in r.json()["error"]
-    assert aws.objects() == []
+    assert backend.objects() == []
 
 
-def test_gzip_bomb_is_refused(post, aws, device_id):
+def test_gzip_bomb_is_refused(post, backend, device_id):
     raw = b'{"schema":1,"pad":"' + b"a" * (65 * 1024 * 1024) + b'"}'
     r = post("/v1/batches", gzip.compress(raw, compresslevel=1))
     assert r.status_code == 413
-    assert aws.objects() == []
+    assert backend.objects() == []
 
 
 @pytest.mark.parametrize(
     "case", ["missing", "wrong", "stale", "future", "unknown_device", "tampered", "replayed"]
 )
-def test_bad_signatures_get_401_and_nothing_is_written(post, aws, endpoint, device_id, device_secret, case):
+def test_bad_signatures_get_401_and_nothing_is_written(
+    post, backend, endpoint, device_id, device_secret, case
+):
     body, _ = batch_body(device_id, "batch-0100")
     if case == "replayed":
         h = sign_headers(device_secret, device_id, "POST", "/v1/batches", body)
         assert post("/v1/batches", body, sign=False, headers=h).status_code == 200
-        before = (aws.objects(), aws.items(include_nonces=True))
+        before = backend.state()
         r = post("/v1/batches", body, sign=False, headers=h)
         assert r.status_code == 401
         assert "replayed" in r.json()["error"]
-        assert (aws.objects(), aws.items(include_nonces=True)) == before
+        assert backend.state() == before
         return
     if case == "missing":
         r = post("/v1/batches", body, sign=False)
@@ -176,18 +183,18 @@ def test_bad_signatures_get_401_and_nothing_is_written(post, aws, endpoint, devi
         r = post("/v1/batches", body, sign=False, headers=h)
     assert r.status_code == 401, r.text
     assert r.json()["error"].startswith("authentication failed")
-    assert aws.objects() == []
-    assert aws.items(include_nonces=True) == []
+    assert backend.objects() == []
+    assert backend.nonce_count() == 0
 
 
-def test_signature_covers_the_path(post, aws, device_id, device_secret):
+def test_signature_covers_the_path(post, backend, device_id, device_secret):
     body, _ = batch_body(device_id, "batch-0101")
     h = sign_headers(device_secret, device_id, "POST", "/v1/uploads", body)
     assert post("/v1/batches", body, sign=False, headers=h).status_code == 401
-    assert aws.objects() == []
+    assert backend.objects() == []
 
 
-def test_upload_gives_a_presigned_put_url_that_works(post, aws, device_id):
+def test_upload_gives_a_presigned_put_url_that_works(post, backend, device_id):
     data = png_bytes()
     sha = hashlib.sha256(data).hexdigest()
     meta = {"sha256": sha, "size": len(data), "content_type": "image/png"}
@@ -196,10 +203,15 @@ def test_upload_gives_a_presigned_put_url_that_works(post, aws, device_id):
     doc = r.json()
     assert doc["status"] == "upload" and doc["method"] == "PUT"
     assert doc["key"] == f"images/{device_id}/{sha}.png"
-    assert aws.objects() == []  # presigning writes nothing
+    assert backend.objects() == []  # presigning writes nothing
     put = httpx.put(doc["url"], content=data, headers=doc["headers"])
     assert put.status_code == 200
-    assert aws.objects() == [doc["key"]]
+    assert [k for k in backend.objects() if not k.startswith("cache/")][0] == doc["key"]
+    assert backend.read(doc["key"]) == data
+    if backend.kind == "local":  # a local upload is read at once, as the S3 event does on AWS
+        assert put.json() == {"status": "stored", "key": doc["key"], "ocr": "success"}
+        result = json.loads(backend.read(doc["key"] + ".ocr.json"))
+        assert result["status"] == "success" and result["data"]["text"]
     again = post("/v1/uploads", json.dumps(meta).encode())
     assert again.json() == {"status": "exists", "key": doc["key"]}
 
@@ -213,7 +225,7 @@ def test_upload_gives_a_presigned_put_url_that_works(post, aws, device_id):
         ({"sha256": "0" * 64, "size": -1, "content_type": "image/png"}, 400),
     ],
 )
-def test_bad_upload_requests(post, aws, meta, status):
+def test_bad_upload_requests(post, backend, meta, status):
     r = post("/v1/uploads", json.dumps(meta).encode())
     assert r.status_code == status
     assert r.json()["status"] == "error"

@@ -52,7 +52,8 @@ def test_template_matches_the_code_and_the_rules(template, build_module):
     assert fn["MemorySize"] >= 2048 and 30 <= fn["Timeout"] <= 900
     env = fn["Environment"]["Variables"]
     assert env["EDGE_OCR_MODELS_DIR"] == f"/var/task/{build_module.MODELS_SUBDIR}"
-    assert env["EDGE_OCR_NONCE_STORE"] == "dynamodb" and env["EDGE_OCR_OCR_ENGINE"] == "onnx"
+    assert env["EDGE_OCR_OCR_ENGINE"] == "onnx" and env["EDGE_OCR_BUCKET"] and env["EDGE_OCR_TABLE"]
+    assert "EDGE_OCR_NONCE_STORE" not in env  # nonces live in the table (settings refuse the old variable)
     assert fn["CodeUri"] == "build/lambda/"
     # encryption at rest, logs kept 90 days
     assert res["DataBucket"]["Properties"]["BucketEncryption"]
@@ -100,7 +101,8 @@ def test_build_step_lays_out_the_package(tmp_path, build_module):
     assert build_module.main(["--models-dir", str(models), "--out", str(out), "--skip-deps"]) == 0
     pkg = out / "lambda"
     assert (pkg / "sync" / "endpoint" / "lambda_handler.py").is_file()
-    assert (pkg / "edge_ocr" / "ocr.py").is_file()
+    assert (pkg / "edge_ocr" / "ocr" / "reader.py").is_file()
+    assert (pkg / "sync" / "endpoint" / "openapi.json").is_file()  # served and used to validate bodies
     assert not (pkg / "edge_ocr" / "synth").exists()
     assert not list(pkg.rglob("__pycache__"))
     shipped = json.loads((pkg / "edge_ocr_models" / "manifest.json").read_text())

@@ -20,19 +20,19 @@ def acked_counts(db_path) -> tuple[int, int]:
         conn.close()
 
 
-def stored_records(aws) -> list[int]:
-    """Every record seq stored in S3, over all batches (duplicates would show twice)."""
+def stored_records(backend) -> list[int]:
+    """Every record seq stored, over all batches (duplicates would show twice)."""
     import gzip
 
     seqs: list[int] = []
-    for key in aws.objects():
+    for key in backend.objects():
         if key.startswith("batches/"):
-            doc = json.loads(gzip.decompress(aws.s3.get_object(Bucket=aws.bucket, Key=key)["Body"].read()))
+            doc = json.loads(gzip.decompress(backend.read(key)))
             seqs.extend(r["seq"] for r in doc["records"])
     return seqs
 
 
-def test_queued_results_are_sent_and_acked(endpoint, aws, store_path, enqueue_results, make_config):
+def test_queued_results_are_sent_and_acked(endpoint, backend, store_path, enqueue_results, make_config):
     enqueue_results(store_path, 1200)
     service = SyncService(make_config(endpoint.url), store_path)
     try:
@@ -42,8 +42,8 @@ def test_queued_results_are_sent_and_acked(endpoint, aws, store_path, enqueue_re
     assert report.batches_cut == 3 and report.batches_acked == 3 and report.records_acked == 1200
     assert report.drained and report.failures == 0
     assert acked_counts(store_path) == (1200, 1200)
-    assert sorted(stored_records(aws)) == list(range(1, 1201))
-    assert len(aws.batch_items()) == 3
+    assert sorted(stored_records(backend)) == list(range(1, 1201))
+    assert len(backend.batch_items()) == 3
     conn = open_connection(store_path)
     status = sync_status(conn)
     conn.close()
@@ -72,7 +72,7 @@ def test_batches_are_cut_by_count_and_age(store_path, enqueue_results, make_conf
 
 
 def test_repeated_sends_store_one_batch_and_retries_keep_the_batch_id(
-    endpoint, aws, store_path, enqueue_results, make_config
+    endpoint, backend, store_path, enqueue_results, make_config
 ):
     """A crash after sending but before the ack was recorded: the restart resends the same
     batch id and bytes, and the endpoint answers duplicate."""
@@ -93,12 +93,12 @@ def test_repeated_sends_store_one_batch_and_retries_keep_the_batch_id(
     finally:
         conn.close()
     assert report.batches_acked == 1 and report.duplicates == 1 and report.records_acked == 10
-    assert [i["batch_id"]["S"] for i in aws.batch_items()] == [batch.batch_id]
-    assert sorted(stored_records(aws)) == list(range(1, 11))
+    assert [i["batch_id"] for i in backend.batch_items()] == [batch.batch_id]
+    assert sorted(stored_records(backend)) == list(range(1, 11))
 
 
 def test_conflicting_reuse_is_409_and_the_rows_are_sent_again_under_a_new_id(
-    endpoint, aws, store_path, enqueue_results, make_config
+    endpoint, backend, store_path, enqueue_results, make_config
 ):
     from edge_ocr.store import outbox
     from sync.payload import encode_document
@@ -126,10 +126,12 @@ def test_conflicting_reuse_is_409_and_the_rows_are_sent_again_under_a_new_id(
     finally:
         service.close()
         conn.close()
-    assert sorted(stored_records(aws)) == [1, 2, 3, 4, 5, 99]
+    assert sorted(stored_records(backend)) == [1, 2, 3, 4, 5, 99]
 
 
-def test_injected_503s_with_retry_after_then_success(endpoint, aws, store_path, enqueue_results, make_config):
+def test_injected_503s_with_retry_after_then_success(
+    endpoint, backend, store_path, enqueue_results, make_config
+):
     enqueue_results(store_path, 700)
     endpoint.faults.fail_next(2, 503, {"Retry-After": "1"})
     stop = threading.Event()
@@ -153,11 +155,11 @@ def test_injected_503s_with_retry_after_then_success(endpoint, aws, store_path, 
     assert not thread.is_alive()
     assert time.monotonic() - t0 > 0.9
     assert acked_counts(store_path) == (700, 700)
-    assert sorted(stored_records(aws)) == list(range(1, 701))
+    assert sorted(stored_records(backend)) == list(range(1, 701))
 
 
 def test_connection_dropped_after_commit_ends_as_a_duplicate(
-    endpoint, drop_proxy, aws, store_path, enqueue_results, make_config
+    endpoint, drop_proxy, backend, store_path, enqueue_results, make_config
 ):
     enqueue_results(store_path, 1000)
     drop_proxy.drops = 1
@@ -166,18 +168,18 @@ def test_connection_dropped_after_commit_ends_as_a_duplicate(
         first = service.run_once(flush=True)
         assert first.failures == 1 and "unreachable" in first.last_error
         assert drop_proxy.dropped == 1
-        assert len(aws.batch_items()) == 1  # the server stored it, the client never heard
+        assert len(backend.batch_items()) == 1  # the server stored it, the client never heard
         time.sleep(0.06)  # past the backoff
         second = service.run_once(flush=True)
     finally:
         service.close()
     assert second.duplicates == 1 and second.records_acked == 1000
     assert acked_counts(store_path) == (1000, 1000)
-    assert sorted(stored_records(aws)) == list(range(1, 1001))  # one copy of each
-    assert len(aws.batch_items()) == 2
+    assert sorted(stored_records(backend)) == list(range(1, 1001))  # one copy of each
+    assert len(backend.batch_items()) == 2
 
 
-def test_endpoint_down_for_a_while_then_back(endpoint, aws, store_path, enqueue_results, make_config):
+def test_endpoint_down_for_a_while_then_back(endpoint, backend, store_path, enqueue_results, make_config):
     enqueue_results(store_path, 600)
     endpoint.server.stop()
     stop = threading.Event()
@@ -206,7 +208,7 @@ def test_endpoint_down_for_a_while_then_back(endpoint, aws, store_path, enqueue_
         thread.join(10)
     assert not thread.is_alive()
     assert acked_counts(store_path) == (1000, 1000)
-    assert sorted(stored_records(aws)) == list(range(1, 1001))
+    assert sorted(stored_records(backend)) == list(range(1, 1001))
     conn = open_connection(store_path)
     status = sync_status(conn)
     conn.close()
@@ -214,7 +216,7 @@ def test_endpoint_down_for_a_while_then_back(endpoint, aws, store_path, enqueue_
 
 
 def test_wrong_secret_is_refused_and_nothing_is_acked(
-    endpoint, aws, store_path, enqueue_results, make_config, tmp_path
+    endpoint, backend, store_path, enqueue_results, make_config, tmp_path
 ):
     enqueue_results(store_path, 10)
     bad = tmp_path / "bad.secret"
@@ -228,10 +230,10 @@ def test_wrong_secret_is_refused_and_nothing_is_acked(
     assert report.failures == 1 and "401" in report.last_error
     assert "not-the-device-secret" not in report.last_error
     assert acked_counts(store_path) == (10, 0)
-    assert aws.objects() == [] and aws.items(include_nonces=True) == []
+    assert backend.state() == ([], [], 0)
 
 
-def test_images_are_uploaded_through_presigned_urls(endpoint, aws, store_path, make_config, tmp_path):
+def test_images_are_uploaded_through_presigned_urls(endpoint, backend, store_path, make_config, tmp_path):
     from test_sync_endpoint import png_bytes
 
     from edge_ocr.store.outbox import enqueue
@@ -258,13 +260,13 @@ def test_images_are_uploaded_through_presigned_urls(endpoint, aws, store_path, m
     finally:
         service.close()
     assert report.images_uploaded == 1 and again.images_uploaded == 0
-    images = [k for k in aws.objects() if k.startswith("images/")]
+    images = [k for k in backend.objects() if k.startswith("images/") and not k.endswith(".ocr.json")]
     assert len(images) == 1 and images[0].endswith(".png")
-    assert aws.s3.get_object(Bucket=aws.bucket, Key=images[0])["Body"].read() == img.read_bytes()
+    assert backend.read(images[0]) == img.read_bytes()
 
 
 def test_ten_thousand_offline_results_drain_completely(
-    endpoint, aws, store_path, enqueue_results, make_config
+    endpoint, backend, store_path, enqueue_results, make_config
 ):
     enqueue_results(store_path, 10_000)
     endpoint.server.stop()
@@ -287,9 +289,9 @@ def test_ten_thousand_offline_results_drain_completely(
     elapsed = time.perf_counter() - t0
     assert report.drained, report
     assert acked_counts(store_path) == (10_000, 10_000)
-    seqs = stored_records(aws)
+    seqs = stored_records(backend)
     assert len(seqs) == 10_000 and len(set(seqs)) == 10_000  # every one, none twice
-    assert len(aws.batch_items()) == 20
+    assert len(backend.batch_items()) == 20
     print(f"\ndrained 10000 records in {elapsed:.2f} s ({10_000 / elapsed:.0f} records/s)")
     assert elapsed < 30
 
@@ -327,7 +329,7 @@ def test_sync_commands_are_registered_through_the_entry_point():
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_cli_sync_once(
-    cli_logging, endpoint, aws, store_path, enqueue_results, secret_file, tmp_path, capsys, fmt
+    cli_logging, endpoint, backend, store_path, enqueue_results, secret_file, tmp_path, capsys, fmt
 ):
     enqueue_results(store_path, 42)
     cfg = tmp_path / "edge-ocr.toml"
@@ -347,7 +349,7 @@ def test_cli_sync_once(
 
 
 def test_cli_sync_once_fails_with_exit_code_when_offline(
-    cli_logging, aws, store_path, enqueue_results, secret_file, tmp_path
+    cli_logging, store_path, enqueue_results, secret_file, tmp_path
 ):
     enqueue_results(store_path, 3)
     cfg = tmp_path / "edge-ocr.toml"

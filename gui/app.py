@@ -37,7 +37,7 @@ def run(
     from PySide6.QtCore import QEventLoop, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow
+    from gui.main_window import MainWindow, unreadable_store_message
 
     db, config, config_path = resolve(db, config_path)
     app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
@@ -45,12 +45,11 @@ def run(
     app.setDesktopFileName("edge-ocr")
     window = MainWindow(db, config=config, config_path=config_path, page=page)
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    error = window.error
     window.show()
     if screenshot is None:
         code = app.exec()
         return code
-    outcome = {"code": 1}
+    outcome: dict = {"code": 1, "error": window.error}
     loop = QEventLoop()  # a local loop: never quits an application that someone else runs
     deadline = QTimer()
     deadline.setSingleShot(True)
@@ -77,20 +76,31 @@ def run(
         window.close()
         loop.quit()
 
-    if error is not None:
+    def fail(message: str) -> None:
+        if outcome["error"] is None:  # the first problem found is the one reported
+            outcome["error"] = message
+        QTimer.singleShot(50, save)  # the screenshot shows the message
+
+    if window.error is not None:
         QTimer.singleShot(0, save)
-    elif page == "dashboard":
-        window.dashboard.updated.connect(lambda _d: QTimer.singleShot(50, save))
     else:
-        window.firstPageShown.connect(lambda: QTimer.singleShot(50, save))
+        # the window tells from the event loop, so connecting after it was built is in time
+        window.firstPageFailed.connect(fail)
+        if page == "dashboard":
+            window.dashboard.updated.connect(lambda _d: QTimer.singleShot(50, save))
+            window.dashboard.failed.connect(
+                lambda m: fail(unreadable_store_message(db, f"could not read the dashboard: {m}"))
+            )
+        else:
+            window.firstPageShown.connect(lambda: QTimer.singleShot(50, save))
     deadline.timeout.connect(timeout)
     deadline.start(SCREENSHOT_TIMEOUT_MS)
     try:
         loop.exec()
     finally:
         deadline.stop()  # a timer left running would fire into whatever runs Qt next
-    if error is not None:
-        raise StoreError(error)
+    if outcome["error"] is not None:
+        raise StoreError(outcome["error"])
     return outcome["code"]
 
 

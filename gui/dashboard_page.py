@@ -34,6 +34,7 @@ def _age(seconds: float | None) -> str:
 
 class DashboardPage(QWidget):
     updated = Signal(object)  # the Dashboard shown
+    failed = Signal(str)  # the aggregates cannot be read (the message)
 
     def __init__(self, session: StoreSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -98,6 +99,7 @@ class DashboardPage(QWidget):
     def _failed(self, message: str) -> None:
         self._job = None
         self.agent.setText(f"<span style='color:#d62728'>could not read the store: {message}</span>")
+        self.failed.emit(message)
 
     def show_data(self, data: Dashboard) -> None:
         self._job = None

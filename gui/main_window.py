@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
@@ -23,6 +23,11 @@ from gui.store import StoreSession
 logger = logging.getLogger(__name__)
 
 PAGES = ("review", "dashboard", "settings")
+
+
+def unreadable_store_message(db: Path, problem: str) -> str:
+    """One line for a store that opened but whose contents cannot be read."""
+    return f"{db}: {problem}; check it with `edge-ocr doctor` and restore it from a backup if it is damaged"
 
 
 class StoreErrorPage(QWidget):
@@ -45,7 +50,12 @@ class StoreErrorPage(QWidget):
 
 
 class MainWindow(QMainWindow):
+    """The window over the store at `db`. When the store opens, the review page reads its first
+    page at once and the count after; `firstPageShown` or, when either cannot be read,
+    `firstPageFailed` tells which (once, from the event loop: connect after construction)."""
+
     firstPageShown = Signal()  # the review page shows its first page and the count
+    firstPageFailed = Signal(str)  # instead: the first page or its count cannot be read (the message)
 
     def __init__(
         self,
@@ -63,12 +73,14 @@ class MainWindow(QMainWindow):
         self.session: StoreSession | None = None
         self.review: ReviewPage | None = None
         self.dashboard: DashboardPage | None = None
-        self.error: str | None = None
+        self.error: str | None = None  # the store cannot be opened: the window shows this instead
+        self.first_page_error: str | None = None  # the store opened but its results cannot be read
+        self._first_page_settled = False
         try:
             self.session = StoreSession.open(self.db, self)
         except StoreError as exc:
             self.error = str(exc)
-            logger.error("%s", exc)
+            logger.info("%s", exc)  # shown in the window; `--screenshot` exits with it
             self.setCentralWidget(StoreErrorPage(self.error))
             self.statusBar().showMessage(self.error)
             return
@@ -99,14 +111,28 @@ class MainWindow(QMainWindow):
             self.addAction(action)
 
         self.review.model.countChanged.connect(self._count_known)
+        self.review.model.queryFailed.connect(self._query_failed)
         self.tabs.setCurrentIndex(PAGES.index(page))
         self.review.load()
         self.review.table.setFocus()
         self.session.start_polling()
 
     def _count_known(self, _count: int) -> None:
-        if self.review is not None and self.review.model.count is not None:
-            self.firstPageShown.emit()
+        if self._first_page_settled or self.review is None or self.review.model.count is None:
+            return
+        self._first_page_settled = True
+        # a small store's count is known inside the constructor: tell from the event loop, once
+        # whoever made the window has connected
+        QTimer.singleShot(0, self, self.firstPageShown.emit)
+
+    def _query_failed(self, message: str) -> None:
+        if self._first_page_settled:
+            return  # later failures go to the status bar only
+        self._first_page_settled = True
+        self.first_page_error = unreadable_store_message(self.db, message)
+        logger.info("%s", self.first_page_error)  # the same
+        self.statusBar().showMessage(self.first_page_error)
+        QTimer.singleShot(0, self, lambda: self.firstPageFailed.emit(self.first_page_error))
 
     def _tab_changed(self, index: int) -> None:
         if PAGES[index] == "dashboard" and self.dashboard is not None:

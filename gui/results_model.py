@@ -78,7 +78,7 @@ class ResultsModel(QAbstractTableModel):
             first = self._read_page(0)
         except sqlite3.Error as exc:
             first = []
-            self.queryFailed.emit(f"query failed: {exc}")
+            self.queryFailed.emit(f"could not read the results: {exc}")
         self._rows = len(first)
         self.endResetModel()
         if len(first) < PAGE_SIZE:
@@ -99,7 +99,7 @@ class ResultsModel(QAbstractTableModel):
         flt = self.filter
         job = workers.Job(self.db, lambda conn, report, token: review.count_results(conn, flt))
         job.signals.done.connect(lambda n, g=generation: self._count_ready(g, n))
-        job.signals.failed.connect(self.queryFailed)
+        job.signals.failed.connect(lambda message, g=generation: self._count_failed(g, message))
         self._count_job = job
         workers.start(job)
 
@@ -107,6 +107,10 @@ class ResultsModel(QAbstractTableModel):
         if generation != self._generation:
             return  # an older query's answer
         self._set_count(count)
+
+    def _count_failed(self, generation: int, message: str) -> None:
+        if generation == self._generation:
+            self.queryFailed.emit(f"could not count the results: {message}")
 
     def _set_count(self, count: int) -> None:
         if count > self._rows:

@@ -170,6 +170,7 @@ class ReviewPage(QWidget):
         self.model.countChanged.connect(self.filters.show_count)
         self.model.queryFailed.connect(self.message)
         self.model.modelReset.connect(lambda: self.filters.show_count(self.model.count))
+        self.model.countChanged.connect(lambda _count: self._follow_detail())
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)
         self.lines.currentCellChanged.connect(lambda row, *_: self.image.select_line(row))
         # after the editor has closed, not inside the table's own itemChanged
@@ -225,6 +226,7 @@ class ReviewPage(QWidget):
     def store_changed(self) -> None:
         """Another connection committed: new results from the agent, or our own writer."""
         self.model.refresh()
+        self._follow_detail()
         if self.detail is not None:
             try:
                 fresh = corrections.load_result(self.session.conn, self.detail.id)
@@ -275,15 +277,36 @@ class ReviewPage(QWidget):
         """Select the row of `result_id` (when the filter shows it) and show it."""
         row = self.model.row_of(result_id)
         if row is not None:
-            index = self.model.index(row, 0)
-            self.table.selectionModel().setCurrentIndex(
-                index,
-                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
-            )
-            self.table.scrollTo(index)
+            self._highlight_row(row)
+            self.table.scrollTo(self.model.index(row, 0))
         if show and (self.detail is None or self.detail.id != result_id):
             self.show_result(result_id)
         return row is not None
+
+    def _highlight_row(self, row: int) -> None:
+        self.table.selectionModel().setCurrentIndex(
+            self.model.index(row, 0),
+            QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+        )
+
+    def _follow_detail(self) -> None:
+        """Keep the highlighted row on the result the detail pane shows (accept, reject and edits
+        act on that one): rows shift when new results arrive or others leave the filter. A result
+        that has left the filter leaves no row highlighted. The view does not scroll."""
+        if self.detail is None:
+            return
+        current = self.table.currentIndex()
+        if current.isValid() and self.model.result_id(current.row()) == self.detail.id:
+            return
+        try:
+            row = self.model.row_of(self.detail.id)
+        except sqlite3.Error as exc:
+            logger.warning("finding result %d in the table failed: %s", self.detail.id, exc)
+            row = None
+        if row is not None:
+            self._highlight_row(row)
+        else:
+            self.table.selectionModel().clear()
 
     def move_row(self, step: int) -> None:
         row = self.table.currentIndex().row() + step
@@ -332,6 +355,7 @@ class ReviewPage(QWidget):
             return False
         self.model.refresh()
         self.show_detail(detail, keep_line=True)
+        self._follow_detail()
         self.resultChanged.emit(detail.id)
         return True
 

@@ -63,7 +63,7 @@ class Job(QRunnable):
         try:
             result = self.fn(conn, self.signals.progress.emit, self.token)
         except (EdgeOcrError, sqlite3.Error, OSError, ValueError) as exc:
-            logger.warning("background job failed: %s", exc)
+            logger.info("background job failed: %s", exc)  # `failed` carries it to the user
             self.signals.failed.emit(str(exc))
             return
         finally:

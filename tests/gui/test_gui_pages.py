@@ -6,6 +6,8 @@ import csv
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from edge_ocr.store.db import utcnow
 from gui.main_window import MainWindow
 from gui.settings_page import SettingsPage, set_engine, validate_text
@@ -155,3 +157,82 @@ def test_gui_command_screenshot_and_bad_database(qapp, store: Path, tmp_path: Pa
     assert main(["gui", "--db", str(tmp_path / "nope.db"), "--screenshot", str(tmp_path / "x.png")]) == 6
     err = capsys.readouterr().err
     assert "no database at" in err and "Traceback" not in err
+
+
+def damage_results_table(db: Path) -> None:
+    """Overwrite the root page of `results` with junk: the file still opens (its schema reads),
+    but every read of a result fails with "database disk image is malformed"."""
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'results'").fetchone()
+    finally:
+        conn.close()
+    with db.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 50, 199])
+def test_gui_screenshot_of_a_store_smaller_than_a_page(
+    qapp, tmp_path: Path, rows: int, monkeypatch, capsys
+) -> None:
+    """The whole count is known inside the window's constructor; the screenshot still waits for it."""
+    from edge_ocr.cli import main
+    from edge_ocr.store.db import open_connection
+    from edge_ocr.store.demo import build_demo_store
+
+    monkeypatch.setattr("gui.app.SCREENSHOT_TIMEOUT_MS", 10_000)  # a failure costs 10 s, not 30
+    db = tmp_path / "small.db"
+    if rows:
+        build_demo_store(db, rows, seed=rows, pool_size=2, days=1)
+    else:
+        open_connection(db).close()
+    shot = tmp_path / "shot.png"
+    assert main(["gui", "--db", str(db), "--screenshot", str(shot)]) == 0
+    assert shot.stat().st_size > 10_000
+    out, err = capsys.readouterr()
+    assert out.startswith(f"saved {shot}") and err == ""
+
+
+@pytest.mark.parametrize("page", ["review", "dashboard"])
+def test_gui_screenshot_of_a_damaged_store_says_why(
+    qapp, tmp_path: Path, page: str, monkeypatch, capsys
+) -> None:
+    from edge_ocr.cli import main
+    from edge_ocr.store.demo import build_demo_store
+
+    monkeypatch.setattr("gui.app.SCREENSHOT_TIMEOUT_MS", 10_000)
+    db = tmp_path / "damaged.db"
+    build_demo_store(db, 30, seed=4, pool_size=2, days=1)
+    damage_results_table(db)
+    shot = tmp_path / "shot.png"
+    assert main(["gui", "--db", str(db), "--page", page, "--screenshot", str(shot)]) == 6
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"edge-ocr: error: {db}: could not ")
+    assert "malformed" in lines[0] and "edge-ocr doctor" in lines[0]
+    assert shot.is_file()  # the window, with the message in its status bar
+
+
+def test_first_page_is_signalled_after_construction(qtbot, tmp_path: Path) -> None:
+    from edge_ocr.store.demo import build_demo_store
+
+    db = tmp_path / "small.db"
+    build_demo_store(db, 20, seed=2, pool_size=2, days=1)
+    window = MainWindow(db)
+    qtbot.addWidget(window)
+    assert window.review.model.count == 20  # known inside the constructor ...
+    with qtbot.waitSignal(window.firstPageShown, timeout=5000):
+        pass  # ... and told once the caller has connected
+    assert window.first_page_error is None
+
+    damage_results_table(db)
+    broken = MainWindow(db)
+    qtbot.addWidget(broken)
+    with qtbot.waitSignal(broken.firstPageFailed, timeout=5000) as blocker:
+        pass
+    assert blocker.args == [broken.first_page_error]
+    assert "malformed" in broken.statusBar().currentMessage()

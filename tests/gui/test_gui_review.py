@@ -247,6 +247,41 @@ def test_a_new_row_appears_live(qtbot, store: Path) -> None:
     assert newest.id == sql_count(store)  # ids follow insertion; newest first
 
 
+def test_selection_stays_on_its_result_when_new_rows_arrive(qtbot, store: Path) -> None:
+    """New results shift the rows down: the highlighted row follows the result the detail pane
+    shows, and accept acts on the result the reviewer sees highlighted."""
+    window = ready(qtbot, store)
+    page = window.review
+    model = page.model
+    page.table.setFocus()
+    qtbot.keyClick(page.table, Qt.Key.Key_Down)  # the reviewer moves down a few rows
+    qtbot.keyClick(page.table, Qt.Key.Key_Down)
+    qtbot.keyClick(page.table, Qt.Key.Key_Down)
+    row = page.table.currentIndex().row()
+    chosen = page.detail.id
+    assert row == 3 and model.result_id(row) == chosen
+
+    before = model.count
+    with qtbot.waitSignal(window.session.changed, timeout=5000):
+        build_demo_store(store, 3, seed=98, pool_size=2, days=0.001)  # the agent's writes, in effect
+    qtbot.waitUntil(lambda: model.count == before + 3, timeout=5000)
+    assert model.row_of(chosen) == row + 3  # the result moved down
+
+    highlighted = [model.result_id(i.row()) for i in page.table.selectionModel().selectedRows()]
+    assert highlighted == [chosen]
+    assert model.result_id(page.table.currentIndex().row()) == chosen == page.detail.id
+
+    with qtbot.waitSignal(page.resultChanged, timeout=5000) as blocker:
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_A)
+    assert blocker.args == [chosen]
+    conn = sqlite3.connect(store)
+    try:
+        reviewed = conn.execute("SELECT ref_id FROM outbox WHERE kind = 'review'").fetchall()
+    finally:
+        conn.close()
+    assert reviewed == [(chosen,)]
+
+
 @pytest.mark.parametrize("kind", ["missing", "corrupt", "newer", "locked", "old"])
 def test_bad_database_gives_a_message(qtbot, tmp_path: Path, store: Path, kind: str, monkeypatch) -> None:
     from edge_ocr.store import db as dbmod

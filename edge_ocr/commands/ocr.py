@@ -6,11 +6,13 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from edge_ocr.commands.common import add_engine_args, expand_inputs, open_from_args
 from edge_ocr.commands.progress import Progress
-from edge_ocr.errors import InputError
+from edge_ocr.errors import EdgeOcrError, InputError
 from edge_ocr.ocr.imageio import read_pages
+from edge_ocr.ocr.machine import cores
 from edge_ocr.types import PrintProfile, error_contract
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classify line orientation, 0/180 degrees (default: as the pipeline does; --raw on PP-OCRv6 does, as RapidOCR)",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 5 if any image could not be read")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes reading in parallel (default: one per core when there are several inputs; "
+        "output keeps the input order)",
+    )
     add_engine_args(p)
     add_print_arg(p)
     p.set_defaults(func=run)
@@ -53,41 +63,89 @@ def add_print_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _read_one(pipe, path: str, args: argparse.Namespace) -> tuple[list[str], bool]:
+    """One input's output lines (JSON Lines or text) and whether it failed."""
+    out: list[str] = []
+    try:
+        for page in read_pages(Path(path)):
+            result = pipe.run(page.image, det=not args.no_det, cls=args.cls)
+            if args.json:
+                obj = result.to_contract(path)
+                if page.count > 1:
+                    obj["page"] = page.index + 1
+                out.append(json.dumps(obj, ensure_ascii=False))
+            else:
+                suffix = f" (page {page.index + 1}/{page.count})" if page.count > 1 else ""
+                out.append(
+                    f"== {path}{suffix}: {len(result.lines)} lines, {result.timings_ms['total']:.0f} ms"
+                )
+                out.extend(f"{line.confidence:.3f}  {line.text}" for line in result.lines)
+    except InputError as exc:
+        logger.warning("%s", exc)
+        if args.json:
+            return [json.dumps(error_contract(path, str(exc), pipe.engine_name), ensure_ascii=False)], True
+        return [f"== {path}: error: {exc}"], True
+    return out, False
+
+
+# -- worker processes (one pipeline each, opened once) ------------------------------------------
+_worker_pipe = None
+_worker_args: argparse.Namespace | None = None
+
+
+def _worker_start(args: argparse.Namespace, threads: int) -> None:
+    global _worker_pipe, _worker_args
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool
+    _worker_args = argparse.Namespace(**{**vars(args), "threads": threads})
+    try:
+        _worker_pipe = open_from_args(_worker_args)
+    except EdgeOcrError as exc:  # raised again for the first input: an initializer must not fail
+        _worker_pipe = exc
+
+
+def _worker_read(path: str) -> tuple[list[str], bool]:
+    if isinstance(_worker_pipe, EdgeOcrError):
+        raise _worker_pipe
+    assert _worker_pipe is not None and _worker_args is not None
+    return _read_one(_worker_pipe, path, _worker_args)
+
+
+def jobs_for(args: argparse.Namespace, n_inputs: int) -> int:
+    """Worker processes: --jobs, else one per core when there is more than one input (a process
+    per core reads faster than one process with a thread per core: det, rec and the CPU-side
+    post-processing of one image overlap with another's)."""
+    if args.jobs is not None:
+        return max(1, min(args.jobs, n_inputs))
+    return max(1, min(cores(), n_inputs)) if args.engine != "fake" else 1
+
+
 def run(args: argparse.Namespace) -> int:
-    files = expand_inputs(args.inputs)
-    pipe = open_from_args(args)
+    inputs = [str(p) for p in expand_inputs(args.inputs)]
+    jobs = jobs_for(args, len(inputs))
     failures = 0
     out = sys.stdout
-    with pipe, Progress(len(files), "ocr", enabled=sys.stderr.isatty() and len(files) > 1) as progress:
-        for path in files:
-            shown = str(path)
-            try:
-                for page in read_pages(path):
-                    result = pipe.run(page.image, det=not args.no_det, cls=args.cls)
-                    if args.json:
-                        obj = result.to_contract(shown)
-                        if page.count > 1:
-                            obj["page"] = page.index + 1
-                        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                    else:
-                        suffix = f" (page {page.index + 1}/{page.count})" if page.count > 1 else ""
-                        out.write(
-                            f"== {shown}{suffix}: {len(result.lines)} lines, {result.timings_ms['total']:.0f} ms\n"
-                        )
-                        for line in result.lines:
-                            out.write(f"{line.confidence:.3f}  {line.text}\n")
-            except InputError as exc:
-                failures += 1
-                logger.warning("%s", exc)
-                if args.json:
-                    out.write(
-                        json.dumps(error_contract(shown, str(exc), pipe.engine_name), ensure_ascii=False)
-                        + "\n"
-                    )
-                else:
-                    out.write(f"== {shown}: error: {exc}\n")
-            out.flush()
-            progress.advance()
-    if failures and (args.strict or failures == len(files)):
+    with Progress(len(inputs), "ocr", enabled=sys.stderr.isatty() and len(inputs) > 1) as progress:
+        if jobs == 1:
+            with open_from_args(args) as pipe:
+                for path in inputs:
+                    lines, failed = _read_one(pipe, path, args)
+                    failures += failed
+                    out.write("".join(line + "\n" for line in lines))
+                    out.flush()
+                    progress.advance()
+        else:
+            import multiprocessing
+
+            threads = args.threads or max(1, cores() // jobs)
+            ctx = multiprocessing.get_context("spawn")  # no runtime state is shared with the parent
+            with ctx.Pool(jobs, initializer=_worker_start, initargs=(args, threads)) as pool:
+                for lines, failed in pool.imap(_worker_read, inputs, chunksize=1):
+                    failures += failed
+                    out.write("".join(line + "\n" for line in lines))
+                    out.flush()
+                    progress.advance()
+    if failures and (args.strict or failures == len(inputs)):
         return InputError.exit_code
     return 0

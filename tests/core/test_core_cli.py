@@ -30,7 +30,23 @@ def test_synth_then_eval_rec_and_e2e(tmp_path, capsys, model_store):
     assert set(e2e["metrics"]) >= {"det_precision", "det_recall", "det_hmean", "e2e_hmean", "word_f"}
     assert rec["kind"] == "rec" and rec["n"] >= 9
     assert rec["metrics"]["cer"] < 0.15
-    assert e2e["engine"] == "onnx" and e2e["model"] == "onnx/fp32"
+    assert e2e["engine"] == "onnx" and e2e["model"] == f"{model_store.default_family()}/onnx/fp32"
+
+
+def test_ocr_in_worker_processes_keeps_order_and_text(tmp_path, capsys, model_store):
+    """Several inputs are read by one process per core (--jobs): the output is the same, in the
+    same order, as one process gives; a worker that cannot open its models is an error, not a hang."""
+    main(["synth", str(tmp_path / "set"), "--count", "4", "--seed", "5"])
+    images = tmp_path / "set" / "images"
+    capsys.readouterr()
+    runs = []
+    for jobs in ("1", "2"):
+        assert main(["ocr", "--json", "--engine", "onnx", "--jobs", jobs, str(images)]) == 0
+        runs.append([json.loads(line) for line in capsys.readouterr().out.splitlines()])
+    one, two = runs
+    assert [o["image"] for o in two] == sorted(str(p) for p in images.iterdir())
+    assert [o["data"]["text"] for o in two] == [o["data"]["text"] for o in one]
+    assert main(["ocr", "--json", "--engine", "onnx", "--jobs", "2", "--models", "no-such-family", str(images)]) == 3
 
 
 def test_ocr_folder_json_contract(tmp_path, capsys, model_store):

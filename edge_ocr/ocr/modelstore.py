@@ -51,6 +51,12 @@ LEGACY_FAMILY = "ppocrv4-mobile"
 FAMILY_ALIASES = {"ppocrv4-mobile-ch": LEGACY_FAMILY}
 
 
+def _family_rank(family: str) -> tuple[int, str]:
+    """Newer generations first (ppocrv6-* before ppocrv4-*)."""
+    digits = "".join(ch for ch in family.split("-")[0] if ch.isdigit())
+    return (-int(digits or 0), family)
+
+
 def family_of(entry: dict[str, Any]) -> str:
     fid = entry.get("family") or LEGACY_FAMILY
     return FAMILY_ALIASES.get(fid, fid)
@@ -166,6 +172,23 @@ class ModelStore:
 
     def families(self) -> list[str]:
         return sorted({s.family for s in self.sets()})
+
+    def family_for(self, engine: str, variant: str, target: str | None = None) -> str:
+        """The family an engine reads when none is asked for: the default one when this engine has
+        an active set of it, else the newest family it has one of (Paddle Lite and Paddle Inference
+        read PP-OCRv4 only: no registry carries PP-OCRv6 in Paddle's format)."""
+        target = target or host_target()
+        default = self.default_family()
+        have = [
+            s.family
+            for s in self.sets()
+            if s.engine == engine and s.variant == variant and s.target == target and s.active
+        ]
+        if default in have or not have:
+            return default
+        chosen = sorted(set(have), key=_family_rank)[0]
+        logger.info("%s has no active %s %s set; reading with %s", default, engine, variant, chosen)
+        return chosen
 
     def find(
         self, engine: str, variant: str, target: str | None = None, family: str | None = None

@@ -52,11 +52,13 @@ def open_pipeline(
 
         return OcrPipeline(FakeEngine(), options)
     store = ModelStore(models_dir)
-    family = models or store.default_family()
     if engine == "auto":
+        family = models or store.default_family()
         choice = choose_engine(store, variant, family=family)
         logger.info("engine auto: %s (%s)", choice.engine, choice.reason)
         engine = choice.engine
+    else:
+        family = models or store.family_for(engine, variant)
     files = store.resolve(engine, variant, family=family)
     if options is None:
         options = PipelineOptions.for_family(files.family, files.model_config, raw=raw)

@@ -17,6 +17,8 @@ from edge_ocr.ocr.pipeline.spacing import SpacingOptions, recover_spaces
 from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import GeneratorOptions, generate_label, latin_fonts
 
+V4 = "ppocrv4-mobile"  # these tests pin PP-OCRv4 behaviour (golden text, parity with PaddleOCR 2.10)
+
 SPACED = [
     "LOT 4711 EXP 2027",
     "Wood Glue Heavy Duty",
@@ -38,7 +40,7 @@ def _render(text: str, size: int = 40) -> np.ndarray:
 
 @pytest.mark.parametrize("text", SPACED)
 def test_word_spaces_recovered_on_generated_text(text, model_store):
-    with open_pipeline("onnx") as pipe:
+    with open_pipeline("onnx", models=V4) as pipe:
         assert pipe.run(_render(text), det=False).lines[0].text == text
 
 
@@ -46,8 +48,8 @@ def test_spaces_help_overall_on_generated_labels(model_store):
     labels = [generate_label(np.random.default_rng([5, i]), GeneratorOptions()) for i in range(8)]
     raw_ok = full_ok = total = 0
     with (
-        open_pipeline("onnx", options=PipelineOptions.reference()) as raw,
-        open_pipeline("onnx") as full,
+        open_pipeline("onnx", options=PipelineOptions.reference(), models=V4) as raw,
+        open_pipeline("onnx", models=V4) as full,
     ):
         for label in labels:
             want = [line.text for line in label.lines]
@@ -126,7 +128,10 @@ def test_retries_rescue_dot_matrix_print_within_budget(model_store):
     labels = [generate_label(np.random.default_rng([11, i]), opts) for i in range(6)]
     no_retry = replace(PipelineOptions(), retry=RetryOptions(enabled=False))
     ok_plain = ok_retry = 0
-    with open_pipeline("onnx", options=no_retry) as plain, open_pipeline("onnx") as retrying:
+    with (
+        open_pipeline("onnx", options=no_retry, models=V4) as plain,
+        open_pipeline("onnx", models=V4) as retrying,
+    ):
         for label in labels:
             want = [line.text for line in label.lines]
             a = plain.run(label.image)
@@ -161,12 +166,15 @@ def test_no_word_spaces_flag_keeps_the_recognizers_own_spacing(tmp_path, capsys,
     image = _render("THANK YOU PLEASE COME AGAIN", size=24)
     path = tmp_path / "line.png"
     cv2.imwrite(str(path), image)
-    base = ["ocr", "--json", "--no-det", "--engine", "onnx", str(path)]
+    base = ["ocr", "--json", "--no-det", "--engine", "onnx", "--models", V4, str(path)]
     unspaced = replace(PipelineOptions(), spacing=replace(PipelineOptions().spacing, enabled=False))
     assert pipeline_options(build_parser().parse_args([*base, "--no-word-spaces"])) == unspaced
     assert main(base) == 0
     assert main([*base, "--no-word-spaces"]) == 0
     got = [json.loads(line)["data"]["lines"][0]["text"] for line in capsys.readouterr().out.splitlines()]
-    with open_pipeline("onnx") as full, open_pipeline("onnx", options=unspaced) as plain:
+    with (
+        open_pipeline("onnx", models=V4) as full,
+        open_pipeline("onnx", options=unspaced, models=V4) as plain,
+    ):
         want = [pipe.run(image, det=False).lines[0].text for pipe in (full, plain)]
     assert got == want

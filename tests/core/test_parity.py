@@ -14,6 +14,8 @@ from edge_ocr.ocr.pipeline.runner import PipelineOptions
 from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
 
+V4 = "ppocrv4-mobile"  # these tests pin PP-OCRv4 behaviour (golden text, parity with PaddleOCR 2.10)
+
 
 @pytest.fixture(scope="module")
 def parity_set():
@@ -28,7 +30,7 @@ def parity_set():
 @pytest.mark.parametrize("engine", ["lite", "onnx", "paddle"])
 def test_fp32_engines_give_the_reference_text(engine, parity_set, model_store):
     labels, reference = parity_set
-    with open_pipeline(engine, "fp32", options=PipelineOptions.reference()) as pipe:
+    with open_pipeline(engine, "fp32", options=PipelineOptions.reference(), models=V4) as pipe:
         got = [[line.text for line in pipe.run(label.image).lines] for label in labels]
     assert got == reference
 
@@ -39,7 +41,7 @@ def test_quantized_sets_stay_close_to_the_reference(engine, variant, parity_set,
 
     labels, reference = parity_set
     errors = chars = 0
-    with open_pipeline(engine, variant, options=PipelineOptions.reference()) as pipe:
+    with open_pipeline(engine, variant, options=PipelineOptions.reference(), models=V4) as pipe:
         for label, ref in zip(labels, reference, strict=True):
             got = "\n".join(line.text for line in pipe.run(label.image).lines)
             want = "\n".join(ref)
@@ -59,7 +61,7 @@ def test_lite_survives_decreasing_input_sizes(model_store):
         from edge_ocr.ocr.reader import open_pipeline
         from edge_ocr.synth import GeneratorOptions, generate_label
         sizes = [(1280, 960), (960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
-        with open_pipeline("lite", "fp32") as pipe:
+        with open_pipeline("lite", "fp32", models=V4) as pipe:
             for w, h in sizes * 2:
                 label = generate_label(np.random.default_rng(w), GeneratorOptions(width=w, height=h, n_lines=2))
                 pipe.run(label.image)
@@ -82,13 +84,13 @@ def test_lite_gives_the_same_answer_whatever_came_before(model_store):
     a = rng.standard_normal((1, 3, 48, 600)).astype(np.float32)
     b = rng.standard_normal((1, 3, 48, 320)).astype(np.float32)
     c = rng.standard_normal((1, 3, 48, 900)).astype(np.float32)
-    with open_pipeline("lite", "fp32") as pipe:
+    with open_pipeline("lite", "fp32", models=V4) as pipe:
         session = pipe.engine.session(ModelRole.REC)
         first = session.run(a)
         session.run(b)
         session.run(c)
         again = session.run(a)
-    with open_pipeline("lite", "fp32") as fresh:
+    with open_pipeline("lite", "fp32", models=V4) as fresh:
         alone = fresh.engine.session(ModelRole.REC).run(a)
     np.testing.assert_array_equal(first, alone)
     np.testing.assert_array_equal(again, alone)

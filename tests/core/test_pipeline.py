@@ -13,6 +13,8 @@ from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import GeneratorOptions, generate_label, standard_label
 from edge_ocr.types import OcrResult
 
+V4 = "ppocrv4-mobile"  # these tests pin PP-OCRv4 behaviour (golden text, parity with PaddleOCR 2.10)
+
 GOLDEN = json.loads((Path(__file__).with_name("golden_text.json")).read_text(encoding="utf-8"))
 
 
@@ -40,7 +42,7 @@ def test_a_set_that_failed_its_check_refuses_to_open_and_says_why(model_store):
     inactive = [s for s in model_store.sets() if s.target == "x86" and not s.active]
     for s in inactive:
         with pytest.raises(ModelError, match="not active"):
-            open_pipeline(s.engine, s.variant)
+            open_pipeline(s.engine, s.variant, models=s.family)
 
 
 @pytest.mark.parametrize(
@@ -58,19 +60,19 @@ def test_golden_text(engine, variant, runnable_sets, golden_labels):
     text; quantized sets give the text recorded for them."""
     assert (engine, variant) in runnable_sets, f"model set {engine}/{variant} is not built or not active"
     want_all = GOLDEN["reference"] if variant == "fp32" else GOLDEN[f"{engine}/{variant}"]
-    with open_pipeline(engine, variant, options=PipelineOptions.reference()) as pipe:
+    with open_pipeline(engine, variant, options=PipelineOptions.reference(), models=V4) as pipe:
         for label, want in zip(golden_labels, want_all, strict=True):
             result = pipe.run(label.image)
             assert [line.text for line in result.lines] == want, f"{engine}/{variant}"
             assert result.engine == engine
-            assert result.model == f"{engine}/{variant}"
+            assert result.model == f"{V4}/{engine}/{variant}"
 
 
 def test_post_processing_reads_the_labels_as_printed(golden_labels):
     """With word-space recovery and retries on (the default), most lines read exactly as printed,
     and every line at least has the printed characters in order except for true misreads."""
     exact = total = 0
-    with open_pipeline("onnx", "fp32") as pipe:
+    with open_pipeline("onnx", "fp32", models=V4) as pipe:
         for label in golden_labels:
             got = [line.text for line in pipe.run(label.image).lines]
             want = [line.text for line in label.lines]
@@ -88,7 +90,7 @@ def test_post_processing_reads_the_labels_as_printed(golden_labels):
 
 def test_result_shape_and_boxes(model_store):
     label = standard_label(seed=3)
-    with open_pipeline("onnx", "fp32") as pipe:
+    with open_pipeline("onnx", "fp32", models=V4) as pipe:
         result = pipe.run(label.image)
     assert isinstance(result, OcrResult)
     assert result.image_size == (640, 480)
@@ -127,10 +129,10 @@ def test_reported_outlines_fit_the_ink_and_the_crops_are_unchanged(model_store):
     labels = [standard_label(seed=s) for s in (3, 5, 8)]
     base = PipelineOptions()
     crops_reported = replace(base, det=replace(base.det, outline_unclip_ratio=None))
-    with open_pipeline("onnx", "fp32") as pipe:
+    with open_pipeline("onnx", "fp32", models=V4) as pipe:
         regions = [pipe.detect(label.image) for label in labels]
         tight = [pipe.run(label.image) for label in labels]
-    with open_pipeline("onnx", "fp32", options=crops_reported) as pipe:
+    with open_pipeline("onnx", "fp32", options=crops_reported, models=V4) as pipe:
         loose = [pipe.run(label.image) for label in labels]
     fit_outline, fit_crop = [], []
     for label, found, a, b in zip(labels, regions, tight, loose, strict=True):
@@ -152,7 +154,7 @@ def test_no_det_reads_whole_image_as_one_line(model_store):
 
     label = standard_label(seed=1)
     crop = crop_quad(label.image, np.array(label.lines[1].box, dtype=np.float32))
-    with open_pipeline("onnx") as pipe:
+    with open_pipeline("onnx", models=V4) as pipe:
         result = pipe.run(crop, det=False)
     assert len(result.lines) == 1
     assert _squash(result.lines[0].text) == _squash(label.lines[1].text)
@@ -162,7 +164,7 @@ def test_no_det_reads_whole_image_as_one_line(model_store):
 def test_cls_turns_upside_down_lines(model_store):
     label = standard_label(seed=2)
     flipped = np.ascontiguousarray(label.image[::-1, ::-1])
-    with open_pipeline("onnx") as pipe:
+    with open_pipeline("onnx", models=V4) as pipe:
         plain = pipe.run(flipped, cls=False)
         turned = pipe.run(flipped, cls=True)
     want = sorted(_squash(line.text) for line in label.lines)
@@ -184,7 +186,7 @@ def test_grayscale_and_alpha_inputs(model_store):
     label = standard_label(seed=0)
     gray = label.image.mean(axis=2).astype(np.uint8)
     rgba = np.concatenate([label.image, np.full(label.image.shape[:2] + (1,), 255, np.uint8)], axis=2)
-    with open_pipeline("onnx") as pipe:
+    with open_pipeline("onnx", models=V4) as pipe:
         ref = [_squash(line.text) for line in pipe.run(label.image).lines]
         assert [_squash(line.text) for line in pipe.run(gray).lines] == ref
         assert [_squash(line.text) for line in pipe.run(rgba).lines] == ref

@@ -92,7 +92,23 @@ def test_print_option_reads_the_dot_variant_for_every_line(tmp_path, capsys, mod
     runs = {}
     for extra in ([], ["--print", "dot-matrix"], ["--print", "plain"]):
         capsys.readouterr()
-        assert main(["ocr", "--json", "--engine", "onnx", "--retry-budget", "100000", *extra, image]) == 0
+        assert (
+            main(
+                [
+                    "ocr",
+                    "--json",
+                    "--engine",
+                    "onnx",
+                    "--models",
+                    "ppocrv4-mobile",
+                    "--retry-budget",
+                    "100000",
+                    *extra,
+                    image,
+                ]
+            )
+            == 0
+        )
         runs[tuple(extra)] = json.loads(capsys.readouterr().out)
     dotted = runs[("--print", "dot-matrix")]
     assert dotted["status"] == "success" and "retry" in dotted["timings_ms"]

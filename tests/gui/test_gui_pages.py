@@ -159,14 +159,14 @@ def test_gui_command_screenshot_and_bad_database(qapp, store: Path, tmp_path: Pa
     assert "no database at" in err and "Traceback" not in err
 
 
-def damage_results_table(db: Path) -> None:
-    """Overwrite the root page of `results` with junk: the file still opens (its schema reads),
-    but every read of a result fails with "database disk image is malformed"."""
+def damage_results_table(db: Path, name: str = "results") -> None:
+    """Overwrite the root page of the table or index `name` with junk: the file still opens (its
+    schema reads), but every read through `name` fails with "database disk image is malformed"."""
     conn = sqlite3.connect(db)
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         (page_size,) = conn.execute("PRAGMA page_size").fetchone()
-        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'results'").fetchone()
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
     finally:
         conn.close()
     with db.open("r+b") as f:
@@ -236,3 +236,21 @@ def test_first_page_is_signalled_after_construction(qtbot, tmp_path: Path) -> No
         pass
     assert blocker.args == [broken.first_page_error]
     assert "malformed" in broken.statusBar().currentMessage()
+
+
+def test_a_count_that_cannot_be_read_is_reported(qtbot, tmp_path: Path) -> None:
+    """More than a page: the first page reads, the background count fails (counting walks the
+    smallest index, `results_confidence`, which is damaged here)."""
+    from edge_ocr.store.demo import build_demo_store
+
+    db = tmp_path / "counted.db"
+    build_demo_store(db, 300, seed=6, pool_size=2, days=1)
+    damage_results_table(db, "results_confidence")
+    window = MainWindow(db)
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.firstPageFailed, timeout=5000) as blocker:
+        pass
+    assert window.review.model.rowCount() == 200 and window.review.model.count is None
+    (message,) = blocker.args
+    assert message.startswith(f"{db}: could not count the results: ") and "malformed" in message
+    assert "edge-ocr doctor" in message

@@ -8,6 +8,7 @@ explicitly to whatever needs it. The reference is docs/CONFIG.md.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -275,7 +276,10 @@ def _convert(value: Any, annotation: str, where: str) -> Any:
         if base == "float":
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{where}: {value!r} is not a finite number")
+            return number
         if base == "str":
             if not isinstance(value, str):
                 raise ValueError(value)
@@ -307,6 +311,44 @@ def _convert(value: Any, annotation: str, where: str) -> Any:
     raise AssertionError(f"no converter for {annotation}")  # pragma: no cover
 
 
+# (lowest, highest, lowest excluded) per numeric key: durations are never negative, counts sane.
+_RANGES: dict[tuple[type, str], tuple[float, float, bool]] = {
+    (AgentConfig, "workers"): (0, 64, False),
+    (AgentConfig, "queue_size"): (1, 100_000, False),
+    (AgentConfig, "heartbeat"): (0, 3600, True),
+    (AgentConfig, "shutdown_grace"): (0, 3600, False),
+    (EngineConfig, "threads"): (1, 256, False),
+    (FolderSourceConfig, "poll_interval"): (0, 3600, True),
+    (FolderSourceConfig, "settle_seconds"): (0, 3600, False),
+    (FolderSourceConfig, "max_attempts"): (1, 100, False),
+    (CameraSourceConfig, "device"): (0, 255, False),
+    (CameraSourceConfig, "fps_cap"): (0, 1000, False),
+    (CameraSourceConfig, "interval"): (0, 86_400, True),
+    (CameraSourceConfig, "http_port"): (0, 65_535, False),
+    (CameraSourceConfig, "consensus_frames"): (1, 100, False),
+    (CameraSourceConfig, "motion_threshold"): (0, 1, True),
+    (CameraSourceConfig, "min_frames"): (1, 10_000, False),
+    (CameraSourceConfig, "reconnect_max"): (0, 86_400, True),
+    (ChecksSpec, "min_confidence"): (0, 1, False),
+    (OutputsConfig, "webhook_timeout"): (0, 3600, True),
+    (OutputsConfig, "webhook_retries"): (0, 100, False),
+    (RetentionConfig, "max_age_days"): (0, 365_000, True),
+    (RetentionConfig, "max_images_mb"): (0, 1e9, False),
+    (RetentionConfig, "max_rows"): (0, 1e12, False),
+    (RetentionConfig, "interval"): (1, 86_400 * 30, False),
+}
+
+
+def _check_range(cls: type, key: str, value: Any, where: str) -> None:
+    bounds = _RANGES.get((cls, key))
+    if bounds is None or value is None:
+        return
+    lo, hi, open_low = bounds
+    if value < lo or (open_low and value == lo) or value > hi:
+        low = f"above {lo:g}" if open_low else f"at least {lo:g}"
+        raise ConfigError(f"{where}: {value!r} is out of range (must be {low} and at most {hi:g})")
+
+
 def _build(cls: type, raw: Mapping[str, Any], where: str, *, skip: tuple[str, ...] = ()) -> Any:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a table, got {type(raw).__name__}")
@@ -318,6 +360,7 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, *, skip: tuple[str, ..
                 f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))}); see docs/CONFIG.md"
             )
         kwargs[key] = _convert(value, str(known[key].type), f"{where}.{key}")
+        _check_range(cls, key, kwargs[key], f"{where}.{key}")
     try:
         return cls(**kwargs)
     except TypeError as exc:

@@ -14,30 +14,24 @@ import contextlib
 import logging
 import os
 import queue
+import shutil
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_connections
-from pathlib import Path
-
-import cv2
 
 from edge_ocr import __version__
+from edge_ocr.agent.filing import FileDesk, FileFlight
+from edge_ocr.agent.lockwait import LOCK_POLL_MS, WriterLockWait
 from edge_ocr.agent.outputs import Outputs
+from edge_ocr.agent.preflight import check_folders
+from edge_ocr.agent.records import AgentStats, emit_verdicts, store_camera_record
 from edge_ocr.agent.sources.camera import CameraCapture, CameraSource
-from edge_ocr.agent.sources.folder import (
-    FileCandidate,
-    FolderSource,
-    after_success,
-    check_folders,
-    quarantine,
-)
+from edge_ocr.agent.sources.folder import FileCandidate, FileRejected, FolderSource
 from edge_ocr.agent.workers import (
-    FileJob,
     FramesJob,
     JobDone,
     JobFailed,
@@ -45,14 +39,14 @@ from edge_ocr.agent.workers import (
     WorkerHandle,
     WorkerReady,
 )
-from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig
+from edge_ocr.config import Config
 from edge_ocr.errors import EdgeOcrError
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
-from edge_ocr.rules.verdict import Verdict, evaluate
-from edge_ocr.store import results as store
-from edge_ocr.store.db import open_connection, utcnow
+from edge_ocr.store import agents, files
+from edge_ocr.store.db import open_connection, transaction, utcnow
 from edge_ocr.store.events import log_event
+from edge_ocr.store.retention import apply_retention
 
 logger = logging.getLogger(__name__)
 
@@ -62,26 +56,14 @@ CAMERA_ATTEMPTS = 2
 
 
 @dataclass
-class AgentStats:
-    files_done: int = 0
-    files_duplicate: int = 0
-    files_failed: int = 0
-    files_quarantined: int = 0
-    camera_records: int = 0
-    worker_restarts: int = 0
-    latencies_s: list[float] = field(default_factory=list)  # first event -> commit
-
-
-@dataclass
-class _InFlight:
-    job: FileJob | FramesJob
-    item: FileCandidate | CameraCapture
-    file_id: int | None = None
+class _CameraFlight:
+    job: FramesJob
+    item: CameraCapture
     attempts: int = 1
 
 
-def verdict_info(verdict: Verdict) -> store.VerdictInfo:
-    return store.VerdictInfo(verdict.status.value, verdict.reasons, verdict.fields_dict(), verdict.recipe)
+Flight = FileFlight | _CameraFlight
+Work = FileCandidate | FileRejected | CameraCapture
 
 
 class Agent:
@@ -93,14 +75,16 @@ class Agent:
         self.once = once
         self.agent_id = agent_id or socket.gethostname()
         self.stats = AgentStats()
-        self.jobs: queue.Queue[FileCandidate | CameraCapture] = queue.Queue(cfg.agent.queue_size)
-        self._retry: deque[tuple[FileCandidate | CameraCapture, int]] = deque()
-        self._inflight: dict[int, _InFlight] = {}
+        self.jobs: queue.Queue[Work] = queue.Queue(cfg.agent.queue_size)
+        self._retry: deque[tuple[Work, int]] = deque()
+        self._inflight: dict[int, Flight] = {}
         self._next_job = 0
         self._workers: list[WorkerHandle] = []
         self._folders: list[FolderSource] = []
         self._cameras: list[CameraSource] = []
         self._conn = None
+        self._desk: FileDesk | None = None
+        self._lock_wait: WriterLockWait | None = None
         self._outputs: Outputs | None = None
         self._engine: tuple[str, str] | None = None
         self._versions: dict[str, str] = {}
@@ -109,7 +93,7 @@ class Agent:
         self.ready = threading.Event()  # set once every worker has loaded its pipeline
 
     # -- sources' side --------------------------------------------------------------------------
-    def submit(self, item: FileCandidate | CameraCapture, timeout: float = 0.2) -> bool:
+    def submit(self, item: Work, timeout: float = 0.2) -> bool:
         """Put work on the bounded queue; False when it stayed full for `timeout` (caller retries)."""
         try:
             self.jobs.put(item, timeout=timeout)
@@ -120,10 +104,24 @@ class Agent:
     # -- lifecycle --------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> AgentStats:
         check_folders(self.cfg)
-        self._conn = open_connection(self.cfg.db_path())
+        db_path = self.cfg.db_path()
+        self._conn = open_connection(db_path)
         try:
-            store.recover_processing(self._conn)
-            log_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
+            # the only writer: wait out another process's write lock instead of failing
+            self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
+            self._conn.lock_wait = self._lock_wait
+            self._conn.execute(f"PRAGMA busy_timeout = {LOCK_POLL_MS}")
+            self._desk = FileDesk(
+                self.cfg,
+                self._conn,
+                self.stats,
+                recheck=self._recheck,
+                emit=lambda stored, pages, image: emit_verdicts(self._outputs, stored, pages, image),
+                retry=lambda item, attempts: self._retry.append((item, attempts)),
+            )
+            files.recover_processing(self._conn)
+            with transaction(self._conn):
+                log_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
             self._heartbeat("starting")
             self._outputs = Outputs.from_config(self.cfg.outputs)
             self._start_workers()
@@ -136,8 +134,10 @@ class Agent:
     def _start_workers(self) -> None:
         n = self.cfg.agent.workers or cores()
         threads = self.cfg.engine.threads or max(1, cores() // n)
+        scratch = self.cfg.data_dir() / "work"
+        shutil.rmtree(scratch, ignore_errors=True)  # copies left by workers that were killed
         for i in range(n):
-            w = WorkerHandle(i, self.cfg.engine, threads)
+            w = WorkerHandle(i, self.cfg.engine, threads, scratch)
             w.start()
             self._workers.append(w)
         logger.info("started %d worker(s), %d thread(s) each", n, threads)
@@ -151,6 +151,11 @@ class Agent:
             csrc = CameraSource(cam, self.submit)
             self._cameras.append(csrc)
             csrc.start()
+
+    def _recheck(self, item: FileCandidate, after: float) -> None:
+        for src in self._folders:
+            if src.folder is item.folder:
+                src.debouncer.recheck(item.path, after)
 
     def queue_depth(self) -> int:
         return (
@@ -212,9 +217,8 @@ class Agent:
                 self._dispatch(cameras_only=True)
                 self._collect(TICK)
             for flight in list(self._inflight.values()):
-                if flight.file_id is not None and self._conn is not None:
-                    store.release_file(self._conn, flight.file_id)
-                    logger.info("handed back %s", flight.job.path)  # type: ignore[union-attr]
+                if isinstance(flight, FileFlight) and self._desk is not None:
+                    self._desk.release(flight)
             if self._inflight:
                 logger.warning("%d job(s) unfinished at shutdown", len(self._inflight))
         finally:
@@ -247,7 +251,7 @@ class Agent:
                 if self._startup_failures > MAX_STARTUP_FAILURES:
                     raise EdgeOcrError(f"worker processes keep dying while starting (exit code {code})")
             if job is not None:
-                self._job_crashed(job, f"worker crashed (exit code {code})")
+                self._job_crashed(job.job_id, f"worker crashed (exit code {code})")
             if restart:
                 self.stats.worker_restarts += 1
                 w.restarts += 1
@@ -271,6 +275,8 @@ class Agent:
                 w.ready = msg
                 self._engine = (msg.engine, msg.model)
                 self._versions = msg.versions
+                if self._desk is not None:
+                    self._desk.versions = msg.versions
                 if all(x.ready is not None for x in self._workers):
                     if not self.ready.is_set():
                         self._heartbeat("running")
@@ -298,7 +304,7 @@ class Agent:
                     w.send(flight.job)
                     break
 
-    def _next_item(self, cameras_only: bool) -> tuple[FileCandidate | CameraCapture, int] | None:
+    def _next_item(self, cameras_only: bool) -> tuple[Work, int] | None:
         if self._retry and (not cameras_only or isinstance(self._retry[0][0], CameraCapture)):
             return self._retry.popleft()
         try:
@@ -313,38 +319,28 @@ class Agent:
         self._next_job += 1
         return self._next_job
 
-    def _prepare(self, item: FileCandidate | CameraCapture, attempts: int) -> _InFlight | None:
+    def _prepare(self, item: Work, attempts: int) -> Flight | None:
         if isinstance(item, CameraCapture):
             cam = item.camera
-            return _InFlight(
-                FramesJob(
-                    self._new_job_id(),
-                    item.frames,
-                    item.sharpness,
-                    cam.rois,
-                    print_profile=self.cfg.print_profile(cam),
-                ),
-                item,
-                None,
-                attempts,
+            job = FramesJob(
+                self._new_job_id(),
+                item.frames,
+                item.sharpness,
+                cam.rois,
+                print_profile=self.cfg.print_profile(cam),
             )
-        conn = self._conn
-        folder = item.folder
-        row = store.observe_file(conn, folder.source_name, str(item.path), item.sha256, item.size, item.mtime)
-        if row.state is store.FileState.DONE:
-            if row.duplicate_of is not None and attempts == 1:
-                self.stats.files_duplicate += 1
-            self._after_success(folder, item.path, [])
-            return None
-        if row.state is store.FileState.QUARANTINED:
-            self._quarantine_move(folder, item.path, row.last_error or "quarantined")
-            return None
-        if not store.claim_file(conn, row.id):
-            return None
-        job = FileJob(
-            self._new_job_id(), row.id, str(item.path), print_profile=self.cfg.print_profile(folder)
-        )
-        return _InFlight(job, item, row.id, attempts)
+            return _CameraFlight(job, item, attempts)
+        assert self._desk is not None
+        try:
+            if isinstance(item, FileRejected):
+                self._desk.reject(item)
+                return None
+            return self._desk.prepare(item, attempts, self._new_job_id())
+        except Exception as exc:  # one file must not stop the agent
+            if isinstance(item, FileCandidate):
+                self._desk.contain(item, exc)
+                return None
+            raise
 
     # -- results ----------------------------------------------------------------------------------
     def _finish(self, msg: JobDone | JobFailed) -> None:
@@ -353,161 +349,54 @@ class Agent:
             logger.warning("reply for unknown job %s", msg.job_id)
             return
         metrics.record_job(flight.item, msg)
-        if isinstance(flight.item, CameraCapture):
+        if isinstance(flight, _CameraFlight):
             if isinstance(msg, JobDone):
                 self._store_camera(flight.item, msg)
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, msg.error)
             return
-        cand = flight.item
-        if isinstance(msg, JobDone):
-            self._store_file(flight, cand, msg)
-        elif msg.vanished:
-            store.fail_file(self._conn, flight.file_id, msg.error, max_attempts=1 << 30)
-            self.stats.files_failed += 1
-        elif msg.bad_input:
-            store.quarantine_file(self._conn, flight.file_id, msg.error)
-            self._quarantine_move(cand.folder, cand.path, msg.error)
-        else:
-            self._file_failed(flight, msg.error)
+        assert self._desk is not None
+        try:
+            self._desk.finish(flight, msg)
+        except Exception as exc:  # one file must not stop the agent
+            self._desk.contain(flight.item, exc, flight.file_id)
 
-    def _job_crashed(self, job: FileJob | FramesJob, error: str) -> None:
-        flight = self._inflight.pop(job.job_id, None)
+    def _job_crashed(self, job_id: int, error: str) -> None:
+        flight = self._inflight.pop(job_id, None)
         if flight is None:
             return
-        if isinstance(flight.item, CameraCapture):
+        if isinstance(flight, _CameraFlight):
             if flight.attempts < CAMERA_ATTEMPTS:
                 self._retry.append((flight.item, flight.attempts + 1))
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, error)
             return
-        self._file_failed(flight, error)
-
-    def _file_failed(self, flight: _InFlight, error: str) -> None:
-        cand = flight.item
-        assert isinstance(cand, FileCandidate) and flight.file_id is not None
-        state = store.fail_file(self._conn, flight.file_id, error, cand.folder.max_attempts)
-        if state is store.FileState.QUARANTINED:
-            self._quarantine_move(cand.folder, cand.path, error)
-        else:
-            self.stats.files_failed += 1
-            self._retry.append((cand, flight.attempts + 1))
-
-    def _store_file(self, flight: _InFlight, cand: FileCandidate, msg: JobDone) -> None:
-        folder = cand.folder
-        recipe = self.cfg.recipes.get(folder.recipe) if folder.recipe else None
-        pages = []
-        verdicts: list[Verdict] = []
-        for page in msg.pages:
-            cap = store.CaptureInfo(
-                source=folder.source_name,
-                source_path=str(cand.path),
-                page=page.index + 1,
-                sha256=cand.sha256,
-                size=cand.size,
-                width=page.result.image_size[0],
-                height=page.result.image_size[1],
-                stored_image=str(cand.path) if folder.after is not AfterSuccess.DELETE else None,
-                station=folder.station,
-                recipe=folder.recipe,
-            )
-            verdict = evaluate(recipe, page.result) if recipe else None
-            if verdict:
-                verdicts.append(verdict)
-            pages.append(store.PageOutcome(cap, page.result, verdict_info(verdict) if verdict else None))
+        assert self._desk is not None
         try:
-            stored = store.complete_file(self._conn, flight.file_id, pages, model_versions=self._versions)
-        except store.StaleClaimError as exc:
-            logger.warning("%s: %s; result discarded", cand.path, exc)
-            return
-        self.stats.files_done += 1
-        self.stats.latencies_s.append(time.monotonic() - cand.seen_at)
-        self._emit_verdicts(stored, pages, str(cand.path))
-        self._after_success(folder, cand.path, [s.capture_id for s in stored])
+            self._desk.failed(flight, error)
+        except Exception as exc:  # one file must not stop the agent
+            self._desk.contain(flight.item, exc, flight.file_id)
 
     def _store_camera(self, cap: CameraCapture, msg: JobDone) -> None:
         cam = cap.camera
-        page = msg.pages[0]
-        best = page.best_frame or 0
-        image = cap.frames[best]
-        day = cap.captured_at[:10]
-        out_dir = self.cfg.data_dir() / "captures" / cam.name / day
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stamp = cap.captured_at.replace(":", "").replace("-", "").replace(".", "")
-        path = out_dir / f"{stamp}_{msg.job_id}.jpg"
-        if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
-            logger.error("cannot write %s", path)
-        recipe = self.cfg.recipes.get(cam.recipe) if cam.recipe else None
-        verdict = evaluate(recipe, page.result) if recipe else None
-        info = store.CaptureInfo(
-            source=cam.source_name,
-            source_path=str(path),
-            width=int(image.shape[1]),
-            height=int(image.shape[0]),
-            stored_image=str(path),
-            station=cam.station,
-            recipe=cam.recipe,
+        stored, outcome, path = store_camera_record(
+            self._conn,
+            cap,
+            msg,
+            captures_dir=self.cfg.data_dir() / "captures",
+            recipe=self.cfg.recipes.get(cam.recipe) if cam.recipe else None,
+            versions=self._versions,
         )
-        outcome = store.PageOutcome(info, page.result, verdict_info(verdict) if verdict else None)
-        stored = store.store_capture(self._conn, outcome, model_versions=self._versions)
         self.stats.camera_records += 1
-        self._emit_verdicts([stored], [outcome], str(path))
-
-    def _emit_verdicts(
-        self, stored: list[store.StoredResult], pages: list[store.PageOutcome], image: str
-    ) -> None:
-        metrics.record_outcomes(pages)
-        if self._outputs is None or not self._outputs.sinks:
-            return
-        for s, p in zip(stored, pages):
-            if p.verdict is None or s.verdict_id is None:
-                continue
-            self._outputs.emit(
-                {
-                    "verdict_id": s.verdict_id,
-                    "result_id": s.result_id,
-                    "capture_id": s.capture_id,
-                    "image": image,
-                    "page": p.capture.page,
-                    "station": p.capture.station,
-                    "recipe": p.verdict.recipe,
-                    "verdict": p.verdict.status,
-                    "reasons": list(p.verdict.reasons),
-                    "fields": p.verdict.fields,
-                    "text": p.result.text,
-                    "at": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-                }
-            )
-
-    def _after_success(self, folder: FolderSourceConfig, path: Path, capture_ids: list[int]) -> None:
-        try:
-            where = after_success(folder, path, self.cfg.archive_dir(folder))
-        except OSError as exc:
-            logger.error("%s: done, but cannot %s it: %s", path, folder.after.value, exc)
-            return
-        if capture_ids and where != path:
-            with store.transaction(self._conn):
-                marks = ",".join("?" * len(capture_ids))
-                self._conn.execute(
-                    f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})",
-                    (str(where) if where else None, *capture_ids),
-                )
-
-    def _quarantine_move(self, folder: FolderSourceConfig, path: Path, error: str) -> None:
-        self.stats.files_quarantined += 1
-        try:
-            target = quarantine(folder, path, self.cfg.quarantine_dir(folder), error)
-        except OSError as exc:
-            logger.error("%s: cannot move to quarantine: %s", path, exc)
-            return
-        logger.warning("quarantined %s -> %s: %s", path, target, error)
+        emit_verdicts(self._outputs, [stored], [outcome], str(path))
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _heartbeat(self, state: str) -> None:
         if self._conn is None:
             return
         engine, model = self._engine or (self.cfg.engine.name, None)
-        store.write_heartbeat(
+        waits = self._lock_wait
+        agents.write_heartbeat(
             self._conn,
             self.agent_id,
             state=state,
@@ -524,6 +413,8 @@ class Agent:
                 "files_done": self.stats.files_done,
                 "camera_records": self.stats.camera_records,
                 "worker_restarts": self.stats.worker_restarts,
+                "lock_waits": waits.waits if waits else 0,
+                "lock_waited_s": round(waits.waited_s, 1) if waits else 0.0,
             },
         )
 
@@ -531,7 +422,7 @@ class Agent:
         r = self.cfg.retention
         if r.max_age_days is None and r.max_rows is None and r.max_images_mb is None:
             return
-        report = store.apply_retention(
+        report = apply_retention(
             self._conn,
             owned_images_dir=self.cfg.data_dir() / "captures",
             max_age_days=r.max_age_days,

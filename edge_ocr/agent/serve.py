@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from edge_ocr.agent.app import Agent
+from edge_ocr.agent.preflight import check_runnable
 from edge_ocr.agent.services import running_services
 from edge_ocr.config import Config, default_db_path
 from edge_ocr.errors import ConfigError
@@ -23,6 +24,9 @@ def serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
         raise ConfigError(
             "no sources configured: add [[sources.folder]] or [[sources.camera]] (docs/CONFIG.md)"
         )
+    base_dir = base_dir or Path.cwd()
+    if not once:
+        check_runnable(cfg, base_dir=base_dir)  # the same function as `doctor --only config`
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -35,7 +39,7 @@ def serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
         db_path = cfg.agent.db or default_db_path()
         with (
             serve_from_env(),  # off unless EDGE_OCR_METRICS_PORT is set
-            running_services(services, db_path=db_path, base_dir=base_dir or Path.cwd()),
+            running_services(services, db_path=db_path, base_dir=base_dir),
         ):
             stats = Agent(cfg, once=once).run(stop)
     finally:

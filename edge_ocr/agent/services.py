@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,14 +23,10 @@ GROUP = "edge_ocr.agent.services"
 JOIN_TIMEOUT_S = 30.0
 
 
-@contextmanager
-def running_services(
-    sections: Mapping[str, Mapping[str, Any]], *, db_path: Path, base_dir: Path
-) -> Iterator[list[str]]:
-    """Start the services whose section in `sections` is non-empty; stop and join them on exit."""
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
+def _factories(sections: Mapping[str, Mapping[str, Any]]) -> dict[str, Callable[..., Any]]:
+    """The factory of every service whose section is non-empty. Raises ConfigError."""
     available = {ep.name: ep for ep in entry_points(group=GROUP)}
+    out = {}
     for name, settings in sections.items():
         if not settings:
             continue
@@ -40,10 +36,28 @@ def running_services(
                 f"[{name}] is configured but no installed package provides it (pip install 'edge-ocr[cloud]')"
             )
         try:
-            factory = ep.load()
+            out[name] = ep.load()
         except ImportError as exc:
             raise ConfigError(f"[{name}] is configured but its package cannot be imported: {exc}") from exc
-        service = factory(dict(settings), db_path=db_path, base_dir=base_dir, stop_event=stop)
+    return out
+
+
+def check_services(sections: Mapping[str, Mapping[str, Any]], *, base_dir: Path) -> None:
+    """Validate each configured section the way `running_services` will: its package builds the
+    service (validating the section, reading any secret file) without starting it."""
+    for name, factory in _factories(sections).items():
+        factory(dict(sections[name]), db_path=None, base_dir=base_dir, stop_event=threading.Event())
+
+
+@contextmanager
+def running_services(
+    sections: Mapping[str, Mapping[str, Any]], *, db_path: Path, base_dir: Path
+) -> Iterator[list[str]]:
+    """Start the services whose section in `sections` is non-empty; stop and join them on exit."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    for name, factory in _factories(sections).items():
+        service = factory(dict(sections[name]), db_path=db_path, base_dir=base_dir, stop_event=stop)
         thread = threading.Thread(target=service.run, name=f"service-{name}")
         thread.start()
         threads.append(thread)

@@ -1,16 +1,26 @@
 """Worker processes: each opens its own OCR pipeline and answers jobs over a pipe.
 
-The parent (agent.py) owns the database; workers never touch it. A worker holds at most one job;
-if it dies, the parent sees EOF on its pipe (or its exit code), restarts it and retries the job.
-Workers ignore SIGINT (the parent coordinates shutdown) and exit when the parent disappears.
+The parent (agent/app.py) owns the database; workers never touch it. A worker holds at most one
+job; if it dies, the parent sees EOF on its pipe (or its exit code), restarts it and retries the
+job. Workers ignore SIGINT (the parent coordinates shutdown) and exit when the parent disappears.
+
+A file job reads exactly the bytes the folder source hashed: the worker opens the file once
+(never through a final symlink, never outside the watched folder), copies it to its scratch
+folder while hashing, and answers `changed` when the hash differs; the pipeline then reads the
+copy. Error messages never carry the file's bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing as mp
 import os
+import re
+import shutil
 import signal
+import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -34,7 +44,10 @@ _MP = mp.get_context("spawn")
 class FileJob:
     job_id: int
     file_id: int
-    path: str
+    path: str  # what to open (a file, or the target of a link inside the folder)
+    sha256: str = ""  # the content the folder source hashed ("" = do not check)
+    root: str = ""  # the watched folder's real path: nothing outside it is opened ("" = no check)
+    name: str = ""  # the file's name for messages (display form)
     print_profile: PrintProfile = PrintProfile.AUTO  # the source's print (Config.print_profile)
 
 
@@ -70,6 +83,9 @@ class JobFailed:
     error: str
     bad_input: bool  # the input can never be read (quarantine at once)
     vanished: bool = False  # the file disappeared before it was read
+    changed: bool = False  # the content is not what was hashed (still being written): look again
+    incomplete: bool = False  # empty or truncated: maybe still being written
+    mtime: float | None = None  # the file's mtime when it was read (time.time() scale)
 
 
 @dataclass(frozen=True)
@@ -108,22 +124,84 @@ def _run_rois(
     return OcrResult(tuple(lines), (w, h), pipe.engine_name, pipe.model_id, timings)
 
 
-def _do_file(pipe, job: FileJob, use_cls: bool) -> JobDone | JobFailed:
+_BYTES_REPR = re.compile(r"\bb'(?:[^'\\]|\\.)*'" + r'|\bb"(?:[^"\\]|\\.)*"')
+
+
+def scrub(message: str) -> str:
+    """An error message without any bytes of the file in it (`b'...'` reprs)."""
+    return _BYTES_REPR.sub("<file bytes withheld>", message)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed:
+    """Copy the job's file to `scratch` while hashing it; a JobFailed when it must not be read."""
+    from edge_ocr.ocr.imageio import MAX_FILE_BYTES
+
+    name = job.name or job.path
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(job.path, flags)
+    except FileNotFoundError:
+        return JobFailed(job.job_id, f"{name}: no such file", bad_input=False, vanished=True)
+    except OSError as exc:
+        return JobFailed(job.job_id, f"{name}: cannot open ({exc.strerror}); not read", bad_input=True)
+    with os.fdopen(fd, "rb") as src:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return JobFailed(job.job_id, f"{name}: not a regular file; not read", bad_input=True)
+        if job.root:
+            real = _opened_path(fd, job.path)
+            if not _inside(real, job.root):
+                return JobFailed(job.job_id, f"{name}: outside the watched folder; not read", bad_input=True)
+        if st.st_size > MAX_FILE_BYTES:
+            return JobFailed(
+                job.job_id,
+                f"{name}: file is {st.st_size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit",
+                bad_input=True,
+            )
+        h = hashlib.sha256()
+        with scratch.open("wb") as dst:
+            while block := src.read(1 << 20):
+                h.update(block)
+                dst.write(block)
+    if job.sha256 and h.hexdigest() != job.sha256:
+        return JobFailed(job.job_id, f"{name}: changed since it was hashed", bad_input=False, changed=True)
+    return scratch, st.st_mtime
+
+
+def _opened_path(fd: int, fallback: str) -> str:
+    """The real path of an open file (Linux: /proc/self/fd), else the resolved path it was opened by."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(fallback)
+
+
+def _do_file(pipe, job: FileJob, use_cls: bool, scratch_dir: Path) -> JobDone | JobFailed:
     from edge_ocr.ocr.imageio import read_pages
 
     mark = os.environ.get(ENV_CRASH_MARK)
     if mark and mark in Path(job.path).name:
         os._exit(70)
     t0 = time.perf_counter()
-    path = Path(job.path)
+    copied = _copy_checked(job, scratch_dir / "input")
+    if isinstance(copied, JobFailed):
+        return copied
+    path, mtime = copied
     pages = []
     try:
         for page in read_pages(path):
             result = pipe.run(page.image, cls=use_cls, print_profile=job.print_profile)
             pages.append(PageRead(page.index, page.count, result))
     except InputError as exc:
-        vanished = not path.exists() and not path.is_symlink()
-        return JobFailed(job.job_id, str(exc), bad_input=not vanished, vanished=vanished)
+        message = scrub(str(exc).replace(str(path), job.name or job.path))
+        incomplete = "truncated" in message or "file is empty" in message
+        return JobFailed(job.job_id, message, bad_input=True, incomplete=incomplete, mtime=mtime)
+    finally:
+        path.unlink(missing_ok=True)
     return JobDone(job.job_id, tuple(pages), (time.perf_counter() - t0) * 1000)
 
 
@@ -136,8 +214,20 @@ def _do_frames(pipe, job: FramesJob, use_cls: bool) -> JobDone:
     return JobDone(job.job_id, (PageRead(0, 1, voted, best),), (time.perf_counter() - t0) * 1000)
 
 
-def worker_main(conn: Connection, engine: EngineConfig, threads: int) -> None:
+def worker_main(
+    conn: Connection, engine: EngineConfig, threads: int, scratch_root: str | None = None
+) -> None:
     """Entry point of a worker process."""
+    if scratch_root:
+        Path(scratch_root).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=scratch_root))
+    try:
+        _serve_jobs(conn, engine, threads, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _serve_jobs(conn: Connection, engine: EngineConfig, threads: int, scratch: Path) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     parent = mp.parent_process()
@@ -165,12 +255,14 @@ def worker_main(conn: Connection, engine: EngineConfig, threads: int) -> None:
                 return
             try:
                 if isinstance(job, FileJob):
-                    reply = _do_file(pipe, job, engine.cls)
+                    reply = _do_file(pipe, job, engine.cls, scratch)
                 else:
                     reply = _do_frames(pipe, job, engine.cls)
             except Exception as exc:  # an engine bug must not kill the worker silently
                 logger.exception("job %s failed", job.job_id)
-                reply = JobFailed(job.job_id, f"internal error: {type(exc).__name__}: {exc}", bad_input=False)
+                reply = JobFailed(
+                    job.job_id, scrub(f"internal error: {type(exc).__name__}: {exc}"), bad_input=False
+                )
             try:
                 conn.send(reply)
             except (BrokenPipeError, OSError):
@@ -180,10 +272,13 @@ def worker_main(conn: Connection, engine: EngineConfig, threads: int) -> None:
 class WorkerHandle:
     """The parent's view of one worker process."""
 
-    def __init__(self, index: int, engine: EngineConfig, threads: int) -> None:
+    def __init__(
+        self, index: int, engine: EngineConfig, threads: int, scratch_root: Path | None = None
+    ) -> None:
         self.index = index
         self._engine = engine
         self._threads = threads
+        self._scratch_root = str(scratch_root) if scratch_root else None
         self.process: mp.process.BaseProcess | None = None
         self.conn: Connection | None = None
         self.ready: WorkerReady | None = None
@@ -196,7 +291,7 @@ class WorkerHandle:
         parent_conn, child_conn = _MP.Pipe(duplex=True)
         proc = _MP.Process(
             target=worker_main,
-            args=(child_conn, self._engine, self._threads),
+            args=(child_conn, self._engine, self._threads, self._scratch_root),
             name=f"edge-ocr-worker-{self.index}",
             daemon=True,
         )

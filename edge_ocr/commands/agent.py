@@ -173,9 +173,10 @@ def agent_running(status: dict) -> bool:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from edge_ocr.store.agents import read_agent_status
+    from edge_ocr.store.files import file_state_counts
     from edge_ocr.store.outbox import sync_summary
     from edge_ocr.store.query import status_counts
-    from edge_ocr.store.results import file_state_counts, read_agent_status
 
     db = args.db or default_db_path()
     conn = open_connection(db, readonly=True)

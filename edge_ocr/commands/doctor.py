@@ -37,23 +37,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> tuple[Config, Finding]:
+    """The config and the `config` finding: the same validation as `edge-ocr run` (load_config,
+    then check_runnable), so the service's pre-start check never passes a config `run` refuses."""
+    from edge_ocr.agent.preflight import check_runnable
+
+    fix = "fix the file (docs/CONFIG.md); the agent refuses to start with it"
     try:
         cfg = load_config(args.config)
-        where = args.config or "defaults and EDGE_OCR_* variables"
-        finding = Finding("config", Status.OK, f"{where}: valid")
     except ConfigError as exc:
         cfg = load_config(None, env={})  # go on with defaults so the other checks still say something
-        finding = Finding(
-            "config",
-            Status.FAIL,
-            str(exc),
-            "fix the file (docs/CONFIG.md); the agent refuses to start with it",
-        )
+        return _overrides(args, cfg), Finding("config", Status.FAIL, str(exc), fix)
+    try:
+        check_runnable(cfg, base_dir=args.config.parent if args.config else Path.cwd())
+    except ConfigError as exc:  # parsed: the other checks use it as it is
+        where = f"{args.config}: " if args.config else ""
+        return _overrides(args, cfg), Finding("config", Status.FAIL, f"{where}{exc}", fix)
+    where = args.config or "defaults and EDGE_OCR_* variables"
+    return _overrides(args, cfg), Finding("config", Status.OK, f"{where}: valid")
+
+
+def _overrides(args: argparse.Namespace, cfg: Config) -> Config:
     if args.db is not None:
         cfg = replace(cfg, agent=replace(cfg.agent, db=args.db))
     if args.models_dir is not None:
         cfg = replace(cfg, engine=replace(cfg.engine, models_dir=args.models_dir))
-    return cfg, finding
+    return cfg
 
 
 def run_doctor(args: argparse.Namespace) -> int:

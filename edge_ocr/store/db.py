@@ -5,11 +5,14 @@ The file is a plain SQLite database: it opens as is in `sqlite3` and Datasette.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 import sqlite_utils
 
@@ -20,6 +23,81 @@ from edge_ocr.store.migrations import LATEST_VERSION, MIGRATIONS
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+
+
+class LockWait(Protocol):
+    """What a writer does when another process holds the write lock past the busy timeout."""
+
+    def waiting(self, attempt: int) -> None:
+        """Called after each failed attempt: wait (back off), log, or raise to give up."""
+
+    def acquired(self, attempts: int) -> None:
+        """Called once the lock was taken after `attempts` failed attempts."""
+
+
+class Connection(sqlite3.Connection):
+    """The store's connection: `lock_wait`, when set, makes `transaction` wait out a lock."""
+
+    lock_wait: LockWait | None = None
+
+
+def is_lock_error(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def sqlite_reason(exc: sqlite3.Error) -> str:
+    """The error's text, never empty (some damage raises with no message)."""
+    text = str(exc).strip()
+    if text:
+        return text
+    code = getattr(exc, "sqlite_errorname", None)
+    return code or f"{type(exc).__name__} without a message"
+
+
+def backups_of(path: Path) -> list[Path]:
+    """The backups taken before migrations, newest first."""
+    return sorted(path.parent.glob(f"{path.name}.v*.bak"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def damaged_fix(path: Path) -> str:
+    """What to do about a damaged database file (the same words from doctor and every command)."""
+    backups = backups_of(path)
+    return f"stop the agent, move the file aside (mv {path} {path}.corrupt) and " + (
+        f"restore the newest backup: cp {backups[0]} {path}"
+        if backups
+        else "start the agent to create an empty one"
+    )
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    wait: LockWait | None = getattr(conn, "lock_wait", None)
+    attempt = 0
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if wait is None or not is_lock_error(exc):
+                raise
+            attempt += 1
+            wait.waiting(attempt)
+            continue
+        if attempt and wait is not None:
+            wait.acquired(attempt)
+        return
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception. A connection with a `lock_wait`
+    (the agent's writer) waits out another process's write lock instead of failing."""
+    _begin_immediate(conn)
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def utcnow() -> str:
@@ -47,12 +125,13 @@ def pending_migrations(conn: sqlite3.Connection) -> list:
     return sorted((m for m in MIGRATIONS if m.version not in done), key=lambda m: m.version)
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool) -> Connection:
+    timeout = BUSY_TIMEOUT_MS / 1000
     if readonly:
         uri = f"file:{path}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False, factory=Connection)
     else:
-        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, factory=Connection)
     conn.isolation_level = None  # explicit transactions only (BEGIN ... COMMIT)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -125,9 +204,7 @@ def _migrate_locked(conn: sqlite3.Connection, path: Path | None) -> int:
     return schema_version(conn)
 
 
-def open_connection(
-    path: Path | None = None, *, readonly: bool = False, create: bool = True
-) -> sqlite3.Connection:
+def open_connection(path: Path | None = None, *, readonly: bool = False, create: bool = True) -> Connection:
     """Open (creating and migrating unless read-only) the store at `path`. Raises StoreError."""
     path = Path(path) if path is not None else default_db_path()
     if readonly or not create:
@@ -140,7 +217,7 @@ def open_connection(
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
         raise StoreError(
-            f"{path} is not a readable SQLite database ({exc}); restore it from a backup"
+            f"{path} is not a readable SQLite database ({sqlite_reason(exc)}); {damaged_fix(path)}"
         ) from exc
     try:
         if readonly:
@@ -164,10 +241,10 @@ def open_connection(
         conn.close()
         if "locked" in str(exc) or "busy" in str(exc):
             raise StoreError(f"{path} is locked by another process; try again or stop that process") from exc
-        raise StoreError(f"{path}: {exc}") from exc
+        raise StoreError(f"{path}: {sqlite_reason(exc)}") from exc
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"{path} is corrupt ({exc}); restore it from a backup") from exc
+        raise StoreError(f"{path} is damaged ({sqlite_reason(exc)}); {damaged_fix(path)}") from exc
     except BaseException:
         conn.close()
         raise

@@ -56,16 +56,17 @@ def test_hostile_files_are_quarantined_while_work_goes_on(dirs: dict[str, Path],
     with running_agent(make_config(dirs)) as agent:
         write_label(inp / "ok2.png", "OK 2", 5)
         wait_for(lambda: done_count(dirs["db"]) == 2, what="good files done")
-        wait_for(lambda: agent.stats.files_quarantined == 5, what="bad files quarantined")
+        wait_for(lambda: agent.stats.files_quarantined == 6, what="bad files quarantined")
     states = dict(query(dirs["db"], "SELECT path, state FROM files"))
     assert sorted(Path(p).name for p, s in states.items() if s == "quarantined") == [
-        "empty.png", "hostile.tif", "huge.bmp", "text.jpg", "truncated.png"]  # fmt: skip
+        "empty.png", "hostile.tif", "huge.bmp", "loop.png", "text.jpg", "truncated.png"]  # fmt: skip
     qdir = dirs["data"] / "quarantine"
     errors = {p.name: p.read_text() for p in qdir.rglob("*.error.txt")}
     assert "file is empty" in errors["empty.png.error.txt"]
     assert "not an image" in errors["text.jpg.error.txt"]
     assert not (inp / "empty.png").exists()
-    assert query(dirs["db"], "SELECT count(*) FROM events WHERE kind = 'file.quarantined'")[0][0] == 5
+    assert "symbolic link" in errors["loop.png.error.txt"]
+    assert query(dirs["db"], "SELECT count(*) FROM events WHERE kind = 'file.quarantined'")[0][0] == 6
 
 
 def test_after_archive_and_delete(dirs: dict[str, Path], tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     def write(body: str = "", *, db: Path | None = None, engine: str = "fake") -> Path:
         db = db or tmp_path / "state" / "edge-ocr.db"
         cfg = tmp_path / "edge-ocr.toml"
+        (tmp_path / "device.secret").write_text("s" * 32)  # for tests with a [sync] section
         cfg.write_text(
             f'[agent]\ndb = "{db}"\ndata_dir = "{tmp_path / "state"}"\n[engine]\nname = "{engine}"\n' + body
         )

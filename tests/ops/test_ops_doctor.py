@@ -155,7 +155,7 @@ def test_unwritable_data_folder_on_read_only_filesystem(write_config: Callable[.
 def test_missing_watched_folder(capsys, write_config: Callable[..., Path], tmp_path: Path) -> None:
     cfg = write_config(f'[[sources.folder]]\npath = "{tmp_path / "nowhere"}"\n')
     code, findings = doctor(capsys, "--config", str(cfg), "--only", "folders")
-    assert code == 1
+    assert code == 2  # `run` refuses it, so the config check fails too
     (fail,) = failures(findings, "folders")
     assert "does not exist" in fail["message"] and fail["fix"].startswith("mkdir -p")
 
@@ -163,9 +163,14 @@ def test_missing_watched_folder(capsys, write_config: Callable[..., Path], tmp_p
 # -- endpoint and clock ---------------------------------------------------------------------------
 
 
+def sync_section(url: str) -> str:
+    """A [sync] section `run` accepts (the secret file beside the config)."""
+    return f'[sync]\nendpoint_url = "{url}"\ndevice_id = "station-1"\nsecret_file = "device.secret"\n'
+
+
 def test_unreachable_endpoint(capsys, write_config: Callable[..., Path], closed_port: int) -> None:
     url = f"http://127.0.0.1:{closed_port}"
-    cfg = write_config(f'[sync]\nendpoint_url = "{url}"\n')
+    cfg = write_config(sync_section(url))
     code, findings = doctor(capsys, "--config", str(cfg), "--only", "endpoint", "--timeout", "1")
     assert code == 1
     (fail,) = failures(findings, "endpoint")
@@ -221,7 +226,7 @@ def test_everything_on_a_healthy_install(
 ) -> None:
     inbox = tmp_path / "in"
     inbox.mkdir()
-    cfg = write_config(f'[[sources.folder]]\npath = "{inbox}"\n[sync]\nendpoint_url = "{health_server()}"\n')
+    cfg = write_config(f'[[sources.folder]]\npath = "{inbox}"\n' + sync_section(health_server()))
     code = main(["doctor", "--config", str(cfg), "--models-dir", str(models_dir)])
     out = capsys.readouterr()
     assert "[FAIL]" not in out.out, out.out

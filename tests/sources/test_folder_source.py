@@ -3,6 +3,7 @@ rescan, polling, symlink loops, vanishing files, overlap checks."""
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from pathlib import Path
@@ -10,14 +11,9 @@ from pathlib import Path
 import pytest
 from support import wait_for, write_label
 
-from edge_ocr.agent.sources.folder import (
-    FileCandidate,
-    FolderSource,
-    check_folders,
-    quarantine,
-    sha256_file,
-    wanted,
-)
+from edge_ocr.agent.preflight import check_folders
+from edge_ocr.agent.sources.folder import FileCandidate, FileRejected, FolderSource, sha256_file, wanted
+from edge_ocr.agent.sources.moves import quarantine
 from edge_ocr.config import AfterSuccess, AgentConfig, Config, FolderSourceConfig
 from edge_ocr.errors import ConfigError
 
@@ -86,21 +82,56 @@ def test_globs_and_recursion() -> None:
     assert not wanted(r, Path("/elsewhere/a.png"))
 
 
-def test_symlink_loops_and_vanishing_files(tmp_path: Path) -> None:
-    (tmp_path / "self.png").symlink_to(tmp_path / "self.png")
-    (tmp_path / "d").mkdir()
-    (tmp_path / "d" / "up").symlink_to(tmp_path, target_is_directory=True)
-    real = write_label(tmp_path.parent / f"{tmp_path.name}-real.png", "REAL")
-    (tmp_path / "link.png").symlink_to(real)  # a file symlink is read
-    folder = FolderSourceConfig(path=tmp_path, settle_seconds=0.2)
-    src, out = collect(folder)
+def test_links_out_loops_fifos_and_folders_are_rejected_with_a_reason(tmp_path: Path) -> None:
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "self.png").symlink_to(inp / "self.png")  # a loop
+    (inp / "d").mkdir()
+    (inp / "d" / "up").symlink_to(inp, target_is_directory=True)  # a folder loop: not followed
+    outside = write_label(tmp_path / "outside.png", "SECRET")
+    (inp / "out.png").symlink_to(outside)  # never read
+    (inp / "dangling.png").symlink_to(inp / "nothing.png")
+    inside = write_label(inp / "sub" / "real.png", "REAL")
+    (inp / "in.png").symlink_to(inside)  # inside the folder: read, through its target
+    (inp / "folder.png").mkdir()  # a folder named like an image
+    os.mkfifo(inp / "pipe.png")  # would block a reader forever
+    src, out = collect(FolderSourceConfig(path=inp, settle_seconds=0.2))
+    src.start()
+    try:
+        wait_for(src.debouncer.scanned.is_set, 10, "rescan")
+        got = {c.path.name: c for c in drain(out, quiet=1.0)}
+        wait_for(lambda: src.pending() == 0, 5, "nothing pending")
+    finally:
+        src.stop()
+    assert sorted(got) == [
+        "dangling.png",
+        "folder.png",
+        "in.png",
+        "out.png",
+        "pipe.png",
+        "real.png",
+        "self.png",
+    ]
+    assert isinstance(got["in.png"], FileCandidate) and got["in.png"].read_path == inside
+    assert got["in.png"].sha256 == sha256_file(inside)
+    rejected = {n: c for n, c in got.items() if isinstance(c, FileRejected)}
+    assert sorted(rejected) == ["dangling.png", "folder.png", "out.png", "pipe.png", "self.png"]
+    assert "outside the watched folder" in rejected["out.png"].reason
+    assert "cannot be followed" in rejected["self.png"].reason
+    assert "does not exist" in rejected["dangling.png"].reason
+    assert "not a regular file" in rejected["pipe.png"].reason
+    assert "folder" in rejected["folder.png"].reason and not rejected["folder.png"].move
+
+
+def test_vanishing_files_are_not_emitted_after_they_are_gone(tmp_path: Path) -> None:
+    src, out = collect(FolderSourceConfig(path=tmp_path, settle_seconds=0.2))
     src.start()
     try:
         wait_for(src.debouncer.scanned.is_set, 10, "rescan")
         for i in range(10):
-            write_label(tmp_path / f"gone{i}.png", "GONE").unlink()
-        got = drain(out, quiet=1.0)
-        assert [c.path.name for c in got] == ["link.png"]
+            (tmp_path / f"gone{i}.png").write_bytes(b"x" * 100)
+            (tmp_path / f"gone{i}.png").unlink()
+        assert drain(out, quiet=1.0) == []
         wait_for(lambda: src.pending() == 0, 5, "nothing pending")
     finally:
         src.stop()

@@ -1,10 +1,15 @@
-"""Folder source: a watchdog observer, a debouncer with a size/mtime-stable check, a startup rescan.
+"""Folder source: a watchdog observer, a debouncer that waits until a file is complete, a startup rescan.
 
-Watchdog handlers only note paths. The debouncer thread waits until a file's size and mtime have
-stayed the same for `settle_seconds` (shorter after inotify reports the writer closed it), hashes it
-and hands a `FileCandidate` to `emit`, which may block (backpressure). Claiming, reading and the
-state machine belong to the agent; this module also holds the moves done after a file is finished
-(archive, delete, quarantine with an `.error.txt` beside the file).
+Watchdog handlers only note paths. A file is complete when:
+- it was renamed or moved into the folder (complete on arrival: no settle wait);
+- with inotify, its writer closed it (IN_CLOSE_WRITE) and nobody holds it open any more: pauses
+  while the writer keeps it open, however long, are not mistaken for the end;
+- otherwise (polling, or only attribute changes), its size and mtime stayed the same for
+  `settle_seconds`.
+The debouncer then hashes it and hands a `FileCandidate` to `emit`, which may block (backpressure).
+Entries that must not be read (links out of the folder, link loops, dangling links, FIFOs and
+devices, folders named like images) become a `FileRejected` with the reason, for the agent to
+record. Claiming, reading and the state machine belong to the agent.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import fnmatch
 import hashlib
 import logging
 import os
-import shutil
 import stat
 import threading
 import time
@@ -25,12 +29,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig
+from edge_ocr.config import FolderSourceConfig
 from edge_ocr.errors import ConfigError
+from edge_ocr.store.files import display_path
 
 logger = logging.getLogger(__name__)
 
 CLOSED_SETTLE = 0.1  # seconds of stability required after the writer closed the file
+OPEN_CEILING = 120.0  # seconds without a write after which a file still held open is read anyway
 TICK = 0.05
 
 
@@ -38,12 +44,29 @@ TICK = 0.05
 class FileCandidate:
     """A file that is completely written, with its content hash."""
 
-    path: Path
+    path: Path  # the name in the watched folder
     sha256: str
     size: int
     mtime: float
     folder: FolderSourceConfig
     seen_at: float  # time.monotonic() of the first event, for latency figures
+    source: Path | None = None  # what to open: the file, or the target of a link inside the folder
+    arrived: bool = False  # renamed or moved into the folder (complete on arrival)
+
+    @property
+    def read_path(self) -> Path:
+        return self.source or self.path
+
+
+@dataclass(frozen=True)
+class FileRejected:
+    """An entry that is never read, with the reason to record. `move`: quarantine it (a link, a
+    FIFO); else leave it where it is (a folder named like an image)."""
+
+    path: Path
+    reason: str
+    folder: FolderSourceConfig
+    move: bool = True
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -52,35 +75,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def _inside(a: Path, b: Path) -> bool:
-    return a == b or b in a.parents
-
-
-def check_folders(cfg: Config) -> None:
-    """Refuse folders that overlap: an input inside (or holding) another input, or an archive or
-    quarantine folder. Raises ConfigError naming both."""
-    inputs = [(f, f.path.expanduser().resolve()) for f in cfg.folders]
-    for f, p in inputs:
-        if not p.is_dir():
-            raise ConfigError(f"{f.source_name}: {p} is not a folder; create it or fix sources.folder.path")
-    outputs = []
-    for f, _ in inputs:
-        outputs.append((f"archive folder of {f.source_name}", cfg.archive_dir(f).expanduser().resolve()))
-        outputs.append(
-            (f"quarantine folder of {f.source_name}", cfg.quarantine_dir(f).expanduser().resolve())
-        )
-    for i, (f, p) in enumerate(inputs):
-        for _g, q in inputs[i + 1 :]:
-            if _inside(p, q) or _inside(q, p):
-                raise ConfigError(f"input folders overlap: {p} and {q}; watch each folder once")
-        for what, q in outputs:
-            if _inside(p, q) or _inside(q, p):
-                raise ConfigError(
-                    f"{f.source_name}: input {p} overlaps the {what} {q}; "
-                    "choose archive_dir/quarantine_dir outside every input folder"
-                )
 
 
 def wanted(folder: FolderSourceConfig, path: Path) -> bool:
@@ -101,20 +95,21 @@ def wanted(folder: FolderSourceConfig, path: Path) -> bool:
 
 
 def scan(folder: FolderSourceConfig) -> Iterator[Path]:
-    """Files under the folder that match its globs. Folder symlinks are not followed (no loops)."""
+    """Entries under the folder that match its globs (files, links, and folders named like images,
+    which the debouncer rejects). Folder symlinks are not followed (no loops)."""
     root = folder.path
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_walk_error):
         if not folder.recursive:
             dirnames.clear()
         dirnames.sort()
-        for name in sorted(filenames):
+        for name in sorted(filenames) + [d for d in dirnames if wanted(folder, Path(dirpath) / d)]:
             p = Path(dirpath) / name
             if wanted(folder, p):
                 yield p
 
 
 def _walk_error(exc: OSError) -> None:
-    logger.warning("cannot list %s: %s", exc.filename, exc.strerror)
+    logger.warning("cannot list %s: %s", display_path(exc.filename or ""), exc.strerror)
 
 
 class _Handler(FileSystemEventHandler):
@@ -124,36 +119,97 @@ class _Handler(FileSystemEventHandler):
         self._debouncer = debouncer
         self._folder = folder
 
-    def _note(self, raw: str | bytes, closed: bool = False) -> None:
+    def _path(self, raw: str | bytes) -> Path | None:
+        if not raw:
+            return None  # a move out of the watched tree has no destination
         path = Path(os.fsdecode(raw))
-        if wanted(self._folder, path):
-            self._debouncer.touch(path, closed=closed)
+        return path if wanted(self._folder, path) else None
 
     def on_created(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._note(event.src_path)
+        if (path := self._path(event.src_path)) is not None:
+            self._debouncer.touch(path)
 
     def on_modified(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._note(event.src_path)
+        if not event.is_directory and (path := self._path(event.src_path)) is not None:
+            self._debouncer.touch(path)
 
-    def on_closed(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._note(event.src_path, closed=True)
+    def on_opened(self, event: FileSystemEvent) -> None:
+        if (path := self._path(event.src_path)) is not None:
+            self._debouncer.opened(path)
+
+    def on_closed(self, event: FileSystemEvent) -> None:  # IN_CLOSE_WRITE
+        if (path := self._path(event.src_path)) is not None:
+            self._debouncer.closed(path, wrote=True)
+
+    def on_closed_no_write(self, event: FileSystemEvent) -> None:
+        if (path := self._path(event.src_path)) is not None:
+            self._debouncer.closed(path, wrote=False)
 
     def on_moved(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             self._debouncer.rescan_later()
-        else:
-            self._note(event.dest_path, closed=True)  # a rename into the folder is atomic: complete
+        elif (path := self._path(event.dest_path)) is not None:
+            self._debouncer.touch(path, arrived=True)  # a rename is atomic: complete on arrival
 
 
 @dataclass
 class _Pending:
     first_event: float
     last_event: float
-    closed: bool
+    closed: bool  # the last write event was the writer closing the file
+    arrived: bool  # renamed or moved in: complete as it is
     stat_key: tuple[int, int] | None  # (size, mtime_ns) at the last event
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """What a path is: a readable regular file (`key`, `source`), gone, or rejected (`reason`)."""
+
+    key: tuple[int, int] | None = None
+    source: Path | None = None
+    reason: str | None = None
+    move: bool = True
+
+
+def _inside(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
+
+
+def inspect_entry(path: Path, root: Path) -> _Entry:
+    """Classify a path without opening it. `root` is the watched folder's real path."""
+    try:
+        lst = os.lstat(path)
+    except FileNotFoundError:
+        return _Entry()
+    except OSError as exc:
+        return _Entry(reason=f"cannot be inspected ({exc.strerror}); not read", move=False)
+    if stat.S_ISDIR(lst.st_mode):
+        return _Entry(
+            reason="is a folder named like an image; its contents are watched, it is not read", move=False
+        )
+    real = Path(os.path.realpath(path))
+    if stat.S_ISLNK(lst.st_mode):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return _Entry(
+                reason=f"is a symbolic link to {display_path(os.readlink(path))}, which does not exist; not read"
+            )
+        except OSError as exc:  # ELOOP and the like
+            return _Entry(reason=f"is a symbolic link that cannot be followed ({exc.strerror}); not read")
+        if not _inside(real, root):
+            return _Entry(
+                reason=f"is a symbolic link to {display_path(real)}, outside the watched folder; not read"
+            )
+    else:
+        st = lst
+        if not _inside(real, root):  # reached through a linked parent folder
+            return _Entry(reason=f"resolves to {display_path(real)}, outside the watched folder; not read")
+    if stat.S_ISDIR(st.st_mode):
+        return _Entry(reason="is a link to a folder; not read")
+    if not stat.S_ISREG(st.st_mode):
+        return _Entry(reason="is not a regular file (a FIFO, socket or device); not read")
+    return _Entry(key=(st.st_size, st.st_mtime_ns), source=real if real != path else None)
 
 
 def _stat_key(path: Path) -> tuple[int, int] | None:
@@ -167,37 +223,69 @@ def _stat_key(path: Path) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
+Emitted = FileCandidate | FileRejected
+
+
 class Debouncer:
-    """Collects paths from events and scans; emits each once its size and mtime are stable."""
+    """Collects paths from events and scans; emits each once it is complete."""
 
     def __init__(
         self,
         folder: FolderSourceConfig,
-        emit: Callable[[FileCandidate], bool],
+        emit: Callable[[Emitted], bool],
         stop: threading.Event,
+        *,
+        open_tracking: bool = False,
     ) -> None:
         self.folder = folder
+        self._root = Path(os.path.realpath(folder.path))
         self._emit = emit
         self._stop = stop
+        self._open_tracking = open_tracking  # inotify reports opens and closes
         self._lock = threading.Lock()
         self._pending: dict[Path, _Pending] = {}
+        self._opens: dict[Path, int] = {}  # open file descriptions seen through inotify
+        self._not_before: dict[Path, float] = {}  # rechecks asked for by the agent
+        self._skipped: set[Path] = set()  # rejected without a move: said once per run
         self._wake = threading.Event()
         self._rescan = threading.Event()
         self._in_hand = 0  # being hashed or handed over (no longer in _pending)
         self.scanned = threading.Event()  # the startup rescan has listed every file
 
-    def touch(self, path: Path, *, closed: bool = False) -> None:
+    def touch(self, path: Path, *, closed: bool = False, arrived: bool = False) -> None:
         now = time.monotonic()
         key = _stat_key(path)
         with self._lock:
             p = self._pending.get(path)
             if p is None:
-                self._pending[path] = _Pending(now, now, closed, key)
+                self._pending[path] = _Pending(now, now, closed, arrived, key)
             else:
                 p.last_event = now
                 p.closed = closed
+                p.arrived = arrived
                 p.stat_key = key
         self._wake.set()
+
+    def opened(self, path: Path) -> None:
+        with self._lock:
+            self._opens[path] = self._opens.get(path, 0) + 1
+
+    def closed(self, path: Path, *, wrote: bool) -> None:
+        with self._lock:
+            n = self._opens.pop(path, 0) - 1
+            if n > 0:
+                self._opens[path] = n
+        if wrote:
+            self.touch(path, closed=True)
+        else:
+            self._wake.set()
+
+    def recheck(self, path: Path, after: float = 0.0) -> None:
+        """Look at a path again (at the earliest `after` seconds from now): the agent found it
+        changed since it was hashed, or incomplete."""
+        with self._lock:
+            self._not_before[path] = time.monotonic() + after
+        self.touch(path)
 
     def rescan_later(self) -> None:
         self._rescan.set()
@@ -214,15 +302,25 @@ class Debouncer:
             n += 1
         return n
 
+    def _settle(self, path: Path, p: _Pending, now: float) -> float | None:
+        """Seconds of quiet this path needs before it is checked; None: wait for its writer."""
+        if now < self._not_before.get(path, 0.0):
+            return None
+        if p.arrived:
+            return 0.0
+        if self._open_tracking and self._opens.get(path, 0) > 0 and now - p.last_event < OPEN_CEILING:
+            return None  # a writer (or reader) still holds it open
+        if p.closed:
+            return min(self.folder.settle_seconds, CLOSED_SETTLE)
+        return self.folder.settle_seconds
+
     def _due(self) -> list[tuple[Path, _Pending]]:
         now = time.monotonic()
         out = []
         with self._lock:
             for path, p in self._pending.items():
-                settle = (
-                    min(self.folder.settle_seconds, CLOSED_SETTLE) if p.closed else self.folder.settle_seconds
-                )
-                if now - p.last_event >= settle:
+                settle = self._settle(path, p, now)
+                if settle is not None and now - p.last_event >= settle:
                     out.append((path, p))
         return out
 
@@ -238,27 +336,54 @@ class Debouncer:
             for path, p in self._due():
                 if self._stop.is_set():
                     return
-                self._check(path, p)
+                try:
+                    self._check(path, p)
+                except Exception as exc:  # one file must not stop the folder
+                    logger.exception("%s: unexpected error while checking it", display_path(path))
+                    self._drop(path, p)
+                    self._hand_over(
+                        FileRejected(
+                            path,
+                            f"internal error while checking it: {exc!r}; not read",
+                            self.folder,
+                            move=False,
+                        )
+                    )
+
+    def _drop(self, path: Path, p: _Pending) -> bool:
+        with self._lock:
+            if self._pending.get(path) is not p:
+                return False
+            del self._pending[path]
+            self._not_before.pop(path, None)
+            return True
 
     def _check(self, path: Path, p: _Pending) -> None:
-        key = _stat_key(path)
+        entry = inspect_entry(path, self._root)
+        if entry.reason is not None:
+            if self._drop(path, p) and (entry.move or path not in self._skipped):
+                if not entry.move:
+                    self._skipped.add(path)
+                self._hand_over(FileRejected(path, entry.reason, self.folder, move=entry.move))
+            return
+        key = entry.key
         if key is None:
-            with self._lock:
-                if self._pending.get(path) is p:
-                    del self._pending[path]
-            logger.debug("%s vanished or is not a regular file; ignored", path)
+            self._drop(path, p)
+            logger.debug("%s vanished; ignored", display_path(path))
             return
         if key != p.stat_key:
             with self._lock:  # still changing: wait another settle period
                 p.last_event = time.monotonic()
                 p.stat_key = key
                 p.closed = False
+                p.arrived = False
             return
+        read_path = entry.source or path
         try:
-            digest = sha256_file(path)
-            key_after = _stat_key(path)
+            digest = sha256_file(read_path)
+            key_after = _stat_key(read_path)
         except OSError as exc:
-            logger.debug("%s: cannot read (%s); ignored", path, exc)
+            logger.debug("%s: cannot read (%s); ignored", display_path(path), exc.strerror)
             key_after = None
             digest = ""
         with self._lock:
@@ -272,11 +397,18 @@ class Debouncer:
                 p.stat_key = key_after
                 return
             del self._pending[path]
+            self._not_before.pop(path, None)
+        candidate = FileCandidate(
+            path, digest, key[0], key[1] / 1e9, self.folder, p.first_event, entry.source, p.arrived
+        )
+        self._hand_over(candidate)
+
+    def _hand_over(self, item: Emitted) -> None:
+        with self._lock:
             self._in_hand += 1
-        candidate = FileCandidate(path, digest, key[0], key[1] / 1e9, self.folder, p.first_event)
         try:
             while not self._stop.is_set():
-                if self._emit(candidate):
+                if self._emit(item):
                     return
         finally:
             with self._lock:
@@ -286,10 +418,10 @@ class Debouncer:
 class FolderSource:
     """One watched folder: observer + debouncer thread. `start()`, then `stop()` (joins both)."""
 
-    def __init__(self, folder: FolderSourceConfig, emit: Callable[[FileCandidate], bool]) -> None:
+    def __init__(self, folder: FolderSourceConfig, emit: Callable[[Emitted], bool]) -> None:
         self.folder = folder
         self._stop = threading.Event()
-        self.debouncer = Debouncer(folder, emit, self._stop)
+        self.debouncer = Debouncer(folder, emit, self._stop, open_tracking=not folder.polling)
         self._observer: Observer | PollingObserver | None = None
         self._thread: threading.Thread | None = None
 
@@ -301,7 +433,7 @@ class FolderSource:
         if self.folder.polling:
             observer = PollingObserver(timeout=self.folder.poll_interval)
         else:
-            observer = Observer()
+            observer = _native_observer()
         observer.schedule(
             _Handler(self.debouncer, self.folder), str(self.folder.path), recursive=self.folder.recursive
         )
@@ -335,49 +467,11 @@ class FolderSource:
                 self._thread.join(timeout=10)
 
 
-# -- after a file is finished ---------------------------------------------------------------------
-
-
-def _unique_target(target: Path) -> Path:
-    if not target.exists():
-        return target
-    stem, suffix = target.stem, target.suffix
-    for n in range(1, 10_000):
-        candidate = target.with_name(f"{stem}.{n}{suffix}")
-        if not candidate.exists():
-            return candidate
-    raise FileExistsError(target)
-
-
-def _move_under(path: Path, root: Path, dest_root: Path) -> Path:
+def _native_observer() -> Observer:
+    """inotify with full move events (a move in from outside is a move, not a creation), else the
+    platform's observer."""
     try:
-        rel = path.relative_to(root)
-    except ValueError:
-        rel = Path(path.name)
-    target = _unique_target(dest_root / rel)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), str(target))
-    return target
-
-
-def after_success(folder: FolderSourceConfig, path: Path, archive_dir: Path) -> Path | None:
-    """Keep, archive or delete a finished file. Returns where the file now is (None: deleted or gone)."""
-    if not path.exists():
-        return None
-    if folder.after is AfterSuccess.KEEP:
-        return path
-    if folder.after is AfterSuccess.DELETE:
-        path.unlink(missing_ok=True)
-        return None
-    return _move_under(path, folder.path, archive_dir)
-
-
-def quarantine(folder: FolderSourceConfig, path: Path, quarantine_dir: Path, error: str) -> Path | None:
-    """Move a bad file to the quarantine folder with `<name>.error.txt` beside it."""
-    if not path.exists() and not path.is_symlink():
-        return None
-    target = _move_under(path, folder.path, quarantine_dir)
-    target.with_name(target.name + ".error.txt").write_text(
-        f"{path}\n{error}\nquarantined at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n", encoding="utf-8"
-    )
-    return target
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux
+        return Observer()
+    return InotifyObserver(generate_full_events=True)

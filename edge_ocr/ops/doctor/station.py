@@ -18,12 +18,8 @@ MIN_FREE_BYTES = 200 * 1024 * 1024  # below: the store and the archive will fail
 LOW_FREE_BYTES = 1024 * 1024 * 1024
 
 
-def _db_backups(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f"{path.name}.v*.bak"), key=lambda p: p.stat().st_mtime, reverse=True)
-
-
 def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
-    from edge_ocr.store.db import schema_version
+    from edge_ocr.store.db import damaged_fix, schema_version, sqlite_reason
     from edge_ocr.store.migrations import LATEST_VERSION
 
     path = cfg.db_path()
@@ -33,17 +29,12 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
         return [
             Finding("database", Status.FAIL, f"{path} is not a file", "remove it or set [agent] db elsewhere")
         ]
-    backups = _db_backups(path)
-    restore = f"stop the agent, move the file aside (mv {path} {path}.corrupt) and " + (
-        f"restore the newest backup: cp {backups[0]} {path}"
-        if backups
-        else "start the agent to create an empty one"
-    )
+    restore = damaged_fix(path)
     pragma = "integrity_check" if opts.thorough else "quick_check"
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
-        return [Finding("database", Status.FAIL, f"{path} cannot be opened: {exc}", restore)]
+        return [Finding("database", Status.FAIL, f"{path} cannot be opened: {sqlite_reason(exc)}", restore)]
     try:
         rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
         version = schema_version(conn)
@@ -52,9 +43,16 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
             return [
                 Finding("database", Status.WARN, f"{path} is locked ({exc})", "run doctor again in a moment")
             ]
-        return [Finding("database", Status.FAIL, f"{path} is not a readable SQLite database: {exc}", restore)]
+        return [
+            Finding(
+                "database",
+                Status.FAIL,
+                f"{path} is not a readable SQLite database: {sqlite_reason(exc)}",
+                restore,
+            )
+        ]
     except sqlite3.DatabaseError as exc:
-        return [Finding("database", Status.FAIL, f"{path} is corrupt: {exc}", restore)]
+        return [Finding("database", Status.FAIL, f"{path} is corrupt: {sqlite_reason(exc)}", restore)]
     finally:
         conn.close()
     if rows != ["ok"]:

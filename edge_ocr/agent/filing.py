@@ -1,0 +1,217 @@
+"""The agent's side of folder files: a complete file becomes a claimed job, a worker's answer
+becomes stored results, a retry, a look again later, or a quarantine.
+
+Runs on the agent's writer thread only (it writes the database). Every name written anywhere
+people read goes through `display_path`; the store keeps the exact name (`store.files.path_key`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_ocr.agent.records import AgentStats, page_outcomes
+from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
+from edge_ocr.agent.sources.moves import after_success, quarantine
+from edge_ocr.agent.workers import FileJob, JobDone, JobFailed
+from edge_ocr.config import Config, FolderSourceConfig
+from edge_ocr.errors import StoreError
+from edge_ocr.store import files
+from edge_ocr.store.db import transaction
+from edge_ocr.store.events import log_event
+from edge_ocr.store.files import clean_text, display_path
+from edge_ocr.store.results import PageOutcome, StoredResult
+
+logger = logging.getLogger(__name__)
+
+INCOMPLETE_GRACE = 5.0  # seconds: a truncated file modified more recently may still be written
+UNEXPECTED = (Exception,)
+
+
+@dataclass
+class FileFlight:
+    """A file job in a worker."""
+
+    job: FileJob
+    item: FileCandidate
+    file_id: int
+    attempts: int = 1
+
+
+class FileDesk:
+    """Claims, stores and moves folder files, counting in `stats`. `recheck(item, after)` hands a
+    path back to its folder source; `emit(stored, pages, image)` sends verdicts out;
+    `retry(item, attempts)` queues a file for another attempt."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        conn: sqlite3.Connection,
+        stats: AgentStats,
+        *,
+        recheck: Callable[[FileCandidate, float], None],
+        emit: Callable[[list[StoredResult], list[PageOutcome], str], None],
+        retry: Callable[[FileCandidate, int], None],
+    ) -> None:
+        self.cfg = cfg
+        self.conn = conn
+        self.stats = stats
+        self.versions: dict[str, str] = {}  # the workers' runtime versions, set when they are ready
+        self._recheck = recheck
+        self._emit = emit
+        self._retry = retry
+
+    # -- before a worker --------------------------------------------------------------------------
+    def prepare(self, item: FileCandidate, attempts: int, job_id: int) -> FileFlight | None:
+        """The job for a complete file, or None when there is nothing to read (done, duplicate,
+        quarantined, or someone else has it)."""
+        folder = item.folder
+        row = files.observe_file(self.conn, folder.source_name, item.path, item.sha256, item.size, item.mtime)
+        if row.state is files.FileState.DONE:
+            if row.duplicate_of is not None and attempts == 1:
+                self.stats.files_duplicate += 1
+            self.after_success(folder, item.path, [])
+            return None
+        if row.state is files.FileState.QUARANTINED:
+            self.quarantine_move(folder, item.path, row.last_error or "quarantined")
+            return None
+        if not files.claim_file(self.conn, row.id):
+            return None
+        job = FileJob(
+            job_id,
+            row.id,
+            str(item.read_path),
+            sha256=item.sha256,
+            root=str(folder.path),
+            name=display_path(item.path),
+            print_profile=self.cfg.print_profile(folder),
+        )
+        return FileFlight(job, item, row.id, attempts)
+
+    def reject(self, item: FileRejected) -> None:
+        """Record an entry that is never read; quarantine it unless it is a folder."""
+        shown = display_path(item.path)
+        if not item.move:
+            with transaction(self.conn):
+                log_event(
+                    self.conn, "file.skipped", f"{shown}: {item.reason}", level="warning", subject=shown
+                )
+            logger.warning("skipped %s: %s", shown, item.reason)
+            return
+        row = files.reject_file(self.conn, item.folder.source_name, item.path, item.reason)
+        self.quarantine_move(item.folder, item.path, row.last_error or item.reason)
+
+    # -- a worker's answer ------------------------------------------------------------------------
+    def finish(self, flight: FileFlight, msg: JobDone | JobFailed) -> None:
+        cand = flight.item
+        if isinstance(msg, JobDone):
+            self._store(flight, msg)
+        elif msg.changed:
+            self._hand_back(flight, msg.error, after=0.0)
+        elif msg.incomplete and msg.mtime is not None and time.time() - msg.mtime < INCOMPLETE_GRACE:
+            self._hand_back(flight, msg.error, after=INCOMPLETE_GRACE)
+        elif msg.vanished:
+            dupes = files.forget_file(self.conn, flight.file_id, msg.error, vanished=True)
+            self._recheck_paths(cand, dupes)
+        elif msg.bad_input:
+            files.quarantine_file(self.conn, flight.file_id, msg.error)
+            self.quarantine_move(cand.folder, cand.path, msg.error)
+        else:
+            self.failed(flight, msg.error)
+
+    def failed(self, flight: FileFlight, error: str) -> None:
+        """An attempt failed (worker error or crash): retry, or quarantine once attempts are used."""
+        cand = flight.item
+        state = files.fail_file(self.conn, flight.file_id, error, cand.folder.max_attempts)
+        if state is files.FileState.QUARANTINED:
+            self.quarantine_move(cand.folder, cand.path, error)
+        else:
+            self.stats.files_failed += 1
+            self._retry(cand, flight.attempts + 1)
+
+    def release(self, flight: FileFlight) -> None:
+        """Shutdown before the worker answered: the file goes back to `seen` (rescanned at start)."""
+        files.release_file(self.conn, flight.file_id)
+        logger.info("handed back %s", display_path(flight.item.path))
+
+    def _hand_back(self, flight: FileFlight, why: str, *, after: float) -> None:
+        """Not the content that was hashed, or not complete yet: forget this row and let the
+        folder source look again (one file, one result, however slowly it is written)."""
+        cand = flight.item
+        dupes = files.forget_file(self.conn, flight.file_id, why)
+        self.stats.files_incomplete += 1
+        logger.info("%s: %s; looking again in %.1f s", display_path(cand.path), why, after)
+        self._recheck(cand, after)
+        self._recheck_paths(cand, dupes)
+
+    def _recheck_paths(self, cand: FileCandidate, keys: list[str | bytes]) -> None:
+        for key in keys:
+            path = Path(os.fsdecode(key))
+            self._recheck(FileCandidate(path, "", 0, 0.0, cand.folder, time.monotonic()), 0.0)
+
+    def _store(self, flight: FileFlight, msg: JobDone) -> None:
+        cand = flight.item
+        folder = cand.folder
+        recipe = self.cfg.recipes.get(folder.recipe) if folder.recipe else None
+        pages = page_outcomes(folder, cand, msg, recipe)
+        try:
+            stored = files.complete_file(self.conn, flight.file_id, pages, model_versions=self.versions)
+        except files.StaleClaimError as exc:
+            logger.warning("%s: %s; result discarded", display_path(cand.path), exc)
+            return
+        self.stats.files_done += 1
+        latency = time.monotonic() - cand.seen_at
+        self.stats.latencies_s.append(latency)
+        (self.stats.latencies_renamed_s if cand.arrived else self.stats.latencies_written_s).append(latency)
+        self._emit(stored, pages, display_path(cand.path))
+        self.after_success(folder, cand.path, [s.capture_id for s in stored])
+
+    # -- containment ------------------------------------------------------------------------------
+    def contain(self, item: FileCandidate, exc: BaseException, file_id: int | None = None) -> None:
+        """An unexpected error while handling one file: log its traceback, quarantine the file with
+        the reason recorded, and go on. Database errors are not the file's fault: they propagate."""
+        if isinstance(exc, (sqlite3.Error, StoreError)):
+            raise exc
+        shown = display_path(item.path)
+        reason = clean_text(f"internal error while handling it: {type(exc).__name__}: {exc} (see the log)")
+        logger.error("%s: %s", shown, reason, exc_info=exc)
+        try:
+            if file_id is not None:
+                files.quarantine_file(self.conn, file_id, reason)
+            else:
+                files.reject_file(self.conn, item.folder.source_name, item.path, reason)
+        except UNEXPECTED:
+            logger.exception("%s: the quarantine could not be recorded either", shown)
+        self.quarantine_move(item.folder, item.path, reason)
+
+    # -- moves ------------------------------------------------------------------------------------
+    def after_success(self, folder: FolderSourceConfig, path: Path, capture_ids: list[int]) -> None:
+        try:
+            where = after_success(folder, path, self.cfg.archive_dir(folder))
+        except OSError as exc:
+            logger.error(
+                "%s: done, but cannot %s it: %s", display_path(path), folder.after.value, exc.strerror
+            )
+            return
+        if capture_ids and where != path:
+            with transaction(self.conn):
+                marks = ",".join("?" * len(capture_ids))
+                self.conn.execute(
+                    f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})",
+                    (display_path(where) if where else None, *capture_ids),
+                )
+
+    def quarantine_move(self, folder: FolderSourceConfig, path: Path, error: str) -> None:
+        self.stats.files_quarantined += 1
+        shown = display_path(path)
+        try:
+            target = quarantine(folder, path, self.cfg.quarantine_dir(folder), error)
+        except OSError as exc:
+            logger.error("%s: cannot move to quarantine: %s", shown, exc.strerror or exc)
+            return
+        logger.warning("quarantined %s -> %s: %s", shown, display_path(target or ""), clean_text(error))

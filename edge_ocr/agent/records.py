@@ -1,0 +1,128 @@
+"""Turning a worker's pages into what the store keeps and the outputs send: capture info,
+verdicts, camera records (with the frame kept as the record's image)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import cv2
+
+from edge_ocr.agent.outputs import Outputs
+from edge_ocr.agent.sources.camera import CameraCapture
+from edge_ocr.agent.sources.folder import FileCandidate
+from edge_ocr.agent.workers import JobDone
+from edge_ocr.config import AfterSuccess, FolderSourceConfig, RecipeConfig
+from edge_ocr.ops import metrics
+from edge_ocr.rules.verdict import Verdict, evaluate
+from edge_ocr.store.files import display_path
+from edge_ocr.store.results import CaptureInfo, PageOutcome, StoredResult, VerdictInfo, store_capture
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentStats:
+    files_done: int = 0
+    files_duplicate: int = 0
+    files_failed: int = 0
+    files_quarantined: int = 0
+    files_incomplete: int = 0  # handed back to the folder source: changed or still being written
+    camera_records: int = 0
+    worker_restarts: int = 0
+    latencies_s: list[float] = field(default_factory=list)  # first event -> commit
+    latencies_renamed_s: list[float] = field(default_factory=list)  # files renamed into the folder
+    latencies_written_s: list[float] = field(default_factory=list)  # files written in place
+
+
+def verdict_info(verdict: Verdict) -> VerdictInfo:
+    return VerdictInfo(verdict.status.value, verdict.reasons, verdict.fields_dict(), verdict.recipe)
+
+
+def page_outcomes(
+    folder: FolderSourceConfig, cand: FileCandidate, msg: JobDone, recipe: RecipeConfig | None
+) -> list[PageOutcome]:
+    """One PageOutcome per page of a file, with its verdict when the folder has a recipe."""
+    shown = display_path(cand.path)
+    pages = []
+    for page in msg.pages:
+        cap = CaptureInfo(
+            source=folder.source_name,
+            source_path=shown,
+            page=page.index + 1,
+            sha256=cand.sha256,
+            size=cand.size,
+            width=page.result.image_size[0],
+            height=page.result.image_size[1],
+            stored_image=shown if folder.after is not AfterSuccess.DELETE else None,
+            station=folder.station,
+            recipe=folder.recipe,
+        )
+        verdict = evaluate(recipe, page.result) if recipe else None
+        pages.append(PageOutcome(cap, page.result, verdict_info(verdict) if verdict else None))
+    return pages
+
+
+def store_camera_record(
+    conn: sqlite3.Connection,
+    cap: CameraCapture,
+    msg: JobDone,
+    *,
+    captures_dir: Path,
+    recipe: RecipeConfig | None,
+    versions: dict[str, str],
+) -> tuple[StoredResult, PageOutcome, Path]:
+    """Keep the record's best frame under `captures_dir` and store its result."""
+    cam = cap.camera
+    page = msg.pages[0]
+    best = page.best_frame or 0
+    image = cap.frames[best]
+    out_dir = captures_dir / cam.name / cap.captured_at[:10]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = cap.captured_at.replace(":", "").replace("-", "").replace(".", "")
+    path = out_dir / f"{stamp}_{msg.job_id}.jpg"
+    if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+        logger.error("cannot write %s", path)
+    verdict = evaluate(recipe, page.result) if recipe else None
+    info = CaptureInfo(
+        source=cam.source_name,
+        source_path=str(path),
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+        stored_image=str(path),
+        station=cam.station,
+        recipe=cam.recipe,
+    )
+    outcome = PageOutcome(info, page.result, verdict_info(verdict) if verdict else None)
+    return store_capture(conn, outcome, model_versions=versions), outcome, path
+
+
+def emit_verdicts(
+    outputs: Outputs | None, stored: list[StoredResult], pages: list[PageOutcome], image: str
+) -> None:
+    """Count the stored results and send each verdict to the configured outputs."""
+    metrics.record_outcomes(pages)
+    if outputs is None or not outputs.sinks:
+        return
+    for s, p in zip(stored, pages):
+        if p.verdict is None or s.verdict_id is None:
+            continue
+        outputs.emit(
+            {
+                "verdict_id": s.verdict_id,
+                "result_id": s.result_id,
+                "capture_id": s.capture_id,
+                "image": image,
+                "page": p.capture.page,
+                "station": p.capture.station,
+                "recipe": p.verdict.recipe,
+                "verdict": p.verdict.status,
+                "reasons": list(p.verdict.reasons),
+                "fields": p.verdict.fields,
+                "text": p.result.text,
+                "at": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+            }
+        )

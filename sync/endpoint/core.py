@@ -117,6 +117,7 @@ class OcrRunner:
         self._idle: list[Any] = []
         self._pool_lock = threading.Lock()
         self._model_set_id: str | None = None
+        self.waiting = 0  # admitted requests waiting for a slot (they hold no decoded image)
 
     def _open(self):
         if self._factory is not None:
@@ -163,12 +164,18 @@ class OcrRunner:
         elif not self._admission.acquire(blocking=False):
             raise OcrBusy
         try:
-            if block:
-                got = self._slots.acquire()
-            elif self.wait_s > 0:
-                got = self._slots.acquire(timeout=self.wait_s)
-            else:
-                got = self._slots.acquire(blocking=False)
+            with self._pool_lock:
+                self.waiting += 1
+            try:
+                if block:
+                    got = self._slots.acquire()
+                elif self.wait_s > 0:
+                    got = self._slots.acquire(timeout=self.wait_s)
+                else:
+                    got = self._slots.acquire(blocking=False)
+            finally:
+                with self._pool_lock:
+                    self.waiting -= 1
             if not got:
                 raise OcrBusy
             try:

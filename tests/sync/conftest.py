@@ -275,8 +275,19 @@ class Endpoint:
     faults: Faults
     server: UvicornThread
 
-    def restart(self) -> None:
+    def restart(self, fresh_core: bool = False) -> None:
+        """Start the server again on the same port; `fresh_core`: as a new process would, with
+        the core (storage, secrets, nonces) built again from the environment."""
         port = self.server.port
+        if self.server.thread.is_alive():
+            self.server.stop()
+        if fresh_core:
+            from sync.endpoint.app import create_app
+            from sync.endpoint.core import build_core
+
+            self.core.close()
+            self.core = build_core()
+            self.faults.app = create_app(self.core)
         self.server = UvicornThread(self.faults, port=port).start()
 
 
@@ -294,7 +305,7 @@ def endpoint(backend):
     finally:
         if ep.server.thread.is_alive():
             ep.server.stop()
-        core.close()
+        ep.core.close()
 
 
 class DropProxy:
@@ -372,6 +383,26 @@ def drop_proxy(endpoint):
         yield proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def post(endpoint, device_id, device_secret):
+    """Signed POST/GET against the running endpoint; `sign=False` or `headers=` to misbehave."""
+    import httpx
+
+    from sync.auth import sign_headers
+
+    client = httpx.Client(base_url=endpoint.url, timeout=10)
+
+    def send(path: str, body: bytes = b"", *, method="POST", sign=True, headers=None, secret=None, now=None):
+        h = {"content-type": "application/json"}
+        if sign:
+            h.update(sign_headers(secret or device_secret, device_id, method, path, body, now=now))
+        h.update(headers or {})
+        return client.request(method, path, content=body, headers=h)
+
+    yield send
+    client.close()
 
 
 @pytest.fixture

@@ -42,22 +42,6 @@ def batch_body(device_id: str, batch_id: str, n: int = 3, text: str = "LOT") -> 
     )
 
 
-@pytest.fixture
-def post(endpoint, device_id, device_secret):
-    """Signed POST/GET against the running endpoint; `sign=False` or `headers=` to misbehave."""
-    client = httpx.Client(base_url=endpoint.url, timeout=10)
-
-    def send(path: str, body: bytes = b"", *, method="POST", sign=True, headers=None, secret=None, now=None):
-        h = {"content-type": "application/json"}
-        if sign:
-            h.update(sign_headers(secret or device_secret, device_id, method, path, body, now=now))
-        h.update(headers or {})
-        return client.request(method, path, content=body, headers=h)
-
-    yield send
-    client.close()
-
-
 def test_health_needs_no_signature(post):
     r = post("/v1/health", method="GET", sign=False)
     assert r.status_code == 200

@@ -7,7 +7,17 @@ import logging
 import logging.handlers
 import sys
 import time
+import warnings
 from pathlib import Path
+
+#: third-party warnings that say nothing a user of edge-ocr can act on (paddlepaddle warns at
+#: import that it cannot find ccache, a compiler cache for building C++ extensions)
+QUIET_WARNINGS = ("No ccache found",)
+
+
+def quiet_third_party_warnings() -> None:
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -39,6 +49,7 @@ def configure_logging(
     max_bytes: int = 10 * 1024 * 1024,
     backups: int = 5,
 ) -> None:
+    quiet_third_party_warnings()
     formatter: logging.Formatter
     if fmt == "json":
         formatter = JsonFormatter()

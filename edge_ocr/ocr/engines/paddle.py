@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -20,7 +21,9 @@ def _import_inference():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     try:
-        from paddle import inference
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+            from paddle import inference
     finally:
         for h in root.handlers[:]:
             if h not in handlers:

@@ -102,3 +102,82 @@ def reference_ocr(
             lines.append((str(text), float(score), quad))
         out.append(lines)
     return out
+
+
+# --- PP-OCRv6: RapidOCR 3.10 with its defaults ------------------------------------------------
+
+RAPIDOCR_VERSION = "3.10.0"
+_RAPID_ENGINES: dict[tuple[str, str, str, str, int], Any] = {}
+
+
+def rapidocr_engine(files: Any, *, threads: int = 2) -> Any:
+    """A cached ``rapidocr.RapidOCR`` (3.10, its default settings) on a model set's own files
+    (`files`: an ``edge_ocr.ocr.engine.ModelFiles`` of ONNX models). Every path is explicit, so
+    RapidOCR never downloads; the dictionary is passed too, for recognizers without RapidOCR's
+    ``character`` metadata (it prefers the metadata when the model has it)."""
+    paths = tuple(str(Path(p)) for p in (files.det, files.rec, files.cls, files.rec_dict))
+    for p in paths:
+        if not Path(p).is_file():
+            raise ModelError(f"{p} is missing; run `edge-ocr models build`")
+    key = (*paths, threads)
+    if key not in _RAPID_ENGINES:
+        try:
+            import rapidocr
+            from rapidocr import RapidOCR
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                f"the PP-OCRv6 reference needs rapidocr=={RAPIDOCR_VERSION} and onnxruntime: "
+                f"pip install 'edge-ocr[build]' ({exc})"
+            ) from exc
+        version = getattr(rapidocr, "__version__", None) or _dist_version("rapidocr")
+        if version != RAPIDOCR_VERSION:
+            raise EngineUnavailableError(
+                f"the PP-OCRv6 reference is rapidocr=={RAPIDOCR_VERSION}, found {version}: "
+                f"pip install rapidocr=={RAPIDOCR_VERSION}"
+            )
+        det, rec, cls, dict_path = paths
+        _RAPID_ENGINES[key] = RapidOCR(
+            params={
+                "Det.model_path": det,
+                "Rec.model_path": rec,
+                "Cls.model_path": cls,
+                "Rec.rec_keys_path": dict_path,
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "Global.log_level": "error",
+            }
+        )
+    return _RAPID_ENGINES[key]
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def rapidocr_reference(
+    images: list[np.ndarray], files: Any, det: bool = True, *, threads: int = 2
+) -> list[list[RefLine]]:
+    """RapidOCR 3.10 with its defaults (detection, the angle classifier, recognition, its 0.5
+    text score) on BGR uint8 images and a PP-OCRv6 set's files; per image, its lines as
+    (text, score, quad). With ``det=False`` each image is one text line and the quad is empty
+    (RapidOCR then returns the line whatever its score, as it does)."""
+    engine = rapidocr_engine(files, threads=threads)
+    out: list[list[RefLine]] = []
+    for img in images:
+        # every flag on every call: RapidOCR keeps a flag it was once given for later calls
+        res = engine(np.ascontiguousarray(img), use_det=det, use_cls=True, use_rec=True)
+        texts = getattr(res, "txts", None) or ()
+        scores = getattr(res, "scores", None) or ()
+        lines: list[RefLine] = []
+        if det:
+            boxes = getattr(res, "boxes", None)
+            for box, text, score in zip(boxes if boxes is not None else (), texts, scores):
+                lines.append((str(text), float(score), tuple((float(x), float(y)) for x, y in box)))
+        else:
+            lines = [(str(text), float(score), ()) for text, score in zip(texts, scores)]
+        out.append(lines)
+    return out

@@ -146,6 +146,7 @@ def test_help(args, capsys):
     assert exc.value.code == 0
 
 
+@pytest.mark.lite
 def test_arm_boards_resolve_the_arm_model_sets(model_store, monkeypatch):
     """On an ARM board the Lite engine finds the ARM .nb files (they are inactive until checked
     there, and say so); on x86 it finds the x86 ones."""

@@ -13,8 +13,9 @@ import cv2
 import numpy as np
 import pyclipper
 
-_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+#: ImageNet normalisation, what PP-OCRv4's detector and PP-OCRv6's own inference.yml use
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,19 @@ class DetOptions:
     max_candidates: int = 1000
     use_dilation: bool = False
     min_size: int = 3
+    #: per-channel normalisation of the BGR image scaled to [0, 1]: (x - mean) / std
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    #: normalise in float64 and round to float32 at the end (RapidOCR) instead of in float32
+    #: throughout (PaddleOCR): the network sees inputs one float32 step apart otherwise
+    normalise_float64: bool = False
+    #: how a box's 4 corners are put clockwise from top-left: "sum-diff" (PaddleOCR 2.x: the
+    #: smallest x+y first) or "x-sort" (RapidOCR: the two leftmost, by y, first)
+    point_order: str = "sum-diff"
+    #: reading order of the boxes: "paddle" (PaddleOCR 2.x: by top-left y then x, neighbours
+    #: within 10 px swapped by x) or "rows" (RapidOCR 3.x: rows cut where the sorted top-left y
+    #: jumps by 10 px or more, then x within a row)
+    reading_order: str = "paddle"
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,10 @@ def resize_for_det(img: np.ndarray, opts: DetOptions) -> tuple[np.ndarray, tuple
 
 def preprocess(img_bgr: np.ndarray, opts: DetOptions) -> DetInput:
     resized, hw = resize_for_det(img_bgr, opts)
-    x = (resized.astype(np.float32) * (1.0 / 255.0) - _MEAN) / _STD
+    dtype = np.float64 if opts.normalise_float64 else np.float32
+    mean = np.array(opts.mean, dtype=dtype)
+    std = np.array(opts.std, dtype=dtype)
+    x = (resized.astype(np.float32) * (1.0 / 255.0) - mean) / std
     tensor = np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
     return DetInput(tensor=tensor, src_hw=(img_bgr.shape[0], img_bgr.shape[1]), resized_hw=hw)
 
@@ -120,7 +137,22 @@ def order_points_clockwise(pts: np.ndarray) -> np.ndarray:
     return rect
 
 
-def _grown_quad(kernel: np.ndarray, ratio: float, min_side: float, det_in: DetInput) -> np.ndarray | None:
+def order_points_x_sort(pts: np.ndarray) -> np.ndarray:
+    """RapidOCR's corner order (imutils): the two leftmost points by y give top-left and
+    bottom-left, the two rightmost top-right and bottom-right."""
+    x_sorted = pts[np.argsort(pts[:, 0]), :]
+    left, right = x_sorted[:2, :], x_sorted[2:, :]
+    tl, bl = left[np.argsort(left[:, 1]), :]
+    tr, br = right[np.argsort(right[:, 1]), :]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+_POINT_ORDERS = {"sum-diff": order_points_clockwise, "x-sort": order_points_x_sort}
+
+
+def _grown_quad(
+    kernel: np.ndarray, ratio: float, min_side: float, det_in: DetInput, point_order: str = "sum-diff"
+) -> np.ndarray | None:
     """The kernel box grown by `ratio` (DB's unclip), in source pixels, clockwise; None when the
     offset splits it or it is too small."""
     expanded = _unclip(kernel, ratio)
@@ -132,7 +164,7 @@ def _grown_quad(kernel: np.ndarray, ratio: float, min_side: float, det_in: DetIn
     (rh, rw), (src_h, src_w) = det_in.resized_hw, det_in.src_hw
     box[:, 0] = np.clip(np.round(box[:, 0] / rw * src_w), 0, src_w - 1)
     box[:, 1] = np.clip(np.round(box[:, 1] / rh * src_h), 0, src_h - 1)
-    box = order_points_clockwise(box)
+    box = _POINT_ORDERS[point_order](box)
     width = int(np.linalg.norm(box[0] - box[1]))
     height = int(np.linalg.norm(box[0] - box[3]))
     return box if width > 3 and height > 3 else None
@@ -154,18 +186,21 @@ def postprocess(prob_map: np.ndarray, det_in: DetInput, opts: DetOptions) -> lis
         score = _box_score_fast(pred, points)
         if opts.box_thresh > score:
             continue
-        quad = _grown_quad(points, opts.unclip_ratio, opts.min_size + 2, det_in)
+        quad = _grown_quad(points, opts.unclip_ratio, opts.min_size + 2, det_in, opts.point_order)
         if quad is None:
             continue
         outline = None
         if opts.outline_unclip_ratio is not None:
-            outline = _grown_quad(points, opts.outline_unclip_ratio, 0, det_in)
+            outline = _grown_quad(points, opts.outline_unclip_ratio, 0, det_in, opts.point_order)
         out.append(DetBox(quad=quad, outline=quad if outline is None else outline, score=score))
     return out
 
 
-def sort_reading_order(boxes: list[np.ndarray]) -> list[int]:
-    """Indices of `boxes` top-to-bottom, left-to-right (lines within 10 px count as one row)."""
+def sort_reading_order(boxes: list[np.ndarray], how: str = "paddle") -> list[int]:
+    """Indices of `boxes` top-to-bottom, left-to-right (lines within 10 px count as one row);
+    `how` is DetOptions.reading_order."""
+    if how == "rows":
+        return _sort_rows(boxes)
     order = sorted(range(len(boxes)), key=lambda i: (boxes[i][0][1], boxes[i][0][0]))
     for i in range(len(order) - 1):
         for j in range(i, -1, -1):
@@ -175,6 +210,17 @@ def sort_reading_order(boxes: list[np.ndarray]) -> list[int]:
             else:
                 break
     return order
+
+
+def _sort_rows(boxes: list[np.ndarray], row_gap: float = 10) -> list[int]:
+    """RapidOCR 3.x's sorted_boxes: stable by top-left y; a new row where consecutive y differ by
+    `row_gap` or more; then by x within each row."""
+    if not boxes:
+        return []
+    tops = np.array([b[0] for b in boxes], dtype=np.float32)
+    by_y = np.argsort(tops[:, 1], kind="stable")
+    rows = np.concatenate([[0], np.cumsum((np.diff(tops[by_y, 1]) >= row_gap).astype(np.int32))])
+    return [int(by_y[i]) for i in np.lexsort((tops[by_y, 0], rows))]
 
 
 def crop_quad(img: np.ndarray, box) -> np.ndarray:  # box: 4 points, any sequence or array

@@ -14,9 +14,17 @@ import numpy as np
 class RecOptions:
     image_height: int = 48
     min_width: int = 320  # PaddleOCR's rec_image_shape width: batches are at least this wide
-    max_width: int = 3200  # very long crops are squeezed to this width
+    max_width: int | None = 3200  # very long crops are squeezed to this width (None: never)
     batch_size: int = 6
     drop_score: float = 0.5
+    #: how crops are sorted by aspect ratio before batching (numpy's argsort kind): "stable", or
+    #: "quicksort" (RapidOCR, numpy's default), which may order equal ratios differently
+    sort_kind: str = "stable"
+    #: a line's score as RapidOCR computes it: each character's probability rounded to this many
+    #: decimals, their mean rounded again (None: the plain mean)
+    score_decimals: int | None = None
+    #: drop lines whose text is only whitespace (U+3000 too), as RapidOCR does (detection only)
+    drop_blank: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,24 @@ class Decoded:
 
 
 def load_dictionary(path: Path) -> list[str]:
-    """PaddleOCR's character list: blank, the dictionary's characters, then a space."""
-    chars = [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    """PaddleOCR's character list: blank, the dictionary's characters, then a space.
+
+    One entry per line, lines split on "\n" only and only a trailing "\r" removed (the files may
+    have CRLF endings): entries are whitespace too (PP-OCRv6's U+3000), and str.splitlines() would
+    also split on \x1c-\x1e, \x85, U+2028/9, shifting every later class by one."""
+    text = path.read_bytes().decode("utf-8")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":  # the newline ending the last entry
+        lines.pop()
+    chars = [line[:-1] if line.endswith("\r") else line for line in lines]
     return ["blank", *chars, " "]
+
+
+def rounded_score(confidences: tuple[float, ...], decimals: int) -> float:
+    """RapidOCR 3.x's line score: the mean of the characters' probabilities rounded to
+    `decimals`, itself rounded (0 for an empty line)."""
+    rounded = [round(c, decimals) for c in confidences] or [0.0]
+    return float(np.mean(rounded).round(decimals))
 
 
 def resize_norm(img: np.ndarray, height: int, target_w: int) -> np.ndarray:
@@ -72,12 +95,14 @@ def frame_width_px(crop_w: int, crop_h: int, input_w: int, n_frames: int, height
 def batches_by_width(crops: list[np.ndarray], opts: RecOptions) -> list[tuple[list[int], np.ndarray]]:
     """Group crops sorted by aspect ratio into batches; each batch is padded to its widest member."""
     ratios = [c.shape[1] / float(c.shape[0]) for c in crops]
-    order = list(np.argsort(np.array(ratios), kind="stable"))
+    order = list(np.argsort(np.array(ratios), kind=opts.sort_kind))  # type: ignore[call-overload]
     out = []
     for beg in range(0, len(order), opts.batch_size):
         idx = [int(i) for i in order[beg : beg + opts.batch_size]]
         max_ratio = max([opts.min_width / opts.image_height] + [ratios[i] for i in idx])
-        target_w = min(int(opts.image_height * max_ratio), opts.max_width)
+        target_w = int(opts.image_height * max_ratio)
+        if opts.max_width is not None:
+            target_w = min(target_w, opts.max_width)
         batch = np.stack([resize_norm(crops[i], opts.image_height, target_w) for i in idx])
         out.append((idx, batch))
     return out

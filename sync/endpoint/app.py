@@ -1,17 +1,21 @@
-"""The thin Starlette app over `EndpointCore`: served by uvicorn locally, by Mangum on Lambda."""
+"""The thin ASGI app over `EndpointCore` (Starlette's request and response, no router: every
+path, however odd, reaches the core and gets its JSON answer): served by uvicorn locally, by
+Mangum on Lambda."""
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
+import logging
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from sync.endpoint.core import EndpointCore, error_reply
 
+logger = logging.getLogger(__name__)
 
-def create_app(core: EndpointCore) -> Starlette:
+
+def create_app(core: EndpointCore):
     async def dispatch(request: Request) -> Response:
         limit = core.body_limit(request.method, request.url.path)
         declared = request.headers.get("content-length")
@@ -43,5 +47,23 @@ def create_app(core: EndpointCore) -> Starlette:
                 )
         return Response(reply.json_bytes(), reply.status, reply.headers, media_type="application/json")
 
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-    return Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)])
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        try:
+            response = await dispatch(Request(scope, receive))
+        except Exception:
+            logger.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            reply = error_reply(500, "internal error; the endpoint's log has the details")
+            response = Response(reply.json_bytes(), 500, media_type="application/json")
+        await response(scope, receive, send)
+
+    return app

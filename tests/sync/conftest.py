@@ -385,6 +385,37 @@ def drop_proxy(endpoint):
         proxy.close()
 
 
+def assert_conforms(method: str, path: str, resp) -> None:
+    """The answer is what the OpenAPI document says this operation answers with this status
+    (undocumented paths and methods, such as the 404 and 405 tests, are skipped)."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    from sync.endpoint.schema import openapi_document
+
+    doc = openapi_document()
+    template = "/v1/objects/{key}" if path.startswith("/v1/objects/") else path
+    op = doc["paths"].get(template, {}).get(method.lower())
+    if op is None:
+        return
+    spec = op["responses"].get(str(resp.status_code))
+    assert spec is not None, (
+        f"{method} {path} answered {resp.status_code}, which the OpenAPI document does not list"
+    )
+    if "$ref" in spec:
+        spec = doc["components"]["responses"][spec["$ref"].rsplit("/", 1)[-1]]
+    assert resp.headers["content-type"] == "application/json"
+    schema = spec["content"]["application/json"]["schema"]
+    registry = Registry().with_resource(
+        "urn:doc", Resource.from_contents(doc, default_specification=DRAFT202012)
+    )
+    if "$ref" in schema:
+        schema = {"$ref": "urn:doc" + schema["$ref"]}
+    errors = list(Draft202012Validator(schema, registry=registry).iter_errors(resp.json()))
+    assert not errors, f"{method} {path} {resp.status_code}: {errors[0].message}"
+
+
 @pytest.fixture
 def post(endpoint, device_id, device_secret):
     """Signed POST/GET against the running endpoint; `sign=False` or `headers=` to misbehave."""
@@ -399,7 +430,9 @@ def post(endpoint, device_id, device_secret):
         if sign:
             h.update(sign_headers(secret or device_secret, device_id, method, path, body, now=now))
         h.update(headers or {})
-        return client.request(method, path, content=body, headers=h)
+        resp = client.request(method, path, content=body, headers=h)
+        assert_conforms(method, path, resp)
+        return resp
 
     yield send
     client.close()

@@ -161,14 +161,16 @@ def test_no_word_spaces_flag_keeps_the_recognizers_own_spacing(tmp_path, capsys,
     import cv2
 
     from edge_ocr.cli import build_parser, main
-    from edge_ocr.commands.common import pipeline_options
+    from edge_ocr.commands.common import options_adjust
 
     image = _render("THANK YOU PLEASE COME AGAIN", size=24)
     path = tmp_path / "line.png"
     cv2.imwrite(str(path), image)
     base = ["ocr", "--json", "--no-det", "--engine", "onnx", "--models", V4, str(path)]
     unspaced = replace(PipelineOptions(), spacing=replace(PipelineOptions().spacing, enabled=False))
-    assert pipeline_options(build_parser().parse_args([*base, "--no-word-spaces"])) == unspaced
+    assert (
+        options_adjust(build_parser().parse_args([*base, "--no-word-spaces"]))(PipelineOptions()) == unspaced
+    )
     assert main(base) == 0
     assert main([*base, "--no-word-spaces"]) == 0
     got = [json.loads(line)["data"]["lines"][0]["text"] for line in capsys.readouterr().out.splitlines()]

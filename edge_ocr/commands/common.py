@@ -57,9 +57,11 @@ def options_adjust(args: argparse.Namespace):  # -> Callable[[PipelineOptions], 
 
     budget, no_spaces = args.retry_budget, args.no_word_spaces
     profile = getattr(args, "print_profile", None)
-    if args.raw and (budget is not None or no_spaces or profile is not None):
+    if args.raw and profile is not None:
+        raise ConfigError("--print cannot be combined with --raw (the reference reads the crop only)")
+    if args.raw and (budget is not None or no_spaces):
         raise ConfigError(
-            "--raw reads with the reference pipeline: it takes no --retry-budget, --no-word-spaces or --print"
+            "--raw reads with the reference pipeline: it takes no --retry-budget or --no-word-spaces"
         )
     if budget is None and not no_spaces and profile is None:
         return None

@@ -61,7 +61,7 @@ def test_lite_survives_decreasing_input_sizes(model_store):
         from edge_ocr.ocr.reader import open_pipeline
         from edge_ocr.synth import GeneratorOptions, generate_label
         sizes = [(1280, 960), (960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
-        with open_pipeline("lite", "fp32", models=V4) as pipe:
+        with open_pipeline("lite", "fp32", models="ppocrv4-mobile") as pipe:
             for w, h in sizes * 2:
                 label = generate_label(np.random.default_rng(w), GeneratorOptions(width=w, height=h, n_lines=2))
                 pipe.run(label.image)

@@ -48,8 +48,10 @@ PRUNE_PATHS = (
     "onnxruntime/quantization",
     "onnxruntime/tools",
     "onnxruntime/datasets",
+    "numpy/_core/include",  # C headers and the static npymath library: for building extensions only
+    "numpy/_core/lib",
 )
-KEEP_TEST_DIRS = {"numpy/testing", "numpy/_core/tests"}  # numpy imports numpy.testing lazily from some paths
+KEEP_TEST_DIRS = {"numpy/testing"}  # numpy imports numpy.testing lazily from some paths
 
 
 def pip_platform_args() -> list[str]:
@@ -209,7 +211,14 @@ img = np.full((64, 360, 3), 255, np.uint8)
 cv2.putText(img, "LOT 4711", (10, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (0, 0, 0), 3)
 png = cv2.imencode(".png", img)[1].tobytes()
 result = OcrRunner("onnx").run(png, "smoke.png")  # decode (Pillow) + ONNX pipeline, as /v1/ocr does
-print(json.dumps({"python": sys.version.split()[0], "text": result.text, "confidence": result.confidence}))
+from sync.endpoint.schema import BodyError, parse_json, validate  # jsonschema, as every body is checked
+try:
+    validate(parse_json(b'{"sha256": "00", "size": 1, "content_type": ["image/png"]}'), "UploadRequest", "upload")
+    raise SystemExit("an invalid upload request passed the schema")
+except BodyError as exc:
+    refused = str(exc)
+print(json.dumps({"python": sys.version.split()[0], "text": result.text, "confidence": result.confidence,
+                  "refused": refused}))
 """
 
 

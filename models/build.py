@@ -388,6 +388,26 @@ def _reference_files(models_dir: Path, sets: dict[str, dict[str, Any]], family: 
     return _model_files(models_dir, sid, sets[sid])
 
 
+def unbuildable_here(specs: Iterable[SetSpec]) -> dict[str, str]:
+    """The requested sets this environment cannot build, each with its reason: the Lite sets (x86
+    and ARM) need Paddle Lite's converter, whose wheel exists for CPython 3.10 on x86-64 only."""
+    from edge_ocr.ocr.engines.lite import LiteEngine
+
+    lite = [s.set_id for s in specs if s.engine == "lite"]
+    reason = LiteEngine.unavailable_reason() if lite else None
+    return dict.fromkeys(lite, f"not built here: {reason}") if reason else {}
+
+
+def _record_skipped(manifest: dict[str, Any], built: list[SetSpec], skipped: dict[str, str]) -> None:
+    """Keep the manifest's record of the sets the last builds skipped, and why."""
+    record = {k: v for k, v in manifest.get("skipped", {}).items() if k not in {s.set_id for s in built}}
+    record.update(skipped)
+    if record:
+        manifest["skipped"] = record
+    else:
+        manifest.pop("skipped", None)
+
+
 @contextmanager
 def _build_lock(root: Path, progress: Progress) -> Iterator[None]:
     """One build at a time per models directory (a second one waits)."""
@@ -470,6 +490,9 @@ def _build_locked(
     manifest = read_manifest(root)
     before = json.dumps(manifest, sort_keys=True)
     sets: dict[str, dict[str, Any]] = manifest["sets"]
+    skipped = unbuildable_here(specs)
+    specs = [s for s in specs if s.set_id not in skipped]
+    _record_skipped(manifest, specs, skipped)
 
     recipes = {s.set_id: recipe_of(cat, cat.family(s.family), s, tools, calibration_spec) for s in specs}
     todo = [
@@ -481,6 +504,9 @@ def _build_locked(
         or not files_intact(root, sets[s.set_id])
     ]
     summary: dict[str, Any] = {"models_dir": str(root), "sets": {}, "timings": {}}
+    for set_id, why in skipped.items():
+        summary["sets"][set_id] = {"status": "skipped", "reason": why}
+        progress(f"skipping {set_id}: {why}")
     for s in specs:
         if s not in todo:
             summary["sets"][s.set_id] = {"status": "kept"}
@@ -535,7 +561,7 @@ def _build_locked(
         write_manifest(root, manifest)
         progress(f"wrote {root / 'manifest.json'}")
     for set_id, entry in sets.items():
-        if set_id in summary["sets"]:
+        if set_id in summary["sets"] and set_id not in skipped:
             summary["sets"][set_id].update(active=entry.get("active"), reason=entry.get("reason", ""))
     summary["seconds"] = round(time.perf_counter() - t_start, 2)
     if failures:

@@ -88,6 +88,8 @@ def run_build(args: argparse.Namespace) -> int:
         return exc.exit_code
     for set_id, s in summary["sets"].items():
         state = "active" if s.get("active") else f"inactive ({s.get('reason') or 'not checked'})"
+        if s["status"] == "skipped":
+            state = s["reason"]
         took = f" in {s['seconds']:.1f} s" if "seconds" in s else ""
         _stderr(f"{set_id:16} {s['status']}{took}: {state}")
     _stderr(f"done in {summary['seconds']:.1f} s ({summary['models_dir']})")
@@ -152,9 +154,25 @@ def run_list(args: argparse.Namespace) -> int:
             if not r["active"] and r["reason"]:
                 print(f"  {'':26} why: {r['reason']}")
         missing = sorted({"lite", "onnx", "paddle"} - {r["engine"] for r in fam_rows})
+        lite_why = lite_missing_reason(family) if "lite" in missing else None
+        if lite_why:
+            missing.remove("lite")
+            print(f"  {'':26} no lite set: {lite_why}")
         if missing:
             print(f"  {'':26} no {', '.join(missing)} set: {engines_missing_reason(family)}")
     return 0
+
+
+def lite_missing_reason(family: str) -> str | None:
+    """Why a family that has Paddle models has no Lite set: Paddle Lite cannot run on this Python."""
+    from edge_ocr.ocr.engines.lite import LiteEngine
+    from models.catalogue import load_catalogue
+
+    try:
+        has_paddle = bool(load_catalogue().family(family).paddle)
+    except EdgeOcrError:
+        return None
+    return LiteEngine.unavailable_reason() if has_paddle else None
 
 
 def engines_missing_reason(family: str) -> str:

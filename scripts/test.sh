@@ -1,21 +1,90 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine: set up .venv with every extra, build the models the
+# The whole test suite, on two Pythons: set up each venv with every extra, build the models the
 # golden and parity tests run (a no-op when they are built), then pytest. Extra args go to pytest.
+#
+#   1. .venv with CPython 3.10 when it is installed (Paddle Lite's wheel is cp310 x86-64 only; the
+#      `lite` tests run there and fail, never skip, when Lite is missing), models in the default
+#      models dir ($EDGE_OCR_MODELS_DIR or ~/.local/share/edge-ocr/models).
+#   2. a second, newer Python (EDGE_OCR_SECOND_PYTHON, else the system's python3 when it differs
+#      from the first, else the newest other one found) in .venv-pyXY, with its own models dir
+#      (.../edge-ocr/models-pyXY: the build's recipes hash the tool versions, so two venvs must not
+#      share one), and the `lite` tests deselected (-m "not lite") when that Python cannot have
+#      Paddle Lite. EDGE_OCR_SECOND_PYTHON=none runs the first only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev
+ROOT=$(pwd)
+# shellcheck source=scripts/python.sh
+. scripts/python.sh
+
+say() { printf 'test: %s\n' "$*" >&2; }
+
 # The unit-file tests run `systemd-analyze verify`; install it where it is missing (Debian/Ubuntu).
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "test: installing systemd (for systemd-analyze)" >&2
+        say "installing systemd (for systemd-analyze)"
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; } \
-            >/dev/null 2>&1 || echo "test: could not install systemd; the unit-file tests will fail" >&2
+            >/dev/null 2>&1 || say "could not install systemd; the unit-file tests will fail"
     else
-        echo "test: systemd-analyze is missing; install the 'systemd' package (the unit-file tests need it)" >&2
+        say "systemd-analyze is missing; install the 'systemd' package (the unit-file tests need it)"
     fi
 fi
-.venv/bin/edge-ocr models build
+
+# lite_possible PY: Paddle Lite has a wheel for this interpreter (CPython 3.10 on x86-64)
+lite_possible() {
+    is_version 3.10 "$1" && [ "$(uname -m)" = x86_64 ]
+}
+
+DATA=${XDG_DATA_HOME:-$HOME/.local/share}/edge-ocr
+export QT_QPA_PLATFORM=offscreen
+declare -a RESULTS=()
+STATUS=0
+
+# suite VENV MODELS_DIR [PYTEST ARGS...]: build the models with VENV, then run pytest with it
+suite() {
+    local venv=$1 models=$2 ver start rc=0
+    shift 2
+    ver=$(py_version "$venv/bin/python")
+    local -a marks=()
+    if ! lite_possible "$venv/bin/python"; then
+        marks=(-m "not lite")
+        say "Python $ver: deselecting the tests marked lite (Paddle Lite has no wheel for Python $ver on $(uname -m))"
+    fi
+    start=$(date +%s)
+    EDGE_OCR_MODELS_DIR=$models "$venv/bin/edge-ocr" models build --models-dir "$models" || rc=$?
+    if [ "$rc" = 0 ]; then
+        say "Python $ver: pytest with models in $models"
+        EDGE_OCR_MODELS_DIR=$models "$venv/bin/python" -m pytest "${marks[@]}" "$@" || rc=$?
+    fi
+    RESULTS+=("Python $ver (${venv#"$ROOT"/}): exit $rc in $(( $(date +%s) - start )) s")
+    [ "$rc" = 0 ] || STATUS=$rc
+}
+
+# -- 1. Python 3.10 (or the system's) ------------------------------------------------------------
+EDGE_OCR_PREFER_PYTHON=3.10 EDGE_OCR_VENV=.venv scripts/setup.sh dev
 # The layering (pyproject.toml's import-linter contracts): no cycles, Qt only in gui, ...
 .venv/bin/lint-imports
-export QT_QPA_PLATFORM=offscreen
-exec .venv/bin/python -m pytest "$@"
+FIRST=$(py_version .venv/bin/python)
+suite "$ROOT/.venv" "${EDGE_OCR_MODELS_DIR:-$DATA/models}" "$@"
+
+# -- 2. a newer Python ---------------------------------------------------------------------------
+SECOND=${EDGE_OCR_SECOND_PYTHON:-}
+if [ -z "$SECOND" ]; then
+    for cand in python3 $(for v in 3.14 3.13 3.12 3.11 3.10; do py_candidates "$v"; done); do
+        if command -v "$cand" >/dev/null 2>&1 && is_supported "$cand" && [ "$(py_version "$cand")" != "$FIRST" ]; then
+            SECOND=$(real_path "$cand")
+            break
+        fi
+    done
+fi
+if [ "$SECOND" = none ]; then
+    say "EDGE_OCR_SECOND_PYTHON=none: the suite ran on Python $FIRST only"
+elif [ -z "$SECOND" ]; then
+    say "no Python other than $FIRST found: the suite ran on Python $FIRST only"
+else
+    V2=$(py_version "$SECOND")
+    TAG=py${V2/./}
+    EDGE_OCR_PYTHON=$SECOND EDGE_OCR_VENV=.venv-$TAG scripts/setup.sh dev
+    suite "$ROOT/.venv-$TAG" "$DATA/models-$TAG" "$@"
+fi
+for r in "${RESULTS[@]}"; do say "$r"; done
+exit "$STATUS"

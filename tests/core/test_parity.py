@@ -27,7 +27,7 @@ def parity_set():
     return labels, [[text for text, _, _ in lines] for lines in reference]
 
 
-@pytest.mark.parametrize("engine", ["lite", "onnx", "paddle"])
+@pytest.mark.parametrize("engine", [pytest.param("lite", marks=pytest.mark.lite), "onnx", "paddle"])
 def test_fp32_engines_give_the_reference_text(engine, parity_set, model_store):
     labels, reference = parity_set
     with open_pipeline(engine, "fp32", options=PipelineOptions.reference(), models=V4) as pipe:
@@ -35,6 +35,7 @@ def test_fp32_engines_give_the_reference_text(engine, parity_set, model_store):
     assert got == reference
 
 
+@pytest.mark.lite
 @pytest.mark.parametrize(("engine", "variant"), [("lite", "int16"), ("lite", "int8")])
 def test_quantized_sets_stay_close_to_the_reference(engine, variant, parity_set, model_store):
     from edge_ocr.evaluation.metrics import levenshtein
@@ -52,6 +53,7 @@ def test_quantized_sets_stay_close_to_the_reference(engine, variant, parity_set,
     )
 
 
+@pytest.mark.lite
 def test_lite_survives_decreasing_input_sizes(model_store):
     """Shrinking inputs corrupt Paddle Lite's heap (double free / segfault); run in a child process
     so a crash fails this test instead of killing the test run."""
@@ -75,6 +77,7 @@ def test_lite_survives_decreasing_input_sizes(model_store):
     assert "survived" in proc.stdout
 
 
+@pytest.mark.lite
 def test_lite_gives_the_same_answer_whatever_came_before(model_store):
     """Growing inputs give wrong text in Paddle Lite and shrinking ones corrupt the heap: the engine
     must answer for an input exactly as a fresh predictor would, after larger and smaller ones."""

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from edge_ocr.errors import ModelError
+from edge_ocr.ocr.engines.lite import LiteEngine, lite_wheel_exists
 from edge_ocr.ocr.modelstore import ModelStore, sha256_tree
 from models.build import build
-from models.convert import ALL_SETS
+from models.convert import ALL_SETS, spec_for
 from models.manifest import PREV_NAME, rollback
 
 pytestmark = pytest.mark.models
@@ -30,7 +31,15 @@ def test_rebuild_of_a_built_dir_does_nothing(built_models_dir: Path) -> None:
 def test_manifest_round_trip_through_modelstore(built_models_dir: Path) -> None:
     store = ModelStore(built_models_dir)
     sets = {s.set_id: s for s in store.sets()}
-    assert set(sets) == set(ALL_SETS)
+    # every set, but the Lite ones only where Paddle Lite's wheel exists (elsewhere: skipped, and why)
+    lite_sets = {s for s in ALL_SETS if spec_for(s).engine == "lite"}
+    skipped = json.loads((built_models_dir / "manifest.json").read_text()).get("skipped", {})
+    if lite_wheel_exists():
+        assert set(sets) == set(ALL_SETS) and not skipped
+    else:
+        assert set(sets) == set(ALL_SETS) - lite_sets
+        assert set(skipped) == lite_sets
+        assert all("wheels for CPython 3.10 on x86-64 only" in why for why in skipped.values())
     for set_id, s in sets.items():
         assert set(s.files) == {"det", "rec", "cls", "dict"}
         assert s.target == ("arm" if set_id.endswith("@arm") else "x86")
@@ -48,6 +57,11 @@ def test_manifest_round_trip_through_modelstore(built_models_dir: Path) -> None:
     assert files.det.name == "det.onnx" and files.rec_dict.name == "ppocr_keys_v1.txt"
     paddle = store.resolve("paddle", "fp32", verify=True)
     assert (paddle.det / "inference.pdmodel").is_file()
+
+
+@pytest.mark.lite
+def test_lite_sets_record_their_rewrites(built_models_dir: Path) -> None:
+    sets = {s.set_id: s for s in ModelStore(built_models_dir).sets()}
     lite = sets["lite/int8"].raw
     counts = lite["rewrites"]["rec"]["counts"]
     assert {k: counts[k] for k in ("matmul_v2_to_mul", "affine_to_scale")} == {
@@ -59,6 +73,39 @@ def test_manifest_round_trip_through_modelstore(built_models_dir: Path) -> None:
     assert lite["opt"] == {"valid_targets": "x86", "quant_type": "QUANT_INT8"}
 
 
+def test_lite_sets_are_skipped_with_the_reason_where_paddle_lite_cannot_run(
+    local_catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    why = "Paddle Lite 2.13rc0 has wheels for CPython 3.10 on x86-64 only; this is Python 3.13 on x86_64"
+    monkeypatch.setattr(LiteEngine, "unavailable_reason", classmethod(lambda cls: why))
+    kw = {"catalogue_path": local_catalogue, "check": False}
+    summary = build(tmp_path, variants=["onnx/fp32", "lite/fp32", "lite/int8@arm"], **kw)
+    assert summary["sets"]["onnx/fp32"]["status"] == "built"
+    for sid in ("lite/fp32", "lite/int8@arm"):
+        assert summary["sets"][sid] == {"status": "skipped", "reason": f"not built here: {why}"}
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest["sets"]) == {"onnx/fp32"}
+    assert manifest["skipped"] == {s: f"not built here: {why}" for s in ("lite/fp32", "lite/int8@arm")}
+    # a later build where Lite runs clears the record of the sets it built
+    monkeypatch.setattr(LiteEngine, "unavailable_reason", classmethod(lambda cls: None))
+    monkeypatch.setattr("models.build._build_one", _fake_build_one)
+    build(tmp_path, variants=["lite/fp32"], **kw)
+    assert json.loads((tmp_path / "manifest.json").read_text())["skipped"] == {
+        "lite/int8@arm": f"not built here: {why}"
+    }
+
+
+def _fake_build_one(cat, fetched, spec, models_dir, calibration):  # type: ignore[no-untyped-def]
+    return {
+        "engine": spec.engine,
+        "variant": spec.variant,
+        "target": spec.target,
+        "files": {},
+        "build_seconds": 0,
+    }
+
+
+@pytest.mark.lite
 def test_small_build_is_idempotent_and_keeps_previous_manifest(local_catalogue: Path, tmp_path: Path) -> None:
     kw = {"catalogue_path": local_catalogue, "check": False}
     first = build(tmp_path, variants=["onnx/fp32", "lite/fp32"], **kw)

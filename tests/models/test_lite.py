@@ -9,7 +9,7 @@ import pytest
 
 from models.runners import LiteRunner, paddle_inference_run
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.lite]
 
 
 @pytest.mark.parametrize(

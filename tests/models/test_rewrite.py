@@ -133,6 +133,7 @@ def test_memory_reuse_plan_is_safe(built_models_dir: Path, tmp_path: Path, role:
 
 
 @pytest.mark.parametrize("role", ["det", "rec"])
+@pytest.mark.lite
 def test_memory_reuse_gives_bit_identical_lite_output(
     built_models_dir: Path, tmp_path: Path, request: pytest.FixtureRequest, role: str
 ) -> None:

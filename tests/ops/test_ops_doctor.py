@@ -235,6 +235,26 @@ def test_everything_on_a_healthy_install(
         assert f"] {check}" in out.out, check
 
 
+def test_lite_on_a_python_without_its_wheel_says_why(write_config: Callable[..., Path], monkeypatch) -> None:
+    """Paddle Lite 2.13rc0 is cp310 x86-64 only: elsewhere doctor says so, and its fix is not a pip
+    install that cannot work."""
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "paddlelite" else real(name, *a)
+    )
+    monkeypatch.setattr(sys, "version_info", (3, 11, 7, "final", 0))
+    cfg = load_config(write_config(engine="lite"), env={})
+    (f,) = [f for f in run_checks(cfg, only=["engines"]) if f.message.startswith("lite:")]
+    assert f.status is Status.FAIL
+    assert f.message.startswith(
+        "lite: unavailable: Paddle Lite 2.13rc0 has wheels for CPython 3.10 on x86-64 only; this is Python 3.11"
+    )
+    assert f.fix and '"onnx"' in f.fix and "pip install" not in f.fix
+
+
 def test_a_crashing_check_is_a_finding(write_config: Callable[..., Path], monkeypatch) -> None:
     import edge_ocr.ops.doctor as d
 

@@ -88,6 +88,35 @@ class _LiteSession(Session):
         self._shape = None
 
 
+#: where `pip install paddlelite` can work at all (the `lite` extra's environment marker)
+LITE_WHEELS = "Paddle Lite 2.13rc0 has wheels for CPython 3.10 on x86-64 only"
+
+
+def lite_wheel_exists() -> bool:
+    """True on the one platform Paddle Lite's last wheel (2.13rc0, cp310 x86-64) installs on."""
+    import platform
+    import sys
+
+    return sys.version_info[:2] == (3, 10) and platform.machine() in ("x86_64", "AMD64")
+
+
+def lite_missing_reason() -> str:
+    """Why paddlelite is missing here, and what to do (for doctor, models list and the build)."""
+    import platform
+    import sys
+
+    machine = platform.machine()
+    here = f"this is Python {sys.version_info[0]}.{sys.version_info[1]} on {machine}"
+    if machine not in ("x86_64", "AMD64"):
+        return (
+            f"{LITE_WHEELS}; {here}: build Paddle Lite's Python package from its ARM release and use "
+            "the ARM .nb files from `edge-ocr models build`, or use the onnx engine"
+        )
+    if not lite_wheel_exists():
+        return f"{LITE_WHEELS}; {here}: use the onnx or paddle engine, or install edge-ocr under Python 3.10"
+    return "paddlelite is not installed: pip install 'edge-ocr[lite]'"
+
+
 class LiteEngine(Engine):
     name = "lite"
     model_format = "nb"
@@ -96,15 +125,9 @@ class LiteEngine(Engine):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         import importlib.util
-        import platform
 
         if importlib.util.find_spec("paddlelite") is None:
-            if platform.machine() not in ("x86_64", "AMD64"):
-                return (
-                    "paddlelite has no PyPI wheel for this CPU: build Paddle Lite's Python package from its "
-                    "ARM release and use the ARM .nb files from `edge-ocr models build`, or use --engine onnx"
-                )
-            return "paddlelite is not installed: pip install 'edge-ocr[lite]' (Python 3.10, x86-64)"
+            return lite_missing_reason()
         return None
 
     def _load(self, role: ModelRole) -> Session:

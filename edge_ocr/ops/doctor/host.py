@@ -81,9 +81,7 @@ def check_engines(cfg: Config, opts: DoctorOptions) -> list[Finding]:
                 "engines",
                 status,
                 f"{name}: unavailable: {reason}",
-                f"pip install 'edge-ocr[{_ENGINE_EXTRA[name]}]' into the edge-ocr environment"
-                if status is Status.FAIL
-                else None,
+                _engine_fix(name) if status is Status.FAIL else None,
             )
         )
     if wanted == "auto" and all(f.status is not Status.OK for f in out):
@@ -96,6 +94,20 @@ def check_engines(cfg: Config, opts: DoctorOptions) -> list[Finding]:
             )
         )
     return out
+
+
+def _engine_fix(name: str) -> str:
+    if name == "lite":
+        from edge_ocr.ocr.engines.lite import lite_wheel_exists
+
+        if platform.machine() not in ("x86_64", "AMD64"):
+            return (
+                '[engine] name = "onnx" (or "auto"), or build Paddle Lite\'s Python package from its ARM '
+                "release (docs/USER_GUIDE.md#arm-boards)"
+            )
+        if not lite_wheel_exists():  # no pip install can help on this Python
+            return '[engine] name = "onnx" (or "auto"), or install edge-ocr under CPython 3.10 for Lite'
+    return f"pip install 'edge-ocr[{_ENGINE_EXTRA[name]}]' into the edge-ocr environment"
 
 
 # -- models ---------------------------------------------------------------------------------------

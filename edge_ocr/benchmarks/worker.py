@@ -25,23 +25,46 @@ def _peak_rss_mb() -> float:
 class _RapidOcrPeer:
     """rapidocr-onnxruntime 1.4.4 with its default settings, as its users run it."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int | None) -> None:
         from rapidocr_onnxruntime import RapidOCR
 
-        self._engine = RapidOCR()
+        kwargs = {} if threads is None else {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        self._engine = RapidOCR(**kwargs)
 
     def run(self, img: np.ndarray) -> int:
         result, _ = self._engine(img)
         return len(result or [])
 
 
+class _RapidOcr310Peer:
+    """RapidOCR 3.10 with its default settings (PP-OCRv6 small from its own wheel), as a user who
+    runs `pip install rapidocr onnxruntime` gets it; `threads` None keeps onnxruntime's default."""
+
+    def __init__(self, threads: int | None) -> None:
+        from rapidocr import RapidOCR
+
+        params = {}
+        if threads is not None:
+            params = {
+                "EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            }
+        self._engine = RapidOCR(params=params)
+
+    def run(self, img: np.ndarray) -> int:
+        out = self._engine(img)
+        return len(out.txts or ()) if out.txts is not None else 0
+
+
 class _EdgeOcr:
-    def __init__(self, engine: str, variant: str, threads: int, models_dir: Path | None, raw: bool) -> None:
-        from edge_ocr.ocr.pipeline.runner import PipelineOptions
+    def __init__(
+        self, engine: str, variant: str, threads: int, models_dir: Path | None, raw: bool, models: str | None
+    ) -> None:
         from edge_ocr.ocr.reader import open_pipeline
 
-        options = PipelineOptions.reference() if raw else None
-        self._pipe = open_pipeline(engine, variant, models_dir=models_dir, threads=threads, options=options)
+        self._pipe = open_pipeline(
+            engine, variant, models=models, models_dir=models_dir, threads=threads, raw=raw
+        )
 
     def run(self, img: np.ndarray) -> int:
         return len(self._pipe.run(img).lines)
@@ -49,9 +72,12 @@ class _EdgeOcr:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--engine", required=True, help="lite, onnx, paddle or rapidocr (the peer)")
+    p.add_argument(
+        "--engine", required=True, help="lite, onnx, paddle, or a peer: rapidocr (1.4.4), rapidocr310 (3.10)"
+    )
+    p.add_argument("--models", default=None, help="model family (default: the installed default)")
     p.add_argument("--variant", default="fp32")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="0: the runtime's own default (peers)")
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--repeat", type=int, default=1, help="passes over the images")
     p.add_argument("--warmup", type=int, default=2)
@@ -65,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     images = [read_image(f) for f in sorted(args.images.glob("*.png"))]
     rss_before_load = _peak_rss_mb()
     t0 = time.perf_counter()
+    peer_threads = args.threads or None
+    runner: _RapidOcrPeer | _RapidOcr310Peer | _EdgeOcr
     if args.engine == "rapidocr":
-        runner: _RapidOcrPeer | _EdgeOcr = _RapidOcrPeer()
+        runner = _RapidOcrPeer(peer_threads)
+    elif args.engine == "rapidocr310":
+        runner = _RapidOcr310Peer(peer_threads)
     else:
-        runner = _EdgeOcr(args.engine, args.variant, args.threads, args.models_dir, args.raw)
+        runner = _EdgeOcr(args.engine, args.variant, args.threads, args.models_dir, args.raw, args.models)
     # the first image also pays for lazy session creation: count it in the load time
     runner.run(images[0])
     load_s = time.perf_counter() - t0

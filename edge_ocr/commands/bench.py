@@ -6,22 +6,47 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_ocr.benchmarks.ocr_bench import rows_to_json, run_bench, to_markdown, update_section
+from edge_ocr.benchmarks.ocr_bench import (
+    folder_markdown,
+    measure_folder,
+    rows_to_json,
+    run_bench,
+    to_markdown,
+    update_section,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
         help="measure load time, latency, throughput and memory of every engine",
-        description="Benchmark every runnable engine and model variant on 640x480 synthetic labels with 4 "
-        "lines: model load time, p50/p95 latency, images/s on all cores (one process per core), peak RSS; "
-        "rapidocr-onnxruntime 1.4.4 is measured in the same run as the peer.",
+        description="Benchmark every installed model family, runnable engine and model variant on 640x480 "
+        "synthetic labels with 4 lines and on receipt-sized pages: model load time, p50/p95 latency, images/s "
+        "on all cores (one process per core), peak RSS. The peers, RapidOCR 3.10 and rapidocr-onnxruntime "
+        "1.4.4 with their defaults, are measured in the same run. With --folder DIR, also whole processes "
+        "over a folder: `edge-ocr ocr DIR` against RapidOCR 3.10.",
     )
     p.add_argument("--engines", default=None, help="comma-separated engines (default: all that run here)")
     p.add_argument("--variants", default=None, help="comma-separated variants (default: fp32,int16,int8)")
+    p.add_argument(
+        "--models",
+        default=None,
+        metavar="FAMILIES",
+        help="comma-separated model families (default: every installed one)",
+    )
+    p.add_argument("--no-receipts", action="store_true", help="skip the receipt-sized page workload")
+    p.add_argument(
+        "--folder",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also time whole processes over DIR: edge-ocr ocr (defaults, and each --models family) vs RapidOCR 3.10",
+    )
     p.add_argument("--images", type=int, default=16, help="distinct label images")
     p.add_argument("--repeat", type=int, default=3, help="passes over the images per worker")
-    p.add_argument("--no-peer", action="store_true", help="skip rapidocr-onnxruntime")
+    p.add_argument(
+        "--no-peer", action="store_true", help="skip the peers (RapidOCR 3.10, rapidocr-onnxruntime 1.4.4)"
+    )
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     p.add_argument(
@@ -37,13 +62,21 @@ def run(args: argparse.Namespace) -> int:
     info, rows = run_bench(
         engines=args.engines.split(",") if args.engines else None,
         variants=args.variants.split(",") if args.variants else None,
+        families=args.models.split(",") if args.models else None,
         n_images=args.images,
         repeat=args.repeat,
         models_dir=args.models_dir,
         with_peer=not args.no_peer,
+        with_receipts=not args.no_receipts,
         progress=say,
     )
     md = to_markdown(info, rows)
+    if args.folder is not None:
+        say(f"whole processes over {args.folder}")
+        fams = [f for f in (args.models.split(",") if args.models else []) if f]
+        md += "\n" + folder_markdown(
+            args.folder, measure_folder(args.folder, families=fams, models_dir=args.models_dir)
+        )
     print(rows_to_json(info, rows) if args.json else md)
     if args.write:
         update_section(args.write, "bench", md)

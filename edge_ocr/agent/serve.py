@@ -12,7 +12,7 @@ from edge_ocr.agent.app import Agent
 from edge_ocr.agent.preflight import check_runnable
 from edge_ocr.agent.services import running_services
 from edge_ocr.config import Config, default_db_path
-from edge_ocr.errors import ConfigError
+from edge_ocr.errors import ConfigError, EdgeOcrError
 from edge_ocr.ops.metrics import serve_from_env
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,13 @@ def serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
             serve_from_env(),  # off unless EDGE_OCR_METRICS_PORT is set
             running_services(services, db_path=db_path, base_dir=base_dir),
         ):
-            stats = Agent(cfg, once=once).run(stop)
+            try:
+                stats = Agent(cfg, once=once).run(stop)
+            except EdgeOcrError:
+                raise  # the CLI prints it as one line
+            except Exception:  # a bug: its traceback goes to the log file too, not only stderr
+                logger.critical("the agent stopped on an unexpected error", exc_info=True)
+                raise
     finally:
         for s, h in previous.items():
             signal.signal(s, h)

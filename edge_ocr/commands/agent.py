@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import socket
+import sqlite3
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig, default_db_path, load_config
 from edge_ocr.errors import ConfigError
-from edge_ocr.store.db import open_connection
+from edge_ocr.store.db import damaged_error, open_connection
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +104,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_export)
 
 
+@contextlib.contextmanager
+def reading_store(db: Path) -> Iterator[None]:
+    """A damaged page met while reading becomes one line with doctor's fix, never a traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise damaged_error(db, exc) from None
+
+
 # -- run / watch ----------------------------------------------------------------------------------
 
 
@@ -173,7 +185,7 @@ def agent_running(status: dict) -> bool:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from edge_ocr.store.agents import read_agent_status
+    from edge_ocr.store.agents import read_agent_status, read_lock_wait
     from edge_ocr.store.files import file_state_counts
     from edge_ocr.store.outbox import sync_summary
     from edge_ocr.store.query import status_counts
@@ -181,14 +193,20 @@ def run_status(args: argparse.Namespace) -> int:
     db = args.db or default_db_path()
     conn = open_connection(db, readonly=True)
     try:
-        agents = read_agent_status(conn)
-        files = file_state_counts(conn)
-        counts = status_counts(conn)
-        sync = sync_summary(conn)
+        with reading_store(db):
+            agents = read_agent_status(conn)
+            files = file_state_counts(conn)
+            counts = status_counts(conn)
+            sync = sync_summary(conn)
     finally:
         conn.close()
     agent = agents[0] if agents else {}
-    running = bool(agent) and agent_running(agent)
+    lock_wait = read_lock_wait(db)
+    if lock_wait is not None and not (
+        lock_wait.get("host") == socket.gethostname() and _pid_alive(lock_wait.get("pid"))
+    ):
+        lock_wait = None  # left by an agent that is gone
+    running = bool(agent) and (agent_running(agent) or lock_wait is not None)
     report = {
         "db": str(db),
         "running": running,
@@ -203,6 +221,7 @@ def run_status(args: argparse.Namespace) -> int:
         "files": files,
         **counts,
         "sync": sync,
+        "waiting_for_lock": lock_wait,
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
@@ -214,6 +233,11 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"heartbeat:  {report['heartbeat_age_s']} s ago ({agent.get('heartbeat_at')})")
         print(f"queue:      {agent.get('queue_depth')}")
         print(f"engine:     {agent.get('engine')} / {agent.get('model')}")
+        if lock_wait is not None:
+            print(
+                f"database:   locked by another process; the agent has waited {lock_wait.get('waited_s')} s "
+                f"(since {lock_wait.get('since')}) and goes on when it is released"
+            )
     else:
         print("agent:      never ran on this database")
     print("files:      " + ", ".join(f"{k} {v}" for k, v in files.items()))
@@ -238,33 +262,35 @@ def run_results(args: argparse.Namespace) -> int:
     from edge_ocr.store.export import write_csv, write_jsonl
     from edge_ocr.store.query import iter_results, parse_since
 
-    conn = open_connection(args.db or default_db_path(), readonly=True)
+    db = args.db or default_db_path()
+    conn = open_connection(db, readonly=True)
     try:
-        since = parse_since(args.since) if args.since else None
-        rows = list(
-            iter_results(
-                conn,
-                search=args.search,
-                since=since,
-                verdict=args.verdict,
-                limit=args.limit,
-                newest_first=True,
-            )
-        )
-        rows.reverse()
-        out = sys.stdout
-        if args.json:
-            write_jsonl(rows, out)
-        elif args.csv:
-            write_csv(rows, out)
-        else:
-            for r in rows:
-                text = (r.corrected_text if r.corrected_text is not None else r.text).replace("\n", " | ")
-                page = f" p{r.page}" if r.page > 1 else ""
-                print(
-                    f"#{r.result_id:<6} {r.created_at}  {r.verdict or '-':<10} {r.review_state:<10} "
-                    f"{r.confidence:.2f}  {r.image}{page}\n        {text}"
+        with reading_store(db):
+            since = parse_since(args.since) if args.since else None
+            rows = list(
+                iter_results(
+                    conn,
+                    search=args.search,
+                    since=since,
+                    verdict=args.verdict,
+                    limit=args.limit,
+                    newest_first=True,
                 )
+            )
+            rows.reverse()
+            out = sys.stdout
+            if args.json:
+                write_jsonl(rows, out)
+            elif args.csv:
+                write_csv(rows, out)
+            else:
+                for r in rows:
+                    text = (r.corrected_text if r.corrected_text is not None else r.text).replace("\n", " | ")
+                    page = f" p{r.page}" if r.page > 1 else ""
+                    print(
+                        f"#{r.result_id:<6} {r.created_at}  {r.verdict or '-':<10} {r.review_state:<10} "
+                        f"{r.confidence:.2f}  {r.image}{page}\n        {text}"
+                    )
     finally:
         conn.close()
     return 0
@@ -274,29 +300,31 @@ def run_export(args: argparse.Namespace) -> int:
     from edge_ocr.store.export import write_csv, write_jsonl, write_ppocrlabel
     from edge_ocr.store.query import iter_results, parse_since
 
-    conn = open_connection(args.db or default_db_path(), readonly=True)
+    db = args.db or default_db_path()
+    conn = open_connection(db, readonly=True)
     try:
-        since = parse_since(args.since) if args.since else None
-        states = ("accepted", "corrected") if args.reviewed else ("unreviewed", "accepted", "corrected")
-        rows = iter_results(conn, since=since, verdict=args.verdict, review_states=states)
-        if args.format == "ppocrlabel":
+        with reading_store(db):
+            since = parse_since(args.since) if args.since else None
+            states = ("accepted", "corrected") if args.reviewed else ("unreviewed", "accepted", "corrected")
+            rows = iter_results(conn, since=since, verdict=args.verdict, review_states=states)
+            if args.format == "ppocrlabel":
+                if args.out is None:
+                    raise ConfigError("--format ppocrlabel needs --out FOLDER")
+                report = write_ppocrlabel(conn, rows, args.out)
+                print(
+                    f"exported {report.images} image(s), {report.crops} line crop(s) to {args.out}"
+                    + (f"; {report.skipped} skipped (image gone)" if report.skipped else ""),
+                    file=sys.stderr,
+                )
+                return 0
+            writer = write_csv if args.format == "csv" else write_jsonl
             if args.out is None:
-                raise ConfigError("--format ppocrlabel needs --out FOLDER")
-            report = write_ppocrlabel(conn, rows, args.out)
-            print(
-                f"exported {report.images} image(s), {report.crops} line crop(s) to {args.out}"
-                + (f"; {report.skipped} skipped (image gone)" if report.skipped else ""),
-                file=sys.stderr,
-            )
-            return 0
-        writer = write_csv if args.format == "csv" else write_jsonl
-        if args.out is None:
-            n = writer(rows, sys.stdout)
-        else:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("w", encoding="utf-8", newline="" if args.format == "csv" else None) as fh:
-                n = writer(rows, fh)
-        print(f"exported {n} result(s)", file=sys.stderr)
+                n = writer(rows, sys.stdout)
+            else:
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                with args.out.open("w", encoding="utf-8", newline="" if args.format == "csv" else None) as fh:
+                    n = writer(rows, fh)
+            print(f"exported {n} result(s)", file=sys.stderr)
     finally:
         conn.close()
     return 0

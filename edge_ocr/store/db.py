@@ -70,6 +70,14 @@ def damaged_fix(path: Path) -> str:
     )
 
 
+def damaged_error(path: Path, exc: sqlite3.Error, what: str = "is damaged") -> StoreError:
+    """One line for a damaged database: what is wrong, and doctor's fix."""
+    return StoreError(
+        f"{path} {what} ({sqlite_reason(exc)}); fix: {damaged_fix(path)} "
+        "(`edge-ocr doctor --only database` checks it)"
+    )
+
+
 def _begin_immediate(conn: sqlite3.Connection) -> None:
     wait: LockWait | None = getattr(conn, "lock_wait", None)
     attempt = 0
@@ -216,9 +224,7 @@ def open_connection(path: Path | None = None, *, readonly: bool = False, create:
         conn = _connect(path, readonly=readonly)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path} is not a readable SQLite database ({sqlite_reason(exc)}); {damaged_fix(path)}"
-        ) from exc
+        raise damaged_error(path, exc, "is not a readable SQLite database") from exc
     try:
         if readonly:
             version = schema_version(conn)
@@ -244,7 +250,7 @@ def open_connection(path: Path | None = None, *, readonly: bool = False, create:
         raise StoreError(f"{path}: {sqlite_reason(exc)}") from exc
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"{path} is damaged ({sqlite_reason(exc)}); {damaged_fix(path)}") from exc
+        raise damaged_error(path, exc) from exc
     except BaseException:
         conn.close()
         raise

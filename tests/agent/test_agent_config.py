@@ -65,12 +65,62 @@ def test_every_key_is_documented() -> None:
         ({"recipes": {"r": {"checks": {"expiry": "exp"}}}}, "no field named 'exp'"),
         ({"outputs": {"webhook": "ftp://x"}}, "not an http(s) URL"),
         ({"agent": {"workers": "two"}}, "agent.workers: invalid value 'two'"),
+        # ranges (issue 13 item 5): NaN, infinity, negative durations and absurd counts name the key
+        (
+            {"sources": {"folder": [{"path": "/x", "settle_seconds": float("nan")}]}},
+            "sources.folder[0].settle_seconds: nan is not a finite number",
+        ),
+        (
+            {"sources": {"folder": [{"path": "/x", "settle_seconds": float("inf")}]}},
+            "sources.folder[0].settle_seconds: inf is not a finite number",
+        ),
+        (
+            {"sources": {"folder": [{"path": "/x", "settle_seconds": -1.0}]}},
+            "sources.folder[0].settle_seconds: -1.0 is out of range",
+        ),
+        ({"sources": {"folder": [{"path": "/x", "poll_interval": 0}]}}, "sources.folder[0].poll_interval"),
+        (
+            {"agent": {"workers": 100000}},
+            "agent.workers: 100000 is out of range (must be at least 0 and at most 64)",
+        ),
+        ({"agent": {"workers": float("nan")}}, "agent.workers: invalid value nan"),
+        ({"agent": {"heartbeat": float("-inf")}}, "agent.heartbeat: -inf is not a finite number"),
+        ({"agent": {"shutdown_grace": -5}}, "agent.shutdown_grace: -5.0 is out of range"),
+        ({"agent": {"queue_size": 0}}, "agent.queue_size: 0 is out of range"),
+        ({"engine": {"threads": 100000}}, "engine.threads: 100000 is out of range"),
+        ({"retention": {"interval": 0}}, "retention.interval: 0.0 is out of range"),
+        ({"retention": {"max_age_days": -1}}, "retention.max_age_days: -1.0 is out of range"),
+        (
+            {"outputs": {"webhook_timeout": float("nan")}},
+            "outputs.webhook_timeout: nan is not a finite number",
+        ),
+        ({"sources": {"camera": [{"device": 0, "interval": -2}]}}, "sources.camera[0].interval"),
+        ({"sources": {"camera": [{"device": 0, "http_port": 70000}]}}, "sources.camera[0].http_port"),
     ],
 )
 def test_errors_name_the_key(doc: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(doc, env={})
     assert message in str(exc.value)
+
+
+def test_env_values_are_range_checked_too() -> None:
+    for name, value in (("EDGE_OCR_AGENT_HEARTBEAT", "nan"), ("EDGE_OCR_AGENT_WORKERS", "1000")):
+        with pytest.raises(ConfigError, match=name.removeprefix("EDGE_OCR_AGENT_").lower()):
+            parse_config({}, env={name: value})
+
+
+def test_a_nan_settle_time_is_refused_by_run(tmp_path: Path, capsys) -> None:
+    """`settle_seconds = nan` made the agent never read a file (and `run --once` never return)."""
+    from edge_ocr.cli import main
+
+    (tmp_path / "in").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[engine]\nname = "fake"\n[[sources.folder]]\npath = "{tmp_path / "in"}"\nsettle_seconds = nan\n'
+    )
+    assert main(["run", "--once", "--config", str(cfg), "--db", str(tmp_path / "x.db")]) == 2
+    assert "settle_seconds: nan is not a finite number" in capsys.readouterr().err
 
 
 def test_env_overrides_toml(tmp_path: Path) -> None:

@@ -265,3 +265,46 @@ def test_a_crashing_check_is_a_finding(write_config: Callable[..., Path], monkey
     cfg = load_config(write_config(), env={})
     (f,) = d.run_checks(cfg, DoctorOptions(), only=["disk"])
     assert f.status is Status.FAIL and "kaput" in f.message
+
+
+# -- the config check is run's own (issue 13 item 6) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[[sources.folder]]\npath = "{inbox}"\nafter = "archive"\narchive_dir = "{inbox}/done"\n',
+         "overlaps the archive folder"),
+        ('[[sources.folder]]\npath = "{inbox}"\nquarantine_dir = "{inbox}/bad"\n', "overlaps the quarantine folder"),
+        ('[[sources.folder]]\npath = "{inbox}"\n[[sources.folder]]\npath = "{inbox}/sub"\n', "input folders overlap"),
+        ('[[sources.folder]]\npath = "{tmp}/nowhere"\n', "is not a folder"),
+        ('[[sources.folder]]\npath = "{inbox}"\n[sync]\nendpoint_url = "http://127.0.0.1:9"\n'
+         'device_id = "d1"\nsecret_file = "device.secret"\nendpoint = "typo"\n', "unknown key(s) endpoint"),
+        ('[[sources.folder]]\npath = "{inbox}"\n[sync]\nendpoint_url = "http://127.0.0.1:9"\n', "device_id is required"),
+    ],
+    ids=["archive-overlap", "quarantine-overlap", "input-overlap", "missing-input", "sync-unknown-key",
+         "sync-incomplete"],
+)  # fmt: skip
+def test_doctor_config_refuses_what_run_refuses(
+    capsys, write_config: Callable[..., Path], tmp_path: Path, body: str, message: str
+) -> None:
+    inbox = tmp_path / "in"
+    (inbox / "sub").mkdir(parents=True)
+    cfg = write_config(body.format(inbox=inbox, tmp=tmp_path))
+    code, findings = doctor(capsys, "--config", str(cfg), "--only", "config")
+    assert code == 2
+    (fail,) = failures(findings, "config")
+    assert message in fail["message"]
+    assert main(["run", "--config", str(cfg)]) == 2  # and `run` refuses it with the same words
+    assert message in capsys.readouterr().err
+
+
+def test_doctor_config_passes_what_run_accepts(
+    capsys, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    body = f'[[sources.folder]]\npath = "{inbox}"\n[sync]\nendpoint_url = "http://127.0.0.1:9"\n'
+    cfg = write_config(body + 'device_id = "d1"\nsecret_file = "device.secret"\n')
+    code, findings = doctor(capsys, "--config", str(cfg), "--only", "config")
+    assert code == 0, findings

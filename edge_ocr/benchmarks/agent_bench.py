@@ -73,20 +73,30 @@ def _images(folder: Path, count: int, offset: int = 0) -> list[Path]:
 
 
 def bench_latency(root: Path, n: int) -> dict[str, Any]:
-    """Idle agent (onnx, defaults): time from a file appearing (atomic rename) to its result committed."""
-    staged = _images(root / "stage", n)
+    """Idle agent (onnx, defaults): time from a file appearing to its result committed, for files
+    renamed into the folder (complete on arrival) and files written in place (read once the
+    writer closes them), alternately."""
+    staged = _images(root / "stage", 2 * n)
     cfg = _config(root, "onnx")
-    lat = []
+    lat: dict[str, list[float]] = {"renamed": [], "written": []}
     with _running(cfg):
         for i, src in enumerate(staged):
+            how = "renamed" if i % 2 == 0 else "written"
+            dest = cfg.folders[0].path / src.name
             t0 = time.monotonic()
-            os.rename(src, cfg.folders[0].path / src.name)
+            if how == "renamed":
+                os.rename(src, dest)
+            else:
+                dest.write_bytes(src.read_bytes())
             t1 = _wait(lambda k=i + 1: _done(cfg.agent.db) >= k, 60)
-            lat.append(t1 - t0)
+            lat[how].append(t1 - t0)
             time.sleep(0.3)  # idle again
-    arr = np.array(lat)
-    return {"files": n, "p50_s": float(np.percentile(arr, 50)), "p90_s": float(np.percentile(arr, 90)),
-            "max_s": float(arr.max()), "settle_seconds": cfg.folders[0].settle_seconds}  # fmt: skip
+    out: dict[str, Any] = {"files": 2 * n, "settle_seconds": cfg.folders[0].settle_seconds}
+    for how, values in lat.items():
+        arr = np.array(values)
+        out[how] = {"files": len(values), "p50_s": float(np.percentile(arr, 50)),
+                    "p90_s": float(np.percentile(arr, 90)), "max_s": float(arr.max())}  # fmt: skip
+    return out
 
 
 def bench_throughput(root: Path, n: int) -> dict[str, Any]:
@@ -257,9 +267,14 @@ def to_markdown(figures: dict[str, Any]) -> str:
     if "latency" in figures:
         f = figures["latency"]
         out += ["## Drop-to-commit latency (idle agent, onnx fp32)", "",
-                f"{f['files']} files, one at a time (atomic rename into the folder, settle_seconds "
-                f"{f['settle_seconds']}): p50 **{f['p50_s']:.2f} s**, p90 {f['p90_s']:.2f} s, max {f['max_s']:.2f} s "
-                "(target: p50 <= 1.5 s).", ""]  # fmt: skip
+                f"{f['files']} files, one at a time, settle_seconds {f['settle_seconds']} (target: p50 <= 1.5 s; "
+                "a rename aims at 300 ms):", ""]  # fmt: skip
+        for how, what in (("renamed", "renamed into the folder (complete on arrival)"),
+                          ("written", "written in place (read once the writer closes it)")):  # fmt: skip
+            g = f[how]
+            out.append(f"- {what}: {g['files']} files, p50 **{g['p50_s']:.2f} s**, p90 {g['p90_s']:.2f} s, "
+                       f"max {g['max_s']:.2f} s")  # fmt: skip
+        out.append("")
     if "throughput" in figures:
         f = figures["throughput"]
         out += ["## Sustained folder throughput (onnx fp32)", "",

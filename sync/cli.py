@@ -67,6 +67,31 @@ def register(subparsers) -> None:
         help="S3 + DynamoDB only: create the bucket (in AWS_REGION) and table if missing",
     )
     s.set_defaults(func=run_endpoint_serve)
+    r = esub.add_parser(
+        "reprocess",
+        help="read stored images again with the active model set",
+        description="Read again the stored images (under images/) whose result was made by another "
+        "model set, or that have none, and store the new result beside each, in batches; resumable "
+        "(the position is kept in the index: run it again to go on) and idempotent (images whose "
+        "result has the active model set are left alone). Storage as for `endpoint serve`. On AWS the "
+        "template's schedule does the same in bounded batches.",
+    )
+    r.add_argument("--prefix", default="images/", help="only keys under this prefix (default: images/)")
+    r.add_argument(
+        "--since",
+        default=None,
+        help="only images stored at or after this time (YYYY-MM-DD, ISO date-time or Unix seconds)",
+    )
+    r.add_argument(
+        "--model", default=None, metavar="FAMILY", help="model family to read with (default: the endpoint's)"
+    )
+    r.add_argument("--batch", type=int, default=50, help="images read per batch (default: 50)")
+    r.add_argument(
+        "--max-batches", type=int, default=0, help="stop after this many batches (default: until done)"
+    )
+    r.add_argument("--data-dir", type=Path, default=None, help="local storage folder (as for serve)")
+    r.add_argument("--json", action="store_true", help="print the totals as JSON")
+    r.set_defaults(func=run_endpoint_reprocess)
     a = esub.add_parser(
         "add-device",
         help="add a device and print its new secret (local endpoint)",
@@ -183,4 +208,67 @@ def run_endpoint_add_device(args: argparse.Namespace) -> int:
         f"added {args.device_id} to {path}; put the secret above in the device's secret_file (chmod 600)",
         file=sys.stderr,
     )
+    return 0
+
+
+def _parse_since(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: give YYYY-MM-DD, an ISO date-time or Unix seconds") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def run_endpoint_reprocess(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sync.endpoint.core import build_core
+    from sync.endpoint.settings import EndpointSettings
+
+    if args.batch < 1 or args.max_batches < 0:
+        raise ConfigError("--batch must be at least 1 and --max-batches at least 0")
+    since = _parse_since(args.since)
+    settings = EndpointSettings.from_env(data_dir=args.data_dir)
+    if args.model:
+        settings = dataclasses.replace(settings, ocr_models=args.model)
+    core = build_core(settings, secrets={})
+    totals = {"reprocessed": 0, "up_to_date": 0, "skipped_older": 0, "failed": 0, "batches": 0}
+    try:
+        while True:
+            try:
+                report = core.reprocess(prefix=args.prefix, since=since, max_images=args.batch)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            totals["batches"] += 1
+            for k in ("reprocessed", "up_to_date", "skipped_older", "failed"):
+                totals[k] += getattr(report, k)
+            if not args.json:
+                print(
+                    f"batch {totals['batches']}: read {report.reprocessed}, up to date {report.up_to_date}, "
+                    f"failed {report.failed}" + ("" if report.done else f"; next after {report.cursor}"),
+                    file=sys.stderr,
+                )
+            if report.done or (args.max_batches and totals["batches"] >= args.max_batches):
+                break
+    finally:
+        core.close()
+    totals.update({"model": report.model, "done": report.done})
+    if args.json:
+        print(json.dumps(totals, indent=2))
+    else:
+        state = "done" if report.done else "stopped; run again to go on"
+        print(
+            f"reprocessed {totals['reprocessed']} images with {report.model} ({totals['up_to_date']} up to "
+            f"date, {totals['failed']} failed); {state}"
+        )
     return 0

@@ -89,6 +89,23 @@ def ocr_contract(result) -> dict[str, Any]:
     }
 
 
+@dataclass
+class ReprocessReport:
+    model: str
+    prefix: str
+    resumed_from: str = ""
+    scanned: int = 0
+    reprocessed: int = 0
+    up_to_date: int = 0
+    skipped_older: int = 0
+    failed: int = 0
+    done: bool = False
+    cursor: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 class OcrBusy(Exception):
     """Every OCR slot is taken and the wait queue is full (or the wait ran out)."""
 
@@ -104,11 +121,13 @@ class OcrRunner:
         engine: str,
         factory: Callable[[str], Any] | None = None,
         *,
+        models: str | None = None,
         max_in_flight: int = 1,
         max_queued: int = 0,
         wait_s: float = 0.0,
     ) -> None:
         self.engine = engine
+        self.models = models
         self.max_in_flight = max_in_flight
         self.wait_s = wait_s
         self._factory = factory
@@ -124,7 +143,7 @@ class OcrRunner:
             return self._factory(self.engine)
         from edge_ocr.ocr.reader import open_pipeline
 
-        return open_pipeline(self.engine, "fp32")
+        return open_pipeline(self.engine, "fp32", models=self.models)
 
     def _take(self):
         with self._pool_lock:
@@ -208,6 +227,7 @@ class EndpointCore:
         self.secrets = secrets
         self.ocr = ocr or OcrRunner(
             settings.ocr_engine,
+            models=settings.ocr_models,
             max_in_flight=settings.ocr_max_in_flight,
             max_queued=settings.ocr_max_queued,
             wait_s=settings.ocr_queue_wait_s,
@@ -517,7 +537,81 @@ class EndpointCore:
                 doc["cache"] = "miss"
             except (InputError, ValueError) as exc:
                 doc = {"status": "error", "error": str(exc), "timestamp": time.time()}
+        doc["model"] = self.ocr.model_set_id()  # what made it: reprocessing compares this
         return self._store_result(key, doc)
+
+    # --- scheduled reprocessing -----------------------------------------------------------------
+    def reprocess(
+        self,
+        *,
+        prefix: str = IMAGE_PREFIX,
+        since: float | None = None,
+        max_images: int = 50,
+        max_scanned: int = 2000,
+        out_of_time: Callable[[], bool] | None = None,
+    ) -> ReprocessReport:
+        """Read again, with the active model set, stored images under `prefix` (modified at or
+        after `since`) whose result was made by another model set or that have none; at most
+        `max_images` reads and `max_scanned` images looked at per call. Resumable: the position is
+        kept in the index (per model set, prefix and since), so the next call goes on from there,
+        and a finished pass starts over (picking up images stored since). Idempotent: an image
+        whose result has the active model set is left alone."""
+        if not prefix.startswith(IMAGE_PREFIX):
+            raise ValueError(f"reprocess reads images: the prefix must start with {IMAGE_PREFIX}")
+        model = self.ocr.model_set_id()
+        pk = f"reprocess#{model}#{prefix}#{int(since or 0)}"
+        state = self.storage.get_item(pk) or {}
+        report = ReprocessReport(model=model, prefix=prefix, resumed_from=state.get("cursor") or "")
+        cursor = report.resumed_from
+        done = True
+        for key, modified in self.storage.list_objects(prefix, start_after=cursor):
+            if key.endswith(RESULT_SUFFIX) or "." + key.rsplit(".", 1)[-1] not in IMAGE_TYPES.values():
+                continue
+            if (
+                report.reprocessed >= max_images
+                or report.scanned >= max_scanned
+                or (out_of_time and out_of_time())
+            ):
+                done = False
+                break
+            cursor = key
+            if since is not None and modified < since:
+                report.skipped_older += 1
+                continue
+            report.scanned += 1
+            if self._result_model(key) == model:
+                report.up_to_date += 1
+                continue
+            try:
+                data = self.storage.get_object(key, self.settings.max_upload_bytes)
+            except (MissingObject, ValueError) as exc:
+                logger.warning("reprocess: cannot read %s: %s", key, exc)
+                report.failed += 1
+                continue
+            status = self.on_object_created(key, data)
+            report.reprocessed += 1
+            if status != "success":
+                report.failed += 1
+            self.storage.put_item({"pk": pk, "cursor": cursor, "updated_at": int(self.clock())})
+        report.done = done
+        report.cursor = "" if done else cursor
+        self.storage.put_item(
+            {
+                "pk": pk,
+                "cursor": report.cursor,
+                "updated_at": int(self.clock()),
+                "passes_done": int(state.get("passes_done", 0)) + int(done),
+            }
+        )
+        logger.info("reprocess %s with %s: %s", prefix, model, report.to_dict())
+        return report
+
+    def _result_model(self, key: str) -> str | None:
+        try:
+            doc = json.loads(self.storage.get_object(key + RESULT_SUFFIX, 64 * 1024 * 1024))
+        except (MissingObject, ValueError):
+            return None
+        return doc.get("model") if isinstance(doc, dict) else None
 
     def _store_result(self, key: str, doc: dict[str, Any]) -> str:
         doc["key"] = key

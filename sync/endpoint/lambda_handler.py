@@ -1,8 +1,10 @@
 """AWS Lambda entry point: `sync.endpoint.lambda_handler.handler`.
 
-API Gateway HTTP API (payload 2.0) events go through Mangum to the Starlette app; S3
-object-created events go straight to the core. Everything is built on the first call and
-reused while the instance lives (no import-time side effects).
+API Gateway HTTP API (payload 2.0) events go through Mangum to the ASGI app; S3 object-created
+events go straight to the core; the scheduled event (EventBridge, `{"action": "reprocess"}` from
+the template's schedule, or a plain "Scheduled Event") reprocesses a bounded batch of stored
+images whose result an older model made. Everything is built on the first call and reused while
+the instance lives (no import-time side effects).
 """
 
 from __future__ import annotations
@@ -34,10 +36,17 @@ def reset() -> None:
     _http = None
 
 
+REPROCESS_MARGIN_MS = 15_000  # stop starting new images this long before the function's timeout
+
+
 def handler(event: dict[str, Any], context: Any) -> Any:
     records = event.get("Records") if isinstance(event, dict) else None
     if records and all(r.get("eventSource") == "aws:s3" for r in records):
         return {"results": get_core().on_s3_records(records)}
+    if isinstance(event, dict) and (
+        event.get("action") == "reprocess" or event.get("detail-type") == "Scheduled Event"
+    ):
+        return reprocess(event, context)
     global _http
     if _http is None:
         from mangum import Mangum
@@ -46,3 +55,17 @@ def handler(event: dict[str, Any], context: Any) -> Any:
 
         _http = Mangum(create_app(get_core()), lifespan="off")
     return _http(event, context)
+
+
+def reprocess(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    try:
+        max_images = max(1, min(1000, int(event.get("max_images", 50))))
+    except (TypeError, ValueError):
+        max_images = 50
+    report = get_core().reprocess(
+        prefix=str(event.get("prefix") or "images/"),
+        max_images=max_images,
+        out_of_time=(lambda: remaining() < REPROCESS_MARGIN_MS) if remaining else None,
+    )
+    return report.to_dict()

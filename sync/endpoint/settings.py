@@ -29,6 +29,7 @@ ENV_SECRETS_FILE = "EDGE_OCR_DEVICE_SECRETS_FILE"
 ENV_SECRETS_JSON = "EDGE_OCR_DEVICE_SECRETS"
 ENV_SECRETS_SSM = "EDGE_OCR_DEVICE_SECRETS_SSM"
 ENV_OCR_ENGINE = "EDGE_OCR_OCR_ENGINE"
+ENV_OCR_MODELS = "EDGE_OCR_OCR_MODELS"
 ENV_OCR_MAX_IN_FLIGHT = "EDGE_OCR_OCR_MAX_IN_FLIGHT"
 ENV_OCR_MAX_QUEUED = "EDGE_OCR_OCR_MAX_QUEUED"
 ENV_OCR_QUEUE_WAIT_S = "EDGE_OCR_OCR_QUEUE_WAIT_S"
@@ -52,6 +53,7 @@ class EndpointSettings:
     bucket: str = ""
     table: str = ""
     ocr_engine: str = "onnx"
+    ocr_models: str | None = None  # the model family; None: the models folder's default
     # /v1/ocr: images decoded and read at once (each holds its pixels), requests allowed to wait
     # for one of those slots, and how long they wait; beyond that: 503 with Retry-After
     ocr_max_in_flight: int = 1
@@ -84,6 +86,7 @@ class EndpointSettings:
             )
         common = {
             "ocr_engine": env.get(ENV_OCR_ENGINE, "onnx"),
+            "ocr_models": env.get(ENV_OCR_MODELS) or None,
             "ocr_max_in_flight": _env_int(env, ENV_OCR_MAX_IN_FLIGHT, cls.ocr_max_in_flight, 1, 64),
             "ocr_max_queued": _env_int(env, ENV_OCR_MAX_QUEUED, cls.ocr_max_queued, 0, 1024),
             "ocr_queue_wait_s": _env_float(env, ENV_OCR_QUEUE_WAIT_S, cls.ocr_queue_wait_s, 0.0, 600.0),

@@ -59,6 +59,9 @@ class Storage(Protocol):
 
     def list_keys(self, prefix: str) -> Iterator[str]: ...
 
+    def list_objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, float]]:
+        """(key, last modified as Unix time) under `prefix`, in key order, after `start_after`."""
+
     def presign_put(self, key: str, content_type: str, expires_s: int, base_url: str) -> str:
         """A URL a device PUTs the object to, without our signature (`base_url`: this endpoint's)."""
 
@@ -66,6 +69,9 @@ class Storage(Protocol):
 
     def put_item_if_absent(self, item: dict[str, Any]) -> bool:
         """Store an index item (with `pk`); False if one with that `pk` exists."""
+
+    def put_item(self, item: dict[str, Any]) -> None:
+        """Store an index item (with `pk`), replacing any (bookkeeping such as a reprocess cursor)."""
 
     def remember_nonce(self, key: str, ttl_s: int) -> bool:
         """Record a nonce for `ttl_s`; False if it is already there and not expired (a replay)."""
@@ -180,11 +186,26 @@ class LocalStorage:
         return self._path(key).is_file()
 
     def list_keys(self, prefix: str) -> Iterator[str]:
-        for path in sorted(self.objects_dir.rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
-                key = path.relative_to(self.objects_dir).as_posix()
-                if key.startswith(prefix):
-                    yield key
+        for key, _ in self.list_objects(prefix):
+            yield key
+
+    def list_objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, float]]:
+        if any(part in (".", "..") for part in prefix.split("/")) or prefix.startswith("/"):
+            raise ValueError(f"invalid key prefix {prefix[:80]!r}")
+        # walk only the folder the prefix names, then order by key as S3 does
+        base = self.objects_dir / prefix.rsplit("/", 1)[0] if "/" in prefix else self.objects_dir
+        found = []
+        for path in base.rglob("*") if base.is_dir() else ():
+            if path.name.startswith("."):
+                continue
+            key = path.relative_to(self.objects_dir).as_posix()
+            if key.startswith(prefix) and key > start_after and path.is_file():
+                found.append((key, path))
+        for key, path in sorted(found):
+            try:
+                yield key, path.stat().st_mtime
+            except FileNotFoundError:
+                continue
 
     def presign_put(self, key: str, content_type: str, expires_s: int, base_url: str) -> str:
         expires = int(self.clock()) + expires_s
@@ -212,6 +233,11 @@ class LocalStorage:
         with self._lock:
             cur = self._db.execute("INSERT OR IGNORE INTO items (pk, doc) VALUES (?, ?)", (item["pk"], doc))
         return cur.rowcount == 1
+
+    def put_item(self, item: dict[str, Any]) -> None:
+        doc = json.dumps(item, separators=(",", ":"), sort_keys=True)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO items (pk, doc) VALUES (?, ?)", (item["pk"], doc))
 
     def items(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
@@ -321,9 +347,16 @@ class AwsStorage:
         return True
 
     def list_keys(self, prefix: str) -> Iterator[str]:
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+        for key, _ in self.list_objects(prefix):
+            yield key
+
+    def list_objects(self, prefix: str, start_after: str = "") -> Iterator[tuple[str, float]]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            kwargs["StartAfter"] = start_after
+        for page in self.s3.get_paginator("list_objects_v2").paginate(**kwargs):
             for obj in page.get("Contents", []):
-                yield obj["Key"]
+                yield obj["Key"], obj["LastModified"].timestamp()
 
     def presign_put(self, key: str, content_type: str, expires_s: int, base_url: str) -> str:
         return self.s3.generate_presigned_url(
@@ -353,6 +386,9 @@ class AwsStorage:
                 return False
             raise
         return True
+
+    def put_item(self, item: dict[str, Any]) -> None:
+        self.ddb.put_item(TableName=self.table, Item={k: _to_attr(v) for k, v in item.items()})
 
     def remember_nonce(self, key: str, ttl_s: int) -> bool:
         """Shared by every Lambda instance and local process: a conditional put with a TTL."""

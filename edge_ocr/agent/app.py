@@ -337,10 +337,8 @@ class Agent:
                 return None
             return self._desk.prepare(item, attempts, self._new_job_id())
         except Exception as exc:  # one file must not stop the agent
-            if isinstance(item, FileCandidate):
-                self._desk.contain(item, exc)
-                return None
-            raise
+            self._desk.contain(item, exc)
+            return None
 
     # -- results ----------------------------------------------------------------------------------
     def _finish(self, msg: JobDone | JobFailed) -> None:

@@ -172,10 +172,13 @@ class FileDesk:
         self.after_success(folder, cand.path, [s.capture_id for s in stored])
 
     # -- containment ------------------------------------------------------------------------------
-    def contain(self, item: FileCandidate, exc: BaseException, file_id: int | None = None) -> None:
+    def contain(
+        self, item: FileCandidate | FileRejected, exc: BaseException, file_id: int | None = None
+    ) -> None:
         """An unexpected error while handling one file: log its traceback, quarantine the file with
-        the reason recorded, and go on. Database errors are not the file's fault: they propagate."""
-        if isinstance(exc, (sqlite3.Error, StoreError)):
+        the reason recorded, and go on. A database that cannot be written (locked past the stop
+        grace, full, damaged) is not the file's fault: that propagates."""
+        if isinstance(exc, StoreError) or type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError):
             raise exc
         shown = display_path(item.path)
         reason = clean_text(f"internal error while handling it: {type(exc).__name__}: {exc} (see the log)")

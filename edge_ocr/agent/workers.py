@@ -218,9 +218,13 @@ def worker_main(
     conn: Connection, engine: EngineConfig, threads: int, scratch_root: str | None = None
 ) -> None:
     """Entry point of a worker process."""
-    if scratch_root:
-        Path(scratch_root).mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=scratch_root))
+    try:
+        if scratch_root:
+            Path(scratch_root).mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="worker-", dir=scratch_root))
+    except OSError as exc:  # an unwritable data folder: the system's temporary folder will do
+        logger.warning("cannot use %s for copies (%s); using the temporary folder", scratch_root, exc)
+        scratch = Path(tempfile.mkdtemp(prefix="edge-ocr-worker-"))
     try:
         _serve_jobs(conn, engine, threads, scratch)
     finally:

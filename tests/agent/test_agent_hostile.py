@@ -26,7 +26,10 @@ from edge_ocr.store.db import BUSY_TIMEOUT_MS
 
 
 def done_count(db: Path) -> int:
-    return query(db, "SELECT count(*) FROM files WHERE state = 'done'")[0][0]
+    try:
+        return query(db, "SELECT count(*) FROM files WHERE state = 'done'")[0][0]
+    except sqlite3.OperationalError:  # created by another process, not migrated yet
+        return 0
 
 
 def agent_toml(dirs: dict[str, Path], path: Path, **folder: object) -> Path:
@@ -63,8 +66,7 @@ def test_a_name_that_is_not_utf8_is_read_stored_losslessly_and_not_read_again(
     log = tmp_path / "agent.log"
     proc = cli("--log-file", str(log), "run", "--config", str(config))
     try:
-        wait_for(lambda: proc.poll() is not None or (dirs["db"].exists() and done_count(dirs["db"]) == 2),
-                 60, "both files done")  # fmt: skip
+        wait_for(lambda: proc.poll() is not None or done_count(dirs["db"]) == 2, 60, "both files done")
         assert proc.poll() is None, proc.stderr.read().decode(errors="replace")  # type: ignore[union-attr]
     finally:
         proc.send_signal(signal.SIGTERM)

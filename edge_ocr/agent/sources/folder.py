@@ -29,6 +29,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from edge_ocr.agent.sources.entries import inspect_entry
 from edge_ocr.config import FolderSourceConfig
 from edge_ocr.errors import ConfigError
 from edge_ocr.store.files import display_path
@@ -145,11 +146,18 @@ class _Handler(FileSystemEventHandler):
         if (path := self._path(event.src_path)) is not None:
             self._debouncer.closed(path, wrote=False)
 
+    def on_deleted(self, event: FileSystemEvent) -> None:
+        if not event.is_directory and event.src_path:
+            self._debouncer.forget_opens(Path(os.fsdecode(event.src_path)))
+
     def on_moved(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             self._debouncer.rescan_later()
-        elif (path := self._path(event.dest_path)) is not None:
-            self._debouncer.touch(path, arrived=True)  # a rename is atomic: complete on arrival
+            return
+        src = Path(os.fsdecode(event.src_path)) if event.src_path else None
+        opens = self._debouncer.forget_opens(src) if src is not None else 0
+        if (path := self._path(event.dest_path)) is not None:
+            self._debouncer.touch(path, arrived=opens == 0, opens=opens)  # a rename is atomic
 
 
 @dataclass
@@ -159,57 +167,6 @@ class _Pending:
     closed: bool  # the last write event was the writer closing the file
     arrived: bool  # renamed or moved in: complete as it is
     stat_key: tuple[int, int] | None  # (size, mtime_ns) at the last event
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """What a path is: a readable regular file (`key`, `source`), gone, or rejected (`reason`)."""
-
-    key: tuple[int, int] | None = None
-    source: Path | None = None
-    reason: str | None = None
-    move: bool = True
-
-
-def _inside(a: Path, b: Path) -> bool:
-    return a == b or b in a.parents
-
-
-def inspect_entry(path: Path, root: Path) -> _Entry:
-    """Classify a path without opening it. `root` is the watched folder's real path."""
-    try:
-        lst = os.lstat(path)
-    except FileNotFoundError:
-        return _Entry()
-    except OSError as exc:
-        return _Entry(reason=f"cannot be inspected ({exc.strerror}); not read", move=False)
-    if stat.S_ISDIR(lst.st_mode):
-        return _Entry(
-            reason="is a folder named like an image; its contents are watched, it is not read", move=False
-        )
-    real = Path(os.path.realpath(path))
-    if stat.S_ISLNK(lst.st_mode):
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return _Entry(
-                reason=f"is a symbolic link to {display_path(os.readlink(path))}, which does not exist; not read"
-            )
-        except OSError as exc:  # ELOOP and the like
-            return _Entry(reason=f"is a symbolic link that cannot be followed ({exc.strerror}); not read")
-        if not _inside(real, root):
-            return _Entry(
-                reason=f"is a symbolic link to {display_path(real)}, outside the watched folder; not read"
-            )
-    else:
-        st = lst
-        if not _inside(real, root):  # reached through a linked parent folder
-            return _Entry(reason=f"resolves to {display_path(real)}, outside the watched folder; not read")
-    if stat.S_ISDIR(st.st_mode):
-        return _Entry(reason="is a link to a folder; not read")
-    if not stat.S_ISREG(st.st_mode):
-        return _Entry(reason="is not a regular file (a FIFO, socket or device); not read")
-    return _Entry(key=(st.st_size, st.st_mtime_ns), source=real if real != path else None)
 
 
 def _stat_key(path: Path) -> tuple[int, int] | None:
@@ -252,10 +209,14 @@ class Debouncer:
         self._in_hand = 0  # being hashed or handed over (no longer in _pending)
         self.scanned = threading.Event()  # the startup rescan has listed every file
 
-    def touch(self, path: Path, *, closed: bool = False, arrived: bool = False) -> None:
+    def touch(self, path: Path, *, closed: bool = False, arrived: bool = False, opens: int = 0) -> None:
+        """Note an event. `arrived`: renamed or moved in, complete as it is. `opens`: open file
+        descriptions that came with a rename (a writer renaming a file it still writes)."""
         now = time.monotonic()
         key = _stat_key(path)
         with self._lock:
+            if opens:
+                self._opens[path] = self._opens.get(path, 0) + opens
             p = self._pending.get(path)
             if p is None:
                 self._pending[path] = _Pending(now, now, closed, arrived, key)
@@ -269,6 +230,11 @@ class Debouncer:
     def opened(self, path: Path) -> None:
         with self._lock:
             self._opens[path] = self._opens.get(path, 0) + 1
+
+    def forget_opens(self, path: Path) -> int:
+        """The file is gone (deleted, or renamed away): drop its open count, and return it."""
+        with self._lock:
+            return self._opens.pop(path, 0)
 
     def closed(self, path: Path, *, wrote: bool) -> None:
         with self._lock:

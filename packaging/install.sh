@@ -4,7 +4,8 @@
 #   sudo packaging/install.sh [--config FILE]            system service (own user, hardened unit)
 #   packaging/install.sh --user [--config FILE]          per-user service, no root needed
 #
-# Steps: find (or apt-install) Python 3.10; create a venv; pip-install edge-ocr with the engines;
+# Steps: find the system's Python (3.10 or newer; apt-install it when missing); create a venv;
+# install the locked dependencies (packaging/lock/, hashes checked) and edge-ocr with the engines;
 # install the config (validated first; a watcher on /srv/edge-ocr/in when none is given); build
 # the models once (or copy prebuilt ones with --models-from, e.g. ARM .nb files); register and
 # start the service; run `edge-ocr doctor`. Docs: docs/USER_GUIDE.md.
@@ -14,7 +15,9 @@
 #   --user               per-user install: ~/.local/opt/edge-ocr, `edge-ocr service install`
 #   --prefix DIR         where the venv and docs go (default /opt/edge-ocr, or ~/.local/opt/edge-ocr)
 #   --extras LIST        pip extras (default: lite,onnx,build on x86-64; onnx on ARM)
-#   --source PATH        project folder, wheel or requirement to install (default: this checkout)
+#   --source PATH        project folder or wheel to install (default: this checkout)
+#   --lock FILE          the lock file to install from (default: packaging/lock/<extras>.txt)
+#   --no-lock            resolve the dependencies freshly instead of from the lock file
 #   --models-from DIR    copy a built models folder instead of building (ARM boards, offline sites)
 #   --no-models          skip the models step
 #   --no-service         do not register or start the service
@@ -29,6 +32,8 @@ CONFIG=""
 PREFIX=""
 EXTRAS=""
 SOURCE="$SRC_DEFAULT"
+LOCKED=1
+LOCK=""
 MODELS_FROM=""
 DO_MODELS=1
 DO_SERVICE=1
@@ -47,11 +52,13 @@ while [ $# -gt 0 ]; do
         --prefix) PREFIX=$2; shift 2 ;;
         --extras) EXTRAS=$2; shift 2 ;;
         --source) SOURCE=$2; shift 2 ;;
+        --lock) LOCK=$2; shift 2 ;;
+        --no-lock) LOCKED=0; shift ;;
         --models-from) MODELS_FROM=$2; shift 2 ;;
         --no-models) DO_MODELS=0; shift ;;
         --no-service) DO_SERVICE=0; shift ;;
         --dry-run) DRY=1; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -82,27 +89,28 @@ fi
 VENV=$PREFIX/venv
 EDGE_OCR=$VENV/bin/edge-ocr
 
-# -- 1. Python 3.10 ------------------------------------------------------------------------------
-# shellcheck source=../scripts/python310.sh
-. "$HERE/../scripts/python310.sh"  # is_py310, find_python
+# -- 1. Python ----------------------------------------------------------------------------------
+# The system's python3 when it is 3.10 or newer (EDGE_OCR_PYTHON overrides). Paddle Lite's wheel
+# is CPython 3.10 x86-64 only: elsewhere the lite extra installs nothing and the engine says why.
+# shellcheck source=../scripts/python.sh
+. "$HERE/../scripts/python.sh"  # find_python, is_supported, has_venv, py_version
 
-if [ -x "$VENV/bin/python" ] && is_py310 "$VENV/bin/python"; then
+if [ -x "$VENV/bin/python" ] && is_supported "$VENV/bin/python"; then
     PY=$VENV/bin/python
 else
-    if ! BASE=$(find_python); then
-        if [ "$MODE" = system ] && command -v apt-get >/dev/null 2>&1 &&
-            apt-cache policy python3.10 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-            say "installing python3.10 with apt"
-            run apt-get install -y python3.10 python3.10-venv
-            BASE=$(command -v python3.10 || echo /usr/bin/python3.10)
+    if ! BASE=$(find_python) || ! has_venv "$BASE"; then
+        if [ "$MODE" = system ] && command -v apt-get >/dev/null 2>&1; then
+            say "installing python3 and python3-venv with apt"
+            run apt-get update -qq
+            run apt-get install -y python3 python3-venv
+            BASE=$(find_python) || BASE=/usr/bin/python3
         else
-            cat >&2 <<'EOF'
-install: Python 3.10 was not found (Paddle Lite's wheels exist only for CPython 3.10/3.8).
-  Install one, then run this again:
-    - Ubuntu 22.04:   apt-get install python3.10 python3.10-venv
-    - Debian, others: pyenv install 3.10.13   or   uv python install 3.10
-  or point EDGE_OCR_PYTHON at a python3.10 binary.
-EOF
+            cat >&2 <<'EOF2'
+install: no Python 3.10 or newer with venv support was found. Install one, then run this again:
+    - Debian 12/13, Ubuntu 22.04+:  apt-get install python3 python3-venv
+    - others:                       pyenv install 3.12   or   uv python install 3.12
+  or point EDGE_OCR_PYTHON at a python3.10 (or newer) binary.
+EOF2
             exit 1
         fi
     fi
@@ -113,10 +121,39 @@ EOF
 fi
 
 # -- 2. the package ------------------------------------------------------------------------------
-say "installing edge-ocr[$EXTRAS] from $SOURCE into $VENV"
-if [ -d "$SOURCE" ]; then SPEC="$SOURCE[$EXTRAS]"; else SPEC="edge-ocr[$EXTRAS] @ file://$(realpath "$SOURCE")"; fi
-run "$PY" -m pip install --disable-pip-version-check -q --upgrade pip
-run "$PY" -m pip install --disable-pip-version-check -q "$SPEC"
+# Locked: every dependency from packaging/lock/<extras>.txt, pinned and checked by sha256 (pip
+# refuses a file whose hash differs), then edge-ocr itself without dependencies. So two stations
+# installed a month apart run the same bytes. --no-lock resolves freshly instead.
+EXTRAS=$(printf '%s' "$EXTRAS" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)
+if [ "$LOCKED" = 1 ]; then
+    LOCK=${LOCK:-$HERE/lock/$(printf '%s' "$EXTRAS" | tr ',' '-').txt}
+    [ -f "$LOCK" ] || die "no lock file $LOCK for the extras $EXTRAS (locked: $(cd "$HERE/lock" && ls -- *.txt | sed 's/\.txt$//; s/-/,/g' | paste -sd' ' -)); choose one of those, or pass --no-lock"
+    say "installing the locked dependencies of edge-ocr[$EXTRAS] from $LOCK (hashes required)"
+    run "$PY" -m pip install --disable-pip-version-check -q --require-hashes --no-deps -r "$LOCK"
+    say "installing edge-ocr from $SOURCE (its dependencies are the locked ones)"
+    run "$PY" -m pip install --disable-pip-version-check -q --no-deps "$SOURCE"
+else
+    say "installing edge-ocr[$EXTRAS] from $SOURCE into $VENV, unlocked (--no-lock)"
+    if [ -d "$SOURCE" ]; then SPEC="$SOURCE[$EXTRAS]"; else SPEC="edge-ocr[$EXTRAS] @ file://$(realpath "$SOURCE")"; fi
+    run "$PY" -m pip install --disable-pip-version-check -q "$SPEC"
+fi
+# paddleocr (the build extra's reference pipeline) pulls opencv-python, which needs libGL and shares
+# the cv2 folder: the headless OpenCV of the same version must win it.
+if [ "$DRY" = 0 ] && { "$PY" -m pip show -q opencv-python || "$PY" -m pip show -q opencv-contrib-python; } >/dev/null 2>&1; then
+    if [ "$LOCKED" = 1 ]; then
+        HEADLESS=$(mktemp)
+        awk '/^opencv-python-headless==/ {p = 1} p {print; if ($0 !~ /\\$/) exit}' "$LOCK" >"$HEADLESS"
+        run "$PY" -m pip install --disable-pip-version-check -q --force-reinstall --no-deps --require-hashes -r "$HEADLESS"
+        rm -f "$HEADLESS"
+    else
+        run "$PY" -m pip install --disable-pip-version-check -q --force-reinstall --no-deps \
+            "opencv-python-headless==$("$PY" -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
+    fi
+fi
+if [[ ",$EXTRAS," == *,lite,* ]] && [ "$DRY" = 0 ] && ! "$PY" -c 'import paddlelite' >/dev/null 2>&1; then
+    say "the lite engine is unavailable here: Paddle Lite 2.13rc0 has wheels for CPython 3.10 on x86-64 only" \
+        "(this is Python $(py_version "$PY") on $ARCH); the onnx engine is used"
+fi
 if [ -d "$SOURCE/docs" ]; then
     run mkdir -p "$PREFIX/docs"
     run cp -r "$SOURCE/docs/." "$PREFIX/docs/"

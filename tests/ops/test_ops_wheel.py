@@ -49,7 +49,14 @@ def test_wheel_has_packages_data_and_entry_points(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for pkg in (
         "edge_ocr",
-        "edge_ocr/engines",
+        "edge_ocr/ocr",
+        "edge_ocr/ocr/engines",
+        "edge_ocr/ocr/pipeline",
+        "edge_ocr/agent",
+        "edge_ocr/agent/sources",
+        "edge_ocr/rules",
+        "edge_ocr/ops",
+        "edge_ocr/ops/doctor",
         "edge_ocr/store",
         "edge_ocr/commands",
         "gui",
@@ -57,7 +64,14 @@ def test_wheel_has_packages_data_and_entry_points(tmp_path: Path) -> None:
         "models",
     ):
         assert f"{pkg}/__init__.py" in names, pkg
-    for data in ("edge_ocr/ocr/engines/fake_dict.txt", "models/catalogue.json"):
+    assert not any(n.startswith(("studies/", "tests/")) for n in names), (
+        "research studies and tests are not installed"
+    )
+    for data in (
+        "edge_ocr/ocr/engines/fake_dict.txt",
+        "edge_ocr/ocr/engines/probe_label.png",
+        "models/catalogue.json",
+    ):
         assert data in names, data
     for module in (
         "edge_ocr/ops/doctor.py",

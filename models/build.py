@@ -506,7 +506,8 @@ def _build_locked(
     summary: dict[str, Any] = {"models_dir": str(root), "sets": {}, "timings": {}}
     for set_id, why in skipped.items():
         summary["sets"][set_id] = {"status": "skipped", "reason": why}
-        progress(f"skipping {set_id}: {why}")
+    for why in dict.fromkeys(skipped.values()):
+        progress(f"skipping {', '.join(s for s, w in skipped.items() if w == why)}: {why}")
     for s in specs:
         if s not in todo:
             summary["sets"][s.set_id] = {"status": "kept"}

@@ -67,6 +67,23 @@ def register(subparsers) -> None:
         help="S3 + DynamoDB only: create the bucket (in AWS_REGION) and table if missing",
     )
     s.set_defaults(func=run_endpoint_serve)
+    st = esub.add_parser(
+        "stats",
+        help="requests, errors, duration, cold starts and memory per route",
+        description="Print the endpoint's figures: from a running local endpoint (its GET /v1/metrics, "
+        "the Prometheus text format) or, with --cloudwatch, the CloudWatch metrics the Lambda function "
+        "writes (namespace EdgeOCR, through boto3 and the standard AWS variables) over the last --hours.",
+    )
+    st.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="local endpoint (default: http://127.0.0.1:8080)"
+    )
+    st.add_argument("--cloudwatch", action="store_true", help="read CloudWatch instead of a local endpoint")
+    st.add_argument(
+        "--function", default=None, help="with --cloudwatch: the function name, for its throttles"
+    )
+    st.add_argument("--hours", type=float, default=1.0, help="with --cloudwatch: the window (default: 1)")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    st.set_defaults(func=run_endpoint_stats)
     r = esub.add_parser(
         "reprocess",
         help="read stored images again with the active model set",
@@ -271,4 +288,45 @@ def run_endpoint_reprocess(args: argparse.Namespace) -> int:
             f"reprocessed {totals['reprocessed']} images with {report.model} ({totals['up_to_date']} up to "
             f"date, {totals['failed']} failed); {state}"
         )
+    return 0
+
+
+def run_endpoint_stats(args: argparse.Namespace) -> int:
+    if args.cloudwatch:
+        from sync.endpoint.cloudwatch import read_stats
+
+        if not 0 < args.hours <= 24 * 15:
+            raise ConfigError(
+                "--hours must be more than 0 and at most 360 (CloudWatch keeps 1-minute data 15 days)"
+            )
+        stats = read_stats(hours=args.hours, function_name=args.function)
+    else:
+        import httpx
+
+        from sync.endpoint.metrics import parse_prometheus, summarize
+
+        url = args.url.rstrip("/") + "/v1/metrics"
+        try:
+            resp = httpx.get(url, timeout=10)
+        except httpx.HTTPError as exc:
+            raise SyncError(
+                f"cannot read {url}: {exc}; is `edge-ocr endpoint serve` running there?"
+            ) from None
+        if resp.status_code != 200:
+            raise SyncError(f"{url} answered {resp.status_code}")
+        stats = summarize(parse_prometheus(resp.text))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    window = f"last {args.hours:g} h" if args.cloudwatch else f"up {stats['uptime_s']:.0f} s"
+    print(f"endpoint stats ({stats['source']}, {window})")
+    print(f"{'route':<18} {'requests':>9} {'per s':>8} {'errors':>7} {'mean ms':>9}")
+    for route, r in stats["routes"].items():
+        print(f"{route:<18} {r['requests']:>9} {r['per_second']:>8.3f} {r['errors']:>7} {r['mean_ms']:>9.1f}")
+    extra = [f"cold starts {stats['cold_starts']}", f"memory used {stats['memory_used_mb']:.0f} MB"]
+    if "throttles" in stats:
+        extra.append(f"throttles {stats['throttles']}")
+    if "ocr_busy" in stats:
+        extra.append(f"OCR busy {stats['ocr_busy']}")
+    print("; ".join(extra))
     return 0

@@ -48,6 +48,26 @@ PRUNE_PATHS = (
     "onnxruntime/quantization",
     "onnxruntime/tools",
     "onnxruntime/datasets",
+    # Powertools: the endpoint uses Metrics only (the package's __init__ also loads logging,
+    # tracing and utilities.jmespath_utils)
+    "aws_lambda_powertools/event_handler",
+    *(
+        f"aws_lambda_powertools/utilities/{u}"
+        for u in (
+            "parser",
+            "data_classes",
+            "auth_alpha",
+            "idempotency",
+            "parameters",
+            "kafka",
+            "circuit_breaker",
+            "feature_flags",
+            "data_masking",
+            "streaming",
+            "batch",
+            "validation",
+        )
+    ),
     "numpy/_core/include",  # C headers and the static npymath library: for building extensions only
     "numpy/_core/lib",
 )
@@ -217,6 +237,8 @@ try:
     raise SystemExit("an invalid upload request passed the schema")
 except BodyError as exc:
     refused = str(exc)
+from sync.endpoint.metrics import RequestRecord, emit_emf  # Powertools, pruned as shipped
+emit_emf(RequestRecord("/v1/ocr", 200, 0.5, True), "smoke")
 print(json.dumps({"python": sys.version.split()[0], "text": result.text, "confidence": result.confidence,
                   "refused": refused}))
 """

@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, unquote_plus
 
 from edge_ocr.errors import EdgeOcrError, InputError
 from sync.auth import AuthFailure, verify_signature
+from sync.endpoint.metrics import PROMETHEUS_CONTENT_TYPE, EndpointMetrics, RequestRecord, route_label
 from sync.endpoint.schema import BodyError, openapi_bytes, parse_json, validate
 from sync.endpoint.settings import EndpointSettings
 from sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, Storage, StorageUnavailable
@@ -233,6 +234,9 @@ class EndpointCore:
             wait_s=settings.ocr_queue_wait_s,
         )
         self.clock = clock
+        self.metrics = EndpointMetrics()
+        #: called with each request's figures (the Lambda handler writes them as EMF records)
+        self.on_request: Callable[[RequestRecord], None] | None = None
         self._routes: dict[tuple[str, str], Callable[..., Reply]] = {
             ("POST", "/v1/batches"): self._post_batch,
             ("POST", "/v1/uploads"): self._post_upload,
@@ -251,7 +255,20 @@ class EndpointCore:
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str = "") -> Reply:
         """Serve one request. `headers` with lower-case names."""
-        method = method.upper()
+        started = time.perf_counter()
+        reply = self._handle(method.upper(), path, headers, body, query)
+        self.record(route_label(path), reply.status, time.perf_counter() - started)
+        return reply
+
+    def record(self, route: str, status: int, seconds: float) -> None:
+        rec = self.metrics.observe(route, status, seconds)
+        if self.on_request is not None:
+            try:
+                self.on_request(rec)
+            except Exception:  # figures must never fail a request
+                logger.exception("recording the request's metrics failed")
+
+    def _handle(self, method: str, path: str, headers: dict[str, str], body: bytes, query: str) -> Reply:
         try:
             return self._dispatch(method, path, headers, body, query)
         except HttpError as exc:
@@ -284,6 +301,10 @@ class EndpointCore:
                     "storage": self.storage.kind,
                 },
             )
+        if path == "/v1/metrics":
+            if method != "GET":
+                raise HttpError(405, "use GET /v1/metrics", {"allow": "GET"})
+            return Reply(200, self.metrics.render().encode(), {"content-type": PROMETHEUS_CONTENT_TYPE})
         if path == "/v1/openapi.json":
             if method != "GET":
                 raise HttpError(405, "use GET /v1/openapi.json", {"allow": "GET"})
@@ -455,10 +476,12 @@ class EndpointCore:
             raise HttpError(400, "no image in the request body")
         cached = self._cached(image)
         if cached is not None:
+            self.metrics.cache.inc(result="hit")
             return Reply(200, {**cached, "timestamp": time.time()}, {H_CACHE: "hit"})
         try:
             doc = ocr_contract(self.ocr.run(image, name))
         except OcrBusy:
+            self.metrics.ocr_busy.inc()
             raise HttpError(
                 503,
                 "OCR is busy: every slot is taken; retry after the given seconds",
@@ -469,6 +492,7 @@ class EndpointCore:
         except EdgeOcrError as exc:
             raise HttpError(503, f"OCR unavailable: {exc}", {"retry-after": "30"}) from None
         self._cache(image, doc)
+        self.metrics.cache.inc(result="miss")
         return Reply(200, doc, {H_CACHE: "miss"})
 
     # --- the result cache -----------------------------------------------------------------------

@@ -10,6 +10,8 @@ the instance lives (no import-time side effects).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from typing import Any
 
 from sync.endpoint.core import EndpointCore
@@ -26,6 +28,11 @@ def get_core() -> EndpointCore:
         from sync.endpoint.core import build_core
 
         _core = build_core()
+        if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda: each request as an EMF record
+            from sync.endpoint.metrics import emit_emf
+
+            name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+            _core.on_request = lambda rec: emit_emf(rec, name)
     return _core
 
 
@@ -42,11 +49,11 @@ REPROCESS_MARGIN_MS = 15_000  # stop starting new images this long before the fu
 def handler(event: dict[str, Any], context: Any) -> Any:
     records = event.get("Records") if isinstance(event, dict) else None
     if records and all(r.get("eventSource") == "aws:s3" for r in records):
-        return {"results": get_core().on_s3_records(records)}
+        return _timed("s3-event", lambda: {"results": get_core().on_s3_records(records)})
     if isinstance(event, dict) and (
         event.get("action") == "reprocess" or event.get("detail-type") == "Scheduled Event"
     ):
-        return reprocess(event, context)
+        return _timed("schedule", lambda: reprocess(event, context))
     global _http
     if _http is None:
         from mangum import Mangum
@@ -55,6 +62,19 @@ def handler(event: dict[str, Any], context: Any) -> Any:
 
         _http = Mangum(create_app(get_core()), lifespan="off")
     return _http(event, context)
+
+
+def _timed(route: str, work) -> Any:
+    """Run an event's work and record it like a request (500 if it raised: Lambda retries it)."""
+    core = get_core()
+    started = time.perf_counter()
+    status = 500
+    try:
+        out = work()
+        status = 200
+        return out
+    finally:
+        core.record(route, status, time.perf_counter() - started)
 
 
 def reprocess(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import json
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from sync.auth import sign_headers
@@ -103,7 +103,10 @@ def test_schemathesis_finds_no_server_error_and_every_answer_conforms(
     )
     @given(case=strategy)
     def fuzz(case) -> None:
-        resp = _sign_and_send(client, case, device_id, device_secret)
+        try:
+            resp = _sign_and_send(client, case, device_id, device_secret)
+        except httpx.LocalProtocolError:  # a generated header value no HTTP client may send
+            reject()
         seen.setdefault(f"{case.method} {case.operation.path}", set()).add(resp.status_code)
         assert resp.status_code < 500, resp.text
         case.validate_response(resp, checks=checks)

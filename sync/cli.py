@@ -109,6 +109,29 @@ def register(subparsers) -> None:
     r.add_argument("--data-dir", type=Path, default=None, help="local storage folder (as for serve)")
     r.add_argument("--json", action="store_true", help="print the totals as JSON")
     r.set_defaults(func=run_endpoint_reprocess)
+    d = esub.add_parser(
+        "delete-device",
+        help="delete everything stored for one device (erasure)",
+        description="Delete one device's images and their results, its batches, its records in the "
+        "fleet layout, its batch index entries and nonces, and the cached results of images no other "
+        "device has (every S3 object version). Storage as for `endpoint serve`. Its secret stays: "
+        "remove it from the secrets file to stop the device sending again.",
+    )
+    d.add_argument("device_id")
+    d.add_argument("--yes", action="store_true", help="do it (without --yes: say what would go)")
+    d.add_argument("--data-dir", type=Path, default=None, help="local storage folder (as for serve)")
+    d.set_defaults(func=run_endpoint_delete_device)
+    x = esub.add_parser(
+        "expire",
+        help="delete images and payloads older than N days (local storage's lifecycle)",
+        description="Delete images (with their OCR results) older than --images-days and batch "
+        "payloads and fleet records older than --payloads-days. On AWS the bucket's lifecycle rules "
+        "do this (template parameters ImagesRetentionDays, PayloadsRetentionDays).",
+    )
+    x.add_argument("--images-days", type=float, required=True)
+    x.add_argument("--payloads-days", type=float, required=True)
+    x.add_argument("--data-dir", type=Path, default=None, help="local storage folder (as for serve)")
+    x.set_defaults(func=run_endpoint_expire)
     a = esub.add_parser(
         "add-device",
         help="add a device and print its new secret (local endpoint)",
@@ -329,4 +352,49 @@ def run_endpoint_stats(args: argparse.Namespace) -> int:
     if "ocr_busy" in stats:
         extra.append(f"OCR busy {stats['ocr_busy']}")
     print("; ".join(extra))
+    return 0
+
+
+def _admin_core(args: argparse.Namespace):
+    from sync.endpoint.core import build_core
+    from sync.endpoint.settings import EndpointSettings
+
+    return build_core(EndpointSettings.from_env(data_dir=args.data_dir), secrets={})
+
+
+def run_endpoint_delete_device(args: argparse.Namespace) -> int:
+    from sync.endpoint.core import DEVICE_ID_RE, IMAGE_PREFIX
+
+    if not DEVICE_ID_RE.match(args.device_id):
+        raise ConfigError(f"not a device id: {args.device_id!r}")
+    core = _admin_core(args)
+    try:
+        if not args.yes:
+            images = sum(1 for _ in core.storage.list_keys(f"{IMAGE_PREFIX}{args.device_id}/"))
+            batches = sum(1 for _ in core.storage.list_keys(f"batches/{args.device_id}/"))
+            print(
+                f"would delete {images} image objects and {batches} batches of {args.device_id}, its fleet "
+                "records, index entries, nonces and unshared cached results; run again with --yes"
+            )
+            return 0
+        counts = core.erase_device(args.device_id)
+    finally:
+        core.close()
+    print(f"deleted {args.device_id}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+def run_endpoint_expire(args: argparse.Namespace) -> int:
+    import math
+
+    for name in ("images_days", "payloads_days"):
+        v = getattr(args, name)
+        if not (math.isfinite(v) and v >= 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a number of days, at least 1")
+    core = _admin_core(args)
+    try:
+        counts = core.expire(images_days=args.images_days, payloads_days=args.payloads_days)
+    finally:
+        core.close()
+    print("expired: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return 0

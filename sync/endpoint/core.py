@@ -50,6 +50,8 @@ IMAGE_TYPES = {
 IMAGE_PREFIX = "images/"
 RESULT_SUFFIX = ".ocr.json"
 CACHE_PREFIX = "cache/"
+RESULTS_PREFIX = "results/"  # the fleet layout: results/dt=YYYY-MM-DD/device=ID/<batch>.jsonl
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 H_CACHE = "x-edgeocr-cache"
 
 
@@ -630,6 +632,53 @@ class EndpointCore:
         logger.info("reprocess %s with %s: %s", prefix, model, report.to_dict())
         return report
 
+    # --- data protection ------------------------------------------------------------------------
+    def erase_device(self, device_id: str) -> dict[str, int]:
+        """Delete everything stored for one device (an erasure request): its images and their
+        results, its batches, its records in the fleet layout, its batch index entries and nonces,
+        and the cached results of images no other device has. Idempotent."""
+        if not DEVICE_ID_RE.match(device_id):
+            raise ValueError(f"not a device id: {device_id[:80]!r}")
+        mine = {_sha_of(k) for k in self.storage.list_keys(f"{IMAGE_PREFIX}{device_id}/")} - {None}
+        others = {
+            _sha_of(k)
+            for k in self.storage.list_keys(IMAGE_PREFIX)
+            if not k.startswith(f"{IMAGE_PREFIX}{device_id}/")
+        }
+        counts = {
+            "images": self.storage.delete_prefix(f"{IMAGE_PREFIX}{device_id}/"),
+            "batches": self.storage.delete_prefix(f"batches/{device_id}/"),
+            "records": 0,
+            "cache": 0,
+        }
+        for key in list(self.storage.list_keys(RESULTS_PREFIX)):
+            if f"/device={device_id}/" in key:
+                counts["records"] += self.storage.delete_prefix(key)
+        for key in list(self.storage.list_keys(CACHE_PREFIX)):
+            sha = key.rsplit("/", 1)[-1].split(".")[0]
+            if sha in mine and sha not in others:
+                counts["cache"] += self.storage.delete_prefix(key)
+        counts["index"] = self.storage.delete_items(f"batch#{device_id}#")
+        counts["nonces"] = self.storage.delete_items(f"nonce#{device_id}#")
+        logger.info("erased device %s: %s", device_id, counts)
+        return counts
+
+    def expire(self, *, images_days: float, payloads_days: float, now: float | None = None) -> dict[str, int]:
+        """Delete images (with their results) and payloads (batches, fleet records) older than the
+        given days: the local storage's lifecycle rules (S3 applies the template's own)."""
+        now = self.clock() if now is None else now
+        counts = {}
+        for name, prefix, days in (
+            ("images", IMAGE_PREFIX, images_days),
+            ("batches", "batches/", payloads_days),
+            ("records", RESULTS_PREFIX, payloads_days),
+        ):
+            cutoff = now - days * 86400
+            old = [key for key, modified in self.storage.list_objects(prefix) if modified < cutoff]
+            counts[name] = sum(self.storage.delete_prefix(key) for key in old)
+        logger.info("expired: %s", counts)
+        return counts
+
     def _result_model(self, key: str) -> str | None:
         try:
             doc = json.loads(self.storage.get_object(key + RESULT_SUFFIX, 64 * 1024 * 1024))
@@ -644,6 +693,12 @@ class EndpointCore:
         )
         logger.info("OCR of %s: %s", key, doc["status"])
         return doc["status"]
+
+
+def _sha_of(key: str) -> str | None:
+    if key.endswith(RESULT_SUFFIX):
+        return None
+    return key.rsplit("/", 1)[-1].split(".")[0]
 
 
 def _base_url(headers: dict[str, str]) -> str:

@@ -12,6 +12,7 @@ Both keep nonces persistently, so a replay is refused after the endpoint restart
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -72,6 +73,13 @@ class Storage(Protocol):
 
     def put_item(self, item: dict[str, Any]) -> None:
         """Store an index item (with `pk`), replacing any (bookkeeping such as a reprocess cursor)."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (every version, where the store keeps versions);
+        the number of objects deleted."""
+
+    def delete_items(self, pk_prefix: str) -> int:
+        """Delete the index items (and nonces) whose `pk` starts with `pk_prefix`; how many."""
 
     def remember_nonce(self, key: str, ttl_s: int) -> bool:
         """Record a nonce for `ttl_s`; False if it is already there and not expired (a replay)."""
@@ -239,6 +247,35 @@ class LocalStorage:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO items (pk, doc) VALUES (?, ?)", (item["pk"], doc))
 
+    def delete_prefix(self, prefix: str) -> int:
+        n = 0
+        for key, _ in list(self.list_objects(prefix)):
+            self._path(key).unlink(missing_ok=True)
+            n += 1
+        # drop the folders left empty
+        base = self.objects_dir / prefix.rstrip("/") if prefix.endswith("/") else None
+        if base is not None and base.is_dir():
+            for d in sorted(
+                (p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+            ):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            with contextlib.suppress(OSError):
+                base.rmdir()
+        return n
+
+    def delete_items(self, pk_prefix: str) -> int:
+        with self._lock:
+            n = self._db.execute(
+                "DELETE FROM items WHERE substr(pk, 1, ?) = ?", (len(pk_prefix), pk_prefix)
+            ).rowcount
+            if pk_prefix.startswith("nonce#"):
+                key = pk_prefix[len("nonce#") :]
+                n += self._db.execute(
+                    "DELETE FROM nonces WHERE substr(key, 1, ?) = ?", (len(key), key)
+                ).rowcount
+        return n
+
     def items(self, prefix: str = "") -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(
@@ -389,6 +426,42 @@ class AwsStorage:
 
     def put_item(self, item: dict[str, Any]) -> None:
         self.ddb.put_item(TableName=self.table, Item={k: _to_attr(v) for k, v in item.items()})
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Every version and delete marker under `prefix` (the template's bucket is versioned)."""
+        n = 0
+        batch: list[dict[str, str]] = []
+
+        def flush() -> None:
+            if batch:
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": list(batch), "Quiet": True})
+                batch.clear()
+
+        for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=prefix):
+            for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                entry = {"Key": v["Key"]}
+                if v.get("VersionId") and v["VersionId"] != "null":
+                    entry["VersionId"] = v["VersionId"]
+                batch.append(entry)
+                n += 1 if v in page.get("Versions", []) else 0
+                if len(batch) == 1000:
+                    flush()
+        flush()
+        return n
+
+    def delete_items(self, pk_prefix: str) -> int:
+        n = 0
+        for page in self.ddb.get_paginator("scan").paginate(
+            TableName=self.table,
+            ProjectionExpression="pk",
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": pk_prefix}},
+            ConsistentRead=True,
+        ):
+            for item in page.get("Items", []):
+                self.ddb.delete_item(TableName=self.table, Key={"pk": item["pk"]})
+                n += 1
+        return n
 
     def remember_nonce(self, key: str, ttl_s: int) -> bool:
         """Shared by every Lambda instance and local process: a conditional put with a TTL."""

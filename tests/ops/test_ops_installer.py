@@ -22,7 +22,7 @@ def dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local/share"),
-        "EDGE_OCR_PYTHON": str(Path(sys.base_prefix) / "bin" / "python3.10"),
+        "EDGE_OCR_PYTHON": sys.executable,
     }
     return subprocess.run(
         ["bash", str(INSTALL), "--dry-run", *args], capture_output=True, text=True, env=env, timeout=60

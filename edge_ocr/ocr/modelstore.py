@@ -113,6 +113,16 @@ class ModelSetInfo:
     family: str = LEGACY_FAMILY
 
 
+#: engines whose model files are compiled for one target (Paddle Lite's .nb: ARM or x86 kernels);
+#: the others' files (ONNX, Paddle programs) are the same everywhere, so a set built on x86 runs on ARM
+TARGET_BOUND_ENGINES = frozenset({"lite"})
+
+
+def runs_on(info: ModelSetInfo, target: str) -> bool:
+    """Whether a set's files can run on `target` ("x86" or "arm")."""
+    return info.target == target or info.engine not in TARGET_BOUND_ENGINES
+
+
 class ModelStore:
     """The models directory and its manifest."""
 
@@ -179,11 +189,10 @@ class ModelStore:
         read PP-OCRv4 only: no registry carries PP-OCRv6 in Paddle's format)."""
         target = target or host_target()
         default = self.default_family()
-        have = [
-            s.family
-            for s in self.sets()
-            if s.engine == engine and s.variant == variant and s.target == target and s.active
-        ]
+        sets = [s for s in self.sets() if s.engine == engine and s.variant == variant and runs_on(s, target)]
+        # prefer a family whose set is active; else one that has the set at all, so that opening
+        # it says why it is inactive (an ARM set on an unchecked board) rather than "not found"
+        have = [s.family for s in sets if s.active] or [s.family for s in sets]
         if default in have or not have:
             return default
         chosen = sorted(set(have), key=_family_rank)[0]
@@ -194,12 +203,13 @@ class ModelStore:
         self, engine: str, variant: str, target: str | None = None, family: str | None = None
     ) -> ModelSetInfo:
         target = target or host_target()
-        family = FAMILY_ALIASES.get(family, family) if family else self.default_family()
+        family = FAMILY_ALIASES.get(family, family) if family else self.family_for(engine, variant, target)
         candidates = [
             s
             for s in self.sets()
-            if s.engine == engine and s.variant == variant and s.target == target and s.family == family
+            if s.engine == engine and s.variant == variant and runs_on(s, target) and s.family == family
         ]
+        candidates.sort(key=lambda s: s.target != target)  # a set made for this target first
         if not candidates:
             have = ", ".join(s.set_id for s in self.sets()) or "none"
             raise ModelNotFoundError(

@@ -58,7 +58,7 @@ def open_pipeline(
         logger.info("engine auto: %s (%s)", choice.engine, choice.reason)
         engine = choice.engine
     else:
-        family = models or store.family_for(engine, variant)
+        family = models  # None: the default family, or the newest one this engine has (ModelStore.find)
     files = store.resolve(engine, variant, family=family)
     if options is None:
         options = PipelineOptions.for_family(files.family, files.model_config, raw=raw)

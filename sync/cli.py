@@ -109,6 +109,23 @@ def register(subparsers) -> None:
     r.add_argument("--data-dir", type=Path, default=None, help="local storage folder (as for serve)")
     r.add_argument("--json", action="store_true", help="print the totals as JSON")
     r.set_defaults(func=run_endpoint_reprocess)
+    q = esub.add_parser(
+        "query",
+        help="SQL over the fleet's records (local storage, DuckDB)",
+        description="Run SQL over the synced records in the local data folder's fleet layout "
+        "(results/dt=YYYY-MM-DD/device=ID/*.jsonl) with DuckDB: the table is `results` (device_id, "
+        "batch_id, seq, kind, ref_id, created_at, payload, dt), as Athena sees it on AWS. "
+        "`--example NAME` runs one of the documented queries (docs/DEPLOY.md).",
+    )
+    q.add_argument("sql", nargs="?", default=None, help="the query")
+    q.add_argument(
+        "--example",
+        default=None,
+        help="a documented query: " + "; ".join(("read-rate", "failed-verdicts", "lot")),
+    )
+    q.add_argument("--data-dir", type=Path, default=None, help="local storage folder (as for serve)")
+    q.add_argument("--json", action="store_true", help="rows as JSON objects")
+    q.set_defaults(func=run_endpoint_query)
     d = esub.add_parser(
         "delete-device",
         help="delete everything stored for one device (erasure)",
@@ -397,4 +414,36 @@ def run_endpoint_expire(args: argparse.Namespace) -> int:
     finally:
         core.close()
     print("expired: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+EXAMPLES = {
+    "read-rate": "read rate per line per day",
+    "failed-verdicts": "failed verdicts by recipe",
+    "lot": "a lot code across devices",
+}
+
+
+def run_endpoint_query(args: argparse.Namespace) -> int:
+    from sync.endpoint.fleet import QUERIES, query_local
+    from sync.endpoint.settings import EndpointSettings
+
+    if (args.sql is None) == (args.example is None):
+        raise ConfigError("give the SQL or --example NAME (" + ", ".join(EXAMPLES) + ")")
+    if args.example is not None and args.example not in EXAMPLES:
+        raise ConfigError(f"--example must be one of {', '.join(EXAMPLES)}")
+    sql = args.sql if args.sql is not None else QUERIES[EXAMPLES[args.example]]
+    settings = EndpointSettings.from_env(data_dir=args.data_dir)
+    if settings.storage != "local":
+        raise ConfigError(
+            "on AWS, query the Glue table `results` with Athena (docs/DEPLOY.md); this runs locally"
+        )
+    assert settings.data_dir is not None
+    columns, rows = query_local(settings.data_dir / "objects", sql)
+    if args.json:
+        print(json.dumps([dict(zip(columns, r)) for r in rows], indent=2, default=str))
+        return 0
+    print("\t".join(columns))
+    for r in rows:
+        print("\t".join("" if v is None else str(v) for v in r))
     return 0

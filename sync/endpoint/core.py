@@ -29,6 +29,7 @@ from urllib.parse import parse_qs, unquote, unquote_plus
 
 from edge_ocr.errors import EdgeOcrError, InputError
 from sync.auth import AuthFailure, verify_signature
+from sync.endpoint.fleet import record_objects
 from sync.endpoint.metrics import PROMETHEUS_CONTENT_TYPE, EndpointMetrics, RequestRecord, route_label
 from sync.endpoint.schema import BodyError, openapi_bytes, parse_json, validate
 from sync.endpoint.settings import EndpointSettings
@@ -367,6 +368,11 @@ class EndpointCore:
         key = f"batches/{device}/{batch_id}/{sha}.json.gz"
         stored_body = body if body[:2] == b"\x1f\x8b" else gzip.compress(raw, mtime=0)
         self.storage.put_object(key, stored_body, "application/json", encoding="gzip")
+        # the fleet layout (results/dt=.../device=.../), written before the index entry so that a
+        # retry after a crash writes the same objects again
+        fleet = record_objects(device, batch_id, sha, records, self.clock())
+        for fkey, lines in fleet.items():
+            self.storage.put_object(fkey, lines, "application/x-ndjson")
         item = {
             "pk": pk,
             "batch_id": batch_id,
@@ -379,7 +385,8 @@ class EndpointCore:
         if not self.storage.put_item_if_absent(item):  # a concurrent request won
             existing = self.storage.get_item(pk) or {}
             if existing.get("content_sha256") != sha:
-                self.storage.delete_object(key)
+                for stale in (key, *fleet):
+                    self.storage.delete_object(stale)
             return self._repeat(existing, batch_id, sha)
         logger.info("stored batch %s from %s: %d records", batch_id, device, len(records))
         return Reply(

@@ -62,7 +62,10 @@ def test_batch_is_stored_once_and_repeats_are_duplicates(post, backend, device_i
         again = post("/v1/batches", body)
         assert again.status_code == 200
         assert again.json()["status"] == "duplicate"
-    assert backend.objects() == [f"batches/{device_id}/batch-0001/{sha}.json.gz"]
+    assert backend.objects() == [
+        f"batches/{device_id}/batch-0001/{sha}.json.gz",
+        f"results/dt=2026-01-01/device={device_id}/batch-0001-{sha[:16]}.jsonl",  # the fleet layout
+    ]
     assert len(backend.batch_items()) == 1
     stored = backend.read(backend.objects()[0])
     assert hashlib.sha256(gzip.decompress(stored)).hexdigest() == sha
@@ -75,7 +78,10 @@ def test_conflicting_reuse_of_a_batch_id_is_409_and_changes_nothing(post, backen
     r = post("/v1/batches", other)
     assert r.status_code == 409
     assert "different content" in r.json()["error"]
-    assert backend.objects() == [f"batches/{device_id}/batch-0002/{sha}.json.gz"]
+    assert backend.objects() == [
+        f"batches/{device_id}/batch-0002/{sha}.json.gz",
+        f"results/dt=2026-01-01/device={device_id}/batch-0002-{sha[:16]}.jsonl",
+    ]
     assert [i["content_sha256"] for i in backend.batch_items()] == [sha]
 
 

@@ -140,7 +140,10 @@ def test_batches_through_api_gateway_are_idempotent_and_replays_refused(
     assert (aws.objects(), aws.items(include_nonces=True)) == before
     again = handler(signed("POST", "/v1/batches", body, device_id, device_secret), Context())
     assert json.loads(again["body"])["status"] == "duplicate"
-    assert aws.objects() == [f"batches/{device_id}/lambda-batch-1/{sha}.json.gz"]
+    assert aws.objects() == [
+        f"batches/{device_id}/lambda-batch-1/{sha}.json.gz",
+        f"results/dt=2026-01-01/device={device_id}/lambda-batch-1-{sha[:16]}.jsonl",
+    ]
     other, _ = batch_body(device_id, "lambda-batch-1", text="OTHER")
     assert (
         handler(signed("POST", "/v1/batches", other, device_id, device_secret), Context())["statusCode"]

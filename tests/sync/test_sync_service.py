@@ -291,6 +291,13 @@ def test_ten_thousand_offline_results_drain_completely(
     assert acked_counts(store_path) == (10_000, 10_000)
     seqs = stored_records(backend)
     assert len(seqs) == 10_000 and len(set(seqs)) == 10_000  # every one, none twice
+    fleet = [
+        json.loads(line)["seq"]
+        for key in backend.objects()
+        if key.startswith("results/")
+        for line in backend.read(key).decode().splitlines()
+    ]
+    assert sorted(fleet) == list(range(1, 10_001))  # and once each in the fleet layout
     assert len(backend.batch_items()) == 20
     print(f"\ndrained 10000 records in {elapsed:.2f} s ({10_000 / elapsed:.0f} records/s)")
     assert elapsed < 30

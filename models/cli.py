@@ -153,6 +153,8 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"  {r['set']:26} {state:8} {r['size'] / 1e6:6.1f} MB  {_fmt_acc(r['accuracy'])}")
             if not r["active"] and r["reason"]:
                 print(f"  {'':26} why: {r['reason']}")
+            if r["engine"] == "lite" and r["target"] == "arm" and (here := arm_lite_unavailable()):
+                print(f"  {'':26} here: {here}")
         missing = sorted({"lite", "onnx", "paddle"} - {r["engine"] for r in fam_rows})
         lite_why = lite_missing_reason(family) if "lite" in missing else None
         if lite_why:
@@ -161,6 +163,14 @@ def run_list(args: argparse.Namespace) -> int:
         if missing:
             print(f"  {'':26} no {', '.join(missing)} set: {engines_missing_reason(family)}")
     return 0
+
+
+def arm_lite_unavailable() -> str | None:
+    """On an ARM machine, why its .nb sets cannot run: Paddle Lite has no ARM wheel on PyPI."""
+    from edge_ocr.ocr.engines.lite import LiteEngine
+    from edge_ocr.ocr.modelstore import host_target
+
+    return LiteEngine.unavailable_reason() if host_target() == "arm" else None
 
 
 def lite_missing_reason(family: str) -> str | None:

@@ -140,6 +140,7 @@ class OcrRunner:
         self._idle: list[Any] = []
         self._pool_lock = threading.Lock()
         self._model_set_id: str | None = None
+        self._init_lock = threading.Lock()
         self.waiting = 0  # admitted requests waiting for a slot (they hold no decoded image)
 
     def _open(self):
@@ -162,22 +163,26 @@ class OcrRunner:
     def model_set_id(self) -> str:
         """The model set's id and a digest of its files: a result cache key part that changes
         whenever the models do."""
-        if self._model_set_id is None:
-            pipeline = self._take()
-            try:
-                digest = hashlib.sha256()
-                files = getattr(getattr(pipeline, "engine", None), "files", None)
-                for attr in ("det", "rec", "cls", "rec_dict"):
-                    path = getattr(files, attr, None)
-                    if path is not None:
-                        with open(path, "rb") as f:
-                            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
-                                digest.update(chunk)
-                model = str(getattr(pipeline, "model_id", self.engine))
-                self._model_set_id = f"{model}@{digest.hexdigest()[:16]}"
-            finally:
-                self._give(pipeline)
+        with self._init_lock:  # one model load, however many requests arrive first
+            if self._model_set_id is None:
+                self._model_set_id = self._identify()
         return self._model_set_id
+
+    def _identify(self) -> str:
+        pipeline = self._take()
+        try:
+            digest = hashlib.sha256()
+            files = getattr(getattr(pipeline, "engine", None), "files", None)
+            for attr in ("det", "rec", "cls", "rec_dict"):
+                path = getattr(files, attr, None)
+                if path is not None:
+                    with open(path, "rb") as f:
+                        for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                            digest.update(chunk)
+            model = str(getattr(pipeline, "model_id", self.engine))
+            return f"{model}@{digest.hexdigest()[:16]}"
+        finally:
+            self._give(pipeline)
 
     def run(self, image_bytes: bytes, name: str, *, block: bool = False):
         """Decode and read one image. `block`: wait for a slot however long it takes (events,

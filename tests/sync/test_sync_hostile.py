@@ -482,3 +482,14 @@ def test_local_upload_urls_are_signed_and_expire(post, endpoint, backend, device
     endpoint.core.clock = lambda: 10**10  # far past the expiry
     assert httpx.put(url, content=data, headers=doc["headers"]).status_code == 403
     assert backend.objects() == []
+
+
+def test_storage_down_is_a_503_json_answer_with_retry_after(post, endpoint, backend, device_id):
+    if backend.kind != "aws":
+        pytest.skip("the S3 + DynamoDB storage taken away under the endpoint")
+    backend.aws.ddb.delete_table(TableName=backend.aws.table)
+    body, _ = batch_body(device_id, "storage-down-0001")
+    r = post("/v1/batches", body)
+    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+    assert r.json()["status"] == "error" and "storage" in r.json()["error"]
+    assert post("/v1/health", method="GET", sign=False).status_code == 200

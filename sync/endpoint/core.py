@@ -257,7 +257,7 @@ class EndpointCore:
     # --- HTTP -----------------------------------------------------------------------------------
     def body_limit(self, method: str, path: str) -> int:
         """The largest body the HTTP layer should read for this request."""
-        if method.upper() == "PUT" and path.startswith(LOCAL_OBJECTS_ROUTE):
+        if self.storage.kind == "local" and method.upper() == "PUT" and path.startswith(LOCAL_OBJECTS_ROUTE):
             return self.settings.max_upload_bytes
         return self.settings.max_body_bytes
 

@@ -116,6 +116,7 @@ def appliance(
     python3, offline from the locked wheelhouse) and its system service enabled and started by the
     container's systemd. The root and the wheelhouse are built once and cached."""
     suite = request.param
+    nspawn.ensure_host_packages(nspawn.HOST_PACKAGES)  # the cached root may have outlived them
     cache = nspawn.cache_dir()
     started = time.monotonic()
     lower = nspawn.unpacked(nspawn.ensure_root(cache, suite))
@@ -124,7 +125,16 @@ def appliance(
     tag = "cp" + "".join(python.split(".")[:2])
     wheels = nspawn.download_wheelhouse(LOCK, cache / f"wheels-{tag}-x86_64-{lock_digest}", python)
     print(f"{suite}: root and wheelhouse ready in {time.monotonic() - started:.1f} s")
-    work = tmp_path_factory.mktemp(f"appliance-{suite}")
+    work = tmp_path_factory.mktemp(f"appliance-{suite}")  # keeps the boot logs
+    try:
+        yield from booted_appliance(lower, wheels, install_kit, work, suite, python)
+    finally:
+        nspawn.remove_tree(work / "overlay")  # the installed venv and models: some 500 MB
+
+
+def booted_appliance(
+    lower: Path, wheels: Path, install_kit: Path, work: Path, suite: str, python: str
+) -> Iterator[nspawn.Container]:
     with nspawn.overlay_root(lower, work / "overlay") as root:
         src = root / SRC.relative_to("/")
         src.mkdir(parents=True)

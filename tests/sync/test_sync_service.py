@@ -366,3 +366,20 @@ def test_cli_sync_once_fails_with_exit_code_when_offline(
     )
     assert main(["sync", "--once", "--db", str(store_path), "--config", str(cfg)]) == 7
     assert acked_counts(store_path) == (3, 0)
+
+
+def test_every_endpoint_command_is_documented():
+    import argparse
+
+    from test_sync_packaging import REPO
+
+    from sync.cli import register
+
+    parser = argparse.ArgumentParser(prog="edge-ocr")
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    endpoint = sub.choices["endpoint"]
+    actions = next(a for a in endpoint._actions if isinstance(a, argparse._SubParsersAction)).choices
+    deploy = (REPO / "docs" / "DEPLOY.md").read_text()
+    missing = [name for name in actions if f"edge-ocr endpoint {name}" not in deploy]
+    assert not missing, f"docs/DEPLOY.md does not show: {missing}"

@@ -186,3 +186,36 @@ def test_cli_reprocess_is_documented():
     from test_sync_packaging import REPO
 
     assert "edge-ocr endpoint reprocess" in (REPO / "docs" / "DEPLOY.md").read_text()
+
+
+def test_cli_reprocess_model_names_the_family_to_read_with(backend, monkeypatch, capsys, cli_logging):
+    monkeypatch.setenv("EDGE_OCR_OCR_ENGINE", "onnx")
+    assert main(["endpoint", "reprocess", "--model", "no-such-family"]) == 3  # a model error, one line
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.models
+def test_cli_reprocess_with_the_real_onnx_models_reads_again_only_when_the_family_changes(
+    backend, monkeypatch, capsys, cli_logging
+):
+    from sync.endpoint.core import build_core
+
+    monkeypatch.setenv("EDGE_OCR_OCR_ENGINE", "onnx")
+    core = build_core(secrets={})
+    try:
+        (key,) = _store_images(core.storage, 1)
+    finally:
+        core.close()
+    models = []
+    for family, read in (("ppocrv4-mobile", 1), ("ppocrv4-mobile", 0), ("ppocrv6-small", 1)):
+        assert main(["endpoint", "reprocess", "--model", family, "--json"]) == 0
+        totals = json.loads(capsys.readouterr().out)
+        assert totals["reprocessed"] == read and totals["model"].startswith(f"{family}/onnx/fp32@")
+        core = build_core(secrets={})
+        try:
+            result = _result(core.storage, key)
+        finally:
+            core.close()
+        assert result["status"] == "success" and result["model"] == totals["model"]
+        models.append(totals["model"])
+    assert models[0] == models[1] != models[2]

@@ -409,9 +409,9 @@ def measure_folder(
     """`edge-ocr ocr FOLDER --json` with its defaults (and `--models F` for each other family asked
     for), then RapidOCR 3.10's defaults in one process, over the same images; whole processes,
     start-up and model loading included."""
-    from edge_ocr.commands.common import expand_inputs
+    from edge_ocr.ocr.imageio import IMAGE_SUFFIXES
 
-    n = len(expand_inputs([str(folder)]))
+    n = sum(1 for f in Path(folder).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
     if n == 0:
         raise EdgeOcrError(f"{folder} holds no images")
     exe = [sys.executable, "-m", "edge_ocr.cli", "ocr", "--json", str(folder)]

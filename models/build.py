@@ -11,6 +11,7 @@ A fetch or hash failure stops the build before anything is moved or written.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,6 +33,7 @@ from models.calibration import CalibrationData, CalibrationSpec
 from models.catalogue import Catalogue, Family, MemberRef, load_catalogue
 from models.convert import (
     ALL_SETS,
+    PADDLE_DERIVED_REWRITES,
     ROLES,
     SET_SPECS,
     SetSpec,
@@ -46,6 +48,13 @@ from models.convert import (
 from models.fetch import FetchedFamily, fetch_family
 from models.manifest import file_record, files_intact, read_manifest, utc_now, write_manifest
 from models.onnx_int8 import QuantSettings
+from models.x2paddle import (
+    CONVERT_VERSION,
+    TOOL_REQUIREMENTS,
+    DerivedSetError,
+    convert_family,
+    derived_recipe,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,8 @@ ONNX_INT8_SETTINGS = {
     "det": QuantSettings(calibrate_method="MinMax"),
     "rec": QuantSettings(calibrate_method="MinMax"),
 }
+#: a float set converted from ONNX must read the check set exactly as ONNX Runtime fp32 does
+DERIVED_FLOAT_MIN_AGREEMENT = 1.0
 ARM_REASON = "ARM model: not checked on this machine (x86); copy it to an ARM device with Paddle Lite 2.13rc0"
 
 
@@ -82,34 +93,42 @@ def tool_versions() -> dict[str, str | None]:
     return out
 
 
-def _tools_for(spec: SetSpec, tools: dict[str, str | None]) -> dict[str, str | None]:
+def _tools_for(spec: SetSpec, tools: dict[str, str | None]) -> dict[str, Any]:
     keys = {
         "paddle": ("paddlepaddle",),
         "onnx": ("onnx", "onnxruntime") if spec.variant != "fp32" else ("onnxruntime",),
         "lite": ("paddlelite", "paddlepaddle"),
     }[spec.engine]
-    return {k: tools.get(k) for k in keys}
+    out: dict[str, Any] = {k: tools.get(k) for k in keys}
+    if spec.derived:  # onnx_fix runs here (onnx, onnxruntime); X2Paddle in its tool environment
+        out.update({k: tools.get(k) for k in ("onnx", "onnxruntime")})
+        out["x2paddle_env"] = list(TOOL_REQUIREMENTS)
+    return out
 
 
 def _members_of(family: Family, spec: SetSpec) -> dict[str, list[MemberRef]]:
-    if spec.engine == "onnx":
+    if spec.engine == "onnx" or spec.derived:
         roles = {role: [family.onnx[role]] for role in ROLES}
     else:
         roles = {role: [family.paddle[role].model, family.paddle[role].params] for role in ROLES}
     roles["dict"] = [family.dict_ref]
-    if spec.engine == "onnx":
+    if spec.engine == "onnx" or spec.derived:
         for role, ref in family.config.items():
             roles[f"config.{role}"] = [ref]
     return roles
 
 
 def _settings_for(spec: SetSpec, calibration: CalibrationSpec) -> dict[str, Any]:
+    derived = {"derived_from_onnx": {"convert_version": CONVERT_VERSION}} if spec.derived else {}
     if spec.engine == "lite":
         return {
-            "rewrites": list(lite_rewrites(spec.variant, spec.target)),
+            "rewrites": list(lite_rewrites(spec.variant, spec.target, spec.derived)),
             "target": spec.target,
             "variant": spec.variant,
+            **derived,
         }
+    if derived:
+        return {**derived, "rewrites": list(PADDLE_DERIVED_REWRITES)}
     if spec.engine == "onnx" and spec.variant == "int8":
         return {
             "calibration": calibration.as_dict(),
@@ -282,36 +301,55 @@ def _check_sets(
     progress: Progress,
     threads: int | None,
 ) -> dict[str, float]:
-    """Measure accuracy where it is missing, then judge every x86 set (float sets first)."""
+    """Measure accuracy where it is missing, then judge every x86 set (float sets first).
+
+    Sets converted from the family's ONNX files (spec.derived) are measured against the ONNX
+    Runtime fp32 set's reading of the check set instead of the family's reference (issue 15)."""
     timings: dict[str, float] = {}
+    onnx_id = set_id_of(family.family_id, "onnx", "fp32")
+    onnx_ref_id = _onnx_reference_id(sets.get(onnx_id))
+
+    def ref_id_of(set_id: str) -> str:
+        return onnx_ref_id if spec_for(set_id).derived else ref_id
+
     todo = [
         s
         for s in set_ids
-        if s in sets and spec_for(s).target == "x86" and _needs_check(sets[s], check, ref_id)
+        if s in sets and spec_for(s).target == "x86" and _needs_check(sets[s], check, ref_id_of(s))
     ]
     if todo:
         t0 = time.perf_counter()
         progress(f"generating the check set ({check.count} labels, seed {check.seed})")
         images, truth = verify_mod.check_images(check)
-        progress(
-            f"running the reference pipeline ({family.reference}) on the check set for {family.family_id}"
-        )
-        try:
-            ref_files = _reference_files(models_dir, sets, family)
-            refs = verify_mod.reference_lines(models_dir, check, images, ref_id, family.reference, ref_files)
-        except EdgeOcrError as exc:
-            refs = None
-            ref_error = str(exc)
-        except Exception as exc:  # any failure of the third-party reference is reported, not fatal
-            refs = None
-            ref_error = f"{type(exc).__name__}: {exc}"
+        refs: list[list[verify_mod.Line]] | None = None
+        ref_error = ""
+        if any(not spec_for(s).derived for s in todo):
+            progress(
+                f"running the reference pipeline ({family.reference}) on the check set for {family.family_id}"
+            )
+            try:
+                ref_files = _reference_files(models_dir, sets, family)
+                refs = verify_mod.reference_lines(models_dir, check, images, ref_id, family.reference, ref_files)
+            except EdgeOcrError as exc:
+                ref_error = str(exc)
+            except Exception as exc:  # any failure of the third-party reference is reported, not fatal
+                ref_error = f"{type(exc).__name__}: {exc}"
+        onnx_refs: list[list[verify_mod.Line]] | None = None
+        onnx_error = f"no {onnx_id} set; build it too"
+        if any(spec_for(s).derived for s in todo) and onnx_id in sets:
+            progress(f"reading the check set with {onnx_id} (ONNX Runtime), the converted sets' reference")
+            try:
+                onnx_refs, _ = verify_mod.run_set(_model_files(models_dir, onnx_id, sets[onnx_id]), images, threads)
+            except Exception as exc:  # reported on the converted sets, not fatal
+                onnx_error = f"{onnx_id} could not read the check set: {type(exc).__name__}: {exc}"
         timings["reference"] = round(time.perf_counter() - t0, 2)
         for set_id in sorted(todo, key=lambda s: spec_for(s).variant != "fp32"):
             entry = sets[set_id]
             t1 = time.perf_counter()
             progress(f"checking {set_id} on the check set")
-            if refs is None:
-                entry["accuracy"] = {"checked": False, "error": f"reference unavailable: {ref_error}"}
+            set_refs, why = (onnx_refs, onnx_error) if spec_for(set_id).derived else (refs, ref_error)
+            if set_refs is None:
+                entry["accuracy"] = {"checked": False, "error": f"reference unavailable: {why}"}
                 continue
             try:
                 lines, ms = verify_mod.run_set(_model_files(models_dir, set_id, entry), images, threads)
@@ -322,13 +360,14 @@ def _check_sets(
                 logger.exception("checking %s failed", set_id)
                 entry["accuracy"] = {"checked": False, "error": f"{type(exc).__name__}: {exc}"}
                 continue
-            metrics = verify_mod.compare(truth, refs, lines)
-            reference_metrics = verify_mod.compare(truth, refs, refs)
+            metrics = verify_mod.compare(truth, set_refs, lines)
+            reference_metrics = verify_mod.compare(truth, set_refs, set_refs)
             entry["accuracy"] = {
                 "checked": True,
                 "pipeline": code_fingerprint(),
                 "check_set": {**check.as_dict(), "key": check.key},
-                "reference": ref_id,
+                "reference": ref_id_of(set_id),
+                **({"reference_set": onnx_id} if spec_for(set_id).derived else {}),
                 **metrics,
                 "reference_gt_line_accuracy_nospace": reference_metrics["gt_line_accuracy_nospace"],
                 "reference_gt_char_accuracy": reference_metrics["gt_char_accuracy"],
@@ -356,11 +395,58 @@ def _check_sets(
         base = sets.get(base_id, {}).get("accuracy")
         if spec.variant != "fp32" and not (base and base.get("checked")):
             base = None
-        ok, why = verify_mod.judge(set_id, spec.variant, acc, base)
+        if spec.derived:
+            ok, why = verify_mod.judge(
+                set_id,
+                spec.variant,
+                acc,
+                base,
+                float_min_agreement=DERIVED_FLOAT_MIN_AGREEMENT,
+                reference_name=f"ONNX Runtime ({onnx_id})",
+            )
+        else:
+            ok, why = verify_mod.judge(set_id, spec.variant, acc, base)
         if spec.variant != "fp32" and base is not None:
             acc["baseline"] = {"set": base_id, "gt_line_accuracy_nospace": base["gt_line_accuracy_nospace"]}
         entry["active"], entry["reason"] = ok, why
     return timings
+
+
+def _derive_paddle(
+    cat: Catalogue, fetched: FetchedFamily, root: Path, progress: Progress
+) -> tuple[FetchedFamily | None, str]:
+    """The family's ONNX files converted into Paddle programs (cached), or None and why not."""
+    fam = fetched.family
+    try:
+        programs = convert_family(
+            root,
+            fam.family_id,
+            dict(fetched.onnx),
+            {role: cat.member_sha256(fam.onnx[role]) for role in fetched.onnx},
+            progress,
+        )
+    except DerivedSetError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a crash in the conversion leaves the converted sets out, nothing else
+        logger.exception("converting %s into Paddle programs failed", fam.family_id)
+        return None, f"converting the ONNX files into Paddle programs failed: {type(exc).__name__}: {exc}"
+    return dataclasses.replace(fetched, paddle=programs), ""
+
+
+def _derived_failed(
+    manifest: dict[str, Any], summary: dict[str, Any], set_id: str, why: str, progress: Progress
+) -> None:
+    """Record a converted set that could not be built: inactive with its reason, not a build error."""
+    reason = f"not built: {why}"
+    manifest.setdefault("skipped", {})[set_id] = reason
+    summary["sets"][set_id] = {"status": "failed", "error": why, "active": False, "reason": reason}
+    progress(f"{set_id} not built (the build goes on): {why}")
+    logger.warning("%s not built: %s", set_id, why)
+
+
+def _onnx_reference_id(entry: dict[str, Any] | None) -> str:
+    """What a converted set's reference (the family's ONNX fp32 set) depends on: its recipe."""
+    return "onnx-fp32-" + (entry.get("recipe", "")[:16] if entry else "missing")
 
 
 def default_family(cat: Catalogue, sets: dict[str, dict[str, Any]]) -> str:
@@ -524,16 +610,31 @@ def _build_locked(
         progress(f"fetching and verifying the {fid} sources")
         fetched = fetch_family(cat, fam, root, force=force, progress=progress)  # raises before anything moves
         summary["timings"][f"fetch {fid}"] = round(time.perf_counter() - t0, 2)
+        derived, derived_error = None, ""
+        if any(s.derived for s in fam_todo):
+            t0 = time.perf_counter()
+            derived, derived_error = _derive_paddle(cat, fetched, root, progress)
+            summary["timings"][f"convert {fid}"] = round(time.perf_counter() - t0, 2)
         for s in fam_todo:
+            if s.derived and derived is None:
+                _derived_failed(manifest, summary, s.set_id, derived_error, progress)
+                continue
             progress(f"building {s.set_id}")
             try:
-                entry = _build_one(cat, fetched, s, root, calibration)
+                entry = _build_one(cat, derived if s.derived else fetched, s, root, calibration)
             except EdgeOcrError as exc:
+                if s.derived:  # a converted set that fails stays out, the build goes on
+                    _derived_failed(manifest, summary, s.set_id, str(exc), progress)
+                    continue
                 failures[s.set_id] = str(exc)
                 summary["sets"][s.set_id] = {"status": "failed", "error": str(exc)}
                 logger.error("building %s failed: %s", s.set_id, exc)
                 continue
             entry["tools"] = dict(tools)
+            if s.derived:  # how the Paddle programs were made from the ONNX files (x2paddle.py)
+                entry["converted_from_onnx"] = derived_recipe(
+                    root, fid, {role: cat.member_sha256(fam.onnx[role]) for role in fetched.onnx}
+                )
             entry["recipe"] = _hash(recipes[s.set_id])
             entry["recipe_detail"] = recipes[s.set_id]
             sets[s.set_id] = entry

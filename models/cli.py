@@ -160,8 +160,8 @@ def run_list(args: argparse.Namespace) -> int:
         if lite_why:
             missing.remove("lite")
             print(f"  {'':26} no lite set: {lite_why}")
-        if missing:
-            print(f"  {'':26} no {', '.join(missing)} set: {engines_missing_reason(family)}")
+        for engine in missing:
+            print(f"  {'':26} no {engine} set: {engines_missing_reason(family, engine, args.models_dir)}")
     return 0
 
 
@@ -177,26 +177,45 @@ def lite_missing_reason(family: str) -> str | None:
     """Why a family that has Paddle models has no Lite set: Paddle Lite cannot run on this Python."""
     from edge_ocr.ocr.engines.lite import LiteEngine
     from models.catalogue import load_catalogue
+    from models.convert import DERIVED_FAMILIES
 
     try:
-        has_paddle = bool(load_catalogue().family(family).paddle)
+        has_paddle = bool(load_catalogue().family(family).paddle) or family in DERIVED_FAMILIES
     except EdgeOcrError:
         return None
     return LiteEngine.unavailable_reason() if has_paddle else None
 
 
-def engines_missing_reason(family: str) -> str:
-    """Why a family has no set for an engine (the catalogue carries no model in its format)."""
+def engines_missing_reason(family: str, engine: str | None = None, models_dir: Path | None = None) -> str:
+    """Why a family has no set for an engine: the catalogue carries no model in its format, or
+    the conversion from its ONNX files failed (the build's recorded reason), or it is not built."""
     from models.catalogue import load_catalogue
+    from models.convert import DERIVED_FAMILIES, SET_SPECS
 
     try:
         fam = load_catalogue().family(family)
     except EdgeOcrError:
         return "the family is not in this catalogue"
-    if not fam.paddle:
+    if not fam.paddle and family not in DERIVED_FAMILIES:
         return (
             "no registry carries this family in Paddle's program format, which Paddle Lite and Paddle "
             "Inference read (docs/ARCHITECTURE.md, 'Model families')"
+        )
+    if family in DERIVED_FAMILIES and engine in ("paddle", "lite"):
+        from edge_ocr.ocr.modelstore import default_models_dir
+        from models.manifest import read_manifest
+
+        try:
+            skipped = read_manifest(Path(models_dir) if models_dir else default_models_dir()).get("skipped", {})
+        except (EdgeOcrError, OSError):
+            skipped = {}
+        for set_id, why in skipped.items():
+            spec = SET_SPECS.get(set_id)
+            if spec and spec.family == family and spec.engine == engine and spec.target == "x86":
+                return f"{set_id} {why}"
+        return (
+            "not built; run `edge-ocr models build` (it converts the family's ONNX files into Paddle "
+            "programs with X2Paddle: docs/ARCHITECTURE.md, 'Model families')"
         )
     return "not built; run `edge-ocr models build`"
 

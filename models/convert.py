@@ -10,6 +10,11 @@ other family's are ``<family>/<engine>/<variant>`` (``ppocrv6-small/onnx/fp32``)
   process (a crash in the converter cannot take the build down), after the graph rewrites of
   `models.rewrite`: fp32 gets the affine rewrite, int16/int8 (weight-only quantization) also the
   matmul_v2 -> mul rewrite that the quantized runtime needs.
+- Families pinned as ONNX only (PP-OCRv6) get Paddle and Lite sets *derived* from their ONNX
+  files (`models.x2paddle`): the Paddle set is X2Paddle's program with only ``clip_bounds``
+  (PADDLE_DERIVED_REWRITES: oneDNN mis-fuses X2Paddle's clip; it cannot run the matmul -> mul
+  program at all), the Lite sets get ``chsplit`` and the any-order memory plan ``reuse_dag``
+  instead of ``affine`` and ``reuse`` (lite_rewrites).
 
 Every function writes into a folder the caller gives (the build's staging folder) and returns
 what it did, for the manifest.
@@ -51,6 +56,7 @@ class SetSpec:
     variant: str  # "fp32" | "int16" | "int8"
     target: str = "x86"
     family: str = LEGACY_FAMILY
+    derived: bool = False  # Paddle/Lite set made from the family's ONNX files (models/x2paddle.py)
 
     @property
     def folder(self) -> str:
@@ -92,12 +98,29 @@ ONNX_SETS = (("onnx", "fp32", "x86"), ("onnx", "int8", "x86"))
 ONNX_INT8_FAMILIES = (LEGACY_FAMILY,)
 
 
+#: families whose Paddle and Lite sets are converted from their ONNX files (no registry carries
+#: them in Paddle's program format; docs/ARCHITECTURE.md, "Model families")
+DERIVED_FAMILIES = ("ppocrv6-small", "ppocrv6-tiny")
+
+
 def _family_specs(family: str, has_paddle: bool, has_onnx: bool) -> list[SetSpec]:
     out = []
-    for engine, variant, target in (ONNX_SETS if has_onnx else ()) + (PADDLE_SETS if has_paddle else ()):
+    derived = not has_paddle and has_onnx and family in DERIVED_FAMILIES
+    for engine, variant, target in (ONNX_SETS if has_onnx else ()) + (
+        PADDLE_SETS if has_paddle or derived else ()
+    ):
         if engine == "onnx" and variant == "int8" and family not in ONNX_INT8_FAMILIES:
             continue
-        out.append(SetSpec(set_id_of(family, engine, variant, target), engine, variant, target, family))
+        out.append(
+            SetSpec(
+                set_id_of(family, engine, variant, target),
+                engine,
+                variant,
+                target,
+                family,
+                derived=derived and engine != "onnx",
+            )
+        )
     return out
 
 
@@ -123,7 +146,10 @@ def spec_for(set_id: str) -> SetSpec:
         raise ModelError(f"unknown model set {set_id!r}; known: {', '.join(ALL_SETS)}") from None
 
 
-def lite_rewrites(variant: str, target: str = "x86") -> tuple[str, ...]:
+def lite_rewrites(variant: str, target: str = "x86", derived: bool = False) -> tuple[str, ...]:
+    if derived:  # X2Paddle programs: no affine pairs; their op order needs the any-order plan
+        rewrites = ("chsplit",) if variant == "fp32" else ("chsplit", "matmul")
+        return (*rewrites, "reuse_dag") if target == "x86" else rewrites
     rewrites = ("affine",) if variant == "fp32" else ("matmul", "affine")
     # Lite plans memory reuse itself for ARM; on x86 it does not, so the program does (rewrite.py)
     return (*rewrites, "reuse") if target == "x86" else rewrites
@@ -179,7 +205,7 @@ def lite_optimize(model_dir: Path, out_nb: Path, *, target: str, quant: str | No
 
 def build_lite_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path, work_dir: Path) -> dict[str, Any]:
     """Rewrite and convert det/rec/cls into `out_dir/<role>.nb`; returns rewrites and options per role."""
-    rewrites = lite_rewrites(spec.variant, spec.target)
+    rewrites = lite_rewrites(spec.variant, spec.target, spec.derived)
     quant = LITE_QUANT[spec.variant]
     info: dict[str, Any] = {"rewrites": {}, "opt": {"valid_targets": spec.target, "quant_type": quant}}
     for role in ROLES:
@@ -195,7 +221,18 @@ def build_lite_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path, work_di
 # --- Paddle and ONNX float --------------------------------------------------------------------
 
 
+#: the Paddle Inference set of a converted family: only the rewrite oneDNN needs (rewrite.py)
+PADDLE_DERIVED_REWRITES = ("clip_bounds",)
+
+
 def build_paddle_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path) -> dict[str, Any]:
+    if spec.derived:
+        reports = {}
+        for role in ROLES:
+            model, params = fetched.paddle[role]
+            reports[role] = rewrite_model(model, params, out_dir / role, PADDLE_DERIVED_REWRITES).as_dict()
+        copy_atomic(fetched.dict_path, out_dir / spec.file_name("dict"))
+        return {"rewrites": reports}
     for role in ROLES:
         model, params = fetched.paddle[role]
         copy_atomic(model, out_dir / role / MODEL_FILE)

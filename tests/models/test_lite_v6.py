@@ -1,0 +1,215 @@
+"""PP-OCRv6 on Paddle Lite and Paddle Inference (issue 15): the sets converted from the pinned ONNX
+files read like ONNX Runtime, the Lite traps hold on the new graphs, the new rewrites are exact, and
+a conversion that cannot run leaves its sets out without failing the build."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_ocr.ocr.reader import open_pipeline
+from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
+
+pytestmark = pytest.mark.models
+
+V6 = ("ppocrv6-small", "ppocrv6-tiny")
+
+
+def _active(model_store, set_id: str) -> None:
+    """The converted set must be built and active; if not, say why (the build recorded it)."""
+    sets = {s.set_id: s for s in model_store.sets()}
+    if set_id in sets and sets[set_id].active:
+        return
+    why = sets[set_id].reason if set_id in sets else model_store.manifest().get("skipped", {}).get(set_id)
+    pytest.fail(f"{set_id} is not active in {model_store.root}: {why or 'not built'}")
+
+
+@pytest.fixture(scope="module")
+def labels():
+    opts = GeneratorOptions(rotation_deg=3.0, degradations=Degradations.mild())
+    return [generate_label(np.random.default_rng([15, i]), opts) for i in range(3)]
+
+
+def _read(engine: str, family: str, images, variant: str = "fp32") -> list[list[str]]:
+    with open_pipeline(engine, variant, models=family, raw=True) as pipe:
+        out = []
+        for img in images:
+            out.append([ln.text for ln in pipe.run(img).lines])
+            pipe.engine.image_done()
+        return out
+
+
+@pytest.mark.lite
+@pytest.mark.parametrize("family", V6)
+def test_v6_lite_fp32_reads_what_onnx_runtime_reads(model_store, labels, family):
+    _active(model_store, f"{family}/lite/fp32")
+    images = [label.image for label in labels]
+    assert _read("lite", family, images) == _read("onnx", family, images)
+
+
+@pytest.mark.parametrize("family", V6)
+def test_v6_paddle_reads_what_onnx_runtime_reads(model_store, labels, family):
+    _active(model_store, f"{family}/paddle/fp32")
+    images = [label.image for label in labels]
+    assert _read("paddle", family, images) == _read("onnx", family, images)
+
+
+@pytest.mark.lite
+@pytest.mark.parametrize("family", V6)
+def test_v6_lite_survives_decreasing_input_sizes(model_store, family):
+    """Shrinking inputs corrupt Paddle Lite's heap: in a child process, so a crash fails the test."""
+    _active(model_store, f"{family}/lite/fp32")
+    code = textwrap.dedent(
+        f"""
+        import numpy as np
+        from edge_ocr.ocr.reader import open_pipeline
+        from edge_ocr.synth import GeneratorOptions, generate_label
+        sizes = [(960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
+        with open_pipeline("lite", "fp32", models="{family}") as pipe:
+            for w, h in sizes:
+                label = generate_label(np.random.default_rng(w), GeneratorOptions(width=w, height=h, n_lines=2))
+                pipe.run(label.image)
+                crop = label.image[: max(16, h // 8), : max(32, w // 2)]
+                pipe.run(crop, det=False)
+        print("survived")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "survived" in proc.stdout
+
+
+@pytest.mark.lite
+@pytest.mark.parametrize("family", V6)
+def test_v6_lite_gives_the_same_answer_whatever_came_before(model_store, family):
+    """Growing inputs give wrong output in Paddle Lite (on v6 too: the first conv2d), shrinking ones
+    corrupt the heap; the engine must answer as a fresh predictor would, for det and rec."""
+    from edge_ocr.types import ModelRole
+
+    _active(model_store, f"{family}/lite/fp32")
+    rng = np.random.default_rng(6)
+    inputs = {
+        ModelRole.REC: [rng.standard_normal((1, 3, 48, w)).astype(np.float32) for w in (320, 160, 480)],
+        ModelRole.DET: [rng.standard_normal((1, 3, h, 320)).astype(np.float32) for h in (288, 224, 352)],
+    }
+    for role, (a, smaller, larger) in inputs.items():
+        with open_pipeline("lite", "fp32", models=family) as pipe:
+            session = pipe.engine.session(role)
+            first = session.run(a)
+            session.run(smaller)
+            session.run(larger)
+            again = session.run(a)
+        with open_pipeline("lite", "fp32", models=family) as fresh:
+            alone = fresh.engine.session(role).run(a)
+        np.testing.assert_array_equal(first, alone)
+        np.testing.assert_array_equal(again, alone)
+
+
+@pytest.mark.lite
+def test_v6_tiny_lite_worker_stays_under_300_mb(model_store):
+    """Peak RSS of a Lite worker reading a 640x480 label with PP-OCRv6 tiny (VmHWM of a fresh child)."""
+    _active(model_store, "ppocrv6-tiny/lite/fp32")
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from edge_ocr.ocr.reader import open_pipeline
+        from edge_ocr.synth import GeneratorOptions, generate_label
+        label = generate_label(np.random.default_rng(1), GeneratorOptions(width=640, height=480, n_lines=4))
+        with open_pipeline("lite", "fp32", models="ppocrv6-tiny") as pipe:
+            for _ in range(2):
+                pipe.run(label.image)
+                pipe.engine.image_done()
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM"):
+                print(int(line.split()[1]) // 1024)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peak_mb = int(proc.stdout.split()[-1])
+    assert peak_mb < 300, f"Lite worker peaked at {peak_mb} MB"
+
+
+def _derived_program(model_store, family: str, role: str) -> Path:
+    from models.x2paddle import DERIVED_DIR
+
+    found = sorted((model_store.root / DERIVED_DIR / family).glob(f"*/{role}"))
+    if not found:
+        pytest.fail(f"no converted {family} {role} program under {model_store.root / DERIVED_DIR}")
+    return found[-1]
+
+
+def test_chsplit_and_reuse_dag_are_exact_on_v6_det_small(model_store, tmp_path):
+    """The channel split and the any-order memory plan change no output (Paddle Inference)."""
+    from models.rewrite import load_program, rewrite_model
+    from models.runners import paddle_inference_run
+
+    src = _derived_program(model_store, "ppocrv6-small", "det")
+    report = rewrite_model(
+        src / "inference.pdmodel", src / "inference.pdiparams", tmp_path / "det", ("chsplit", "reuse_dag")
+    )
+    assert report.counts["depthwise_split"] == 4  # the four 7x7 RepLK FPN convs
+    assert report.counts["memory_reuse_dag"] > 100
+    types = [op.type for op in load_program(tmp_path / "det" / "inference.pdmodel").blocks[0].ops]
+    assert types.count("split") == 4 and types.count("concat") >= 4
+    x = np.random.default_rng(0).random((1, 3, 320, 256), dtype=np.float32)
+    before = paddle_inference_run(src, x)
+    after = paddle_inference_run(tmp_path / "det", x)
+    assert np.abs(before).max() > 1e-3
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-4)
+
+
+def test_v6_lite_recipes_record_the_conversion(model_store):
+    """Each converted set says how it was made: ONNX sha256, the steps and the tool versions."""
+    manifest = model_store.manifest()
+    for family in V6:
+        entry = manifest["sets"].get(f"{family}/lite/int8")
+        if entry is None:
+            pytest.fail(f"{family}/lite/int8 not built: {manifest.get('skipped', {}).get(f'{family}/lite/int8')}")
+        conv = entry["converted_from_onnx"]
+        assert conv["roles"]["det"]["tools"]["paddlepaddle"] == "2.6.2"
+        assert conv["roles"]["rec"]["tools"]["x2paddle"] == "1.6.0"
+        assert "matmul_v2_to_mul" in entry["rewrites"]["rec"]["applied"]
+
+
+def _offline_catalogue(model_store, tmp_path: Path) -> Path:
+    """The packaged catalogue over the default models directory's extracted sources (no network,
+    and unlike the `local_catalogue` fixture no build of the default directory first)."""
+    from models.catalogue import CATALOGUE_PATH
+    from models.fetch import SRC_DIR, safe_name
+
+    data = json.loads(CATALOGUE_PATH.read_text(encoding="utf-8"))
+    for sid, src in data["sources"].items():
+        folder = model_store.root / SRC_DIR / safe_name(sid)
+        data["sources"][sid] = {"kind": "local", "path": str(folder), "members": src["members"]}
+    out = tmp_path / "catalogue.json"
+    out.write_text(json.dumps(data), encoding="utf-8")
+    return out
+
+
+def test_failed_conversion_leaves_the_sets_out_but_the_build_passes(model_store, tmp_path, monkeypatch):
+    """No tool environment (offline, a crash): the converted sets are recorded as not built with the
+    reason, the family's ONNX set is built, and the build does not raise."""
+    from models.build import build
+    from models.cli import engines_missing_reason
+
+    local_catalogue = _offline_catalogue(model_store, tmp_path)
+
+    monkeypatch.setenv("EDGE_OCR_X2PADDLE_PYTHON", str(tmp_path / "no-such-python"))
+    wanted = ["ppocrv6-tiny/onnx/fp32", "ppocrv6-tiny/paddle/fp32", "ppocrv6-tiny/lite/fp32"]
+    summary = build(tmp_path / "m", variants=wanted, check=False, catalogue_path=local_catalogue)
+    assert summary["sets"]["ppocrv6-tiny/onnx/fp32"]["status"] == "built"
+    for sid in wanted[1:]:
+        assert summary["sets"][sid]["status"] == "failed"
+        assert "X2Paddle" in summary["sets"][sid]["error"]
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert set(manifest["skipped"]) >= set(wanted[1:])
+    assert "ppocrv6-tiny/paddle/fp32" not in manifest["sets"]
+    why = engines_missing_reason("ppocrv6-tiny", "paddle", tmp_path / "m")
+    assert "not built" in why and "X2Paddle" in why

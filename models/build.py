@@ -413,7 +413,7 @@ def _check_sets(
 
 
 def _derive_paddle(
-    cat: Catalogue, fetched: FetchedFamily, root: Path, progress: Progress
+    cat: Catalogue, fetched: FetchedFamily, root: Path, progress: Progress, *, force: bool = False
 ) -> tuple[FetchedFamily | None, str]:
     """The family's ONNX files converted into Paddle programs (cached), or None and why not."""
     fam = fetched.family
@@ -424,6 +424,7 @@ def _derive_paddle(
             dict(fetched.onnx),
             {role: cat.member_sha256(fam.onnx[role]) for role in fetched.onnx},
             progress,
+            force=force,
         )
     except DerivedSetError as exc:
         return None, str(exc)
@@ -613,7 +614,7 @@ def _build_locked(
         derived, derived_error = None, ""
         if any(s.derived for s in fam_todo):
             t0 = time.perf_counter()
-            derived, derived_error = _derive_paddle(cat, fetched, root, progress)
+            derived, derived_error = _derive_paddle(cat, fetched, root, progress, force=force)
             summary["timings"][f"convert {fid}"] = round(time.perf_counter() - t0, 2)
         for s in fam_todo:
             if s.derived and derived is None:

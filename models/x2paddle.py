@@ -57,6 +57,8 @@ PIP_TIMEOUT_S = 1800
 CONVERT_TIMEOUT_S = 900
 #: environment variable naming an existing tool env's python (tests, offline machines)
 PYTHON_ENV = "EDGE_OCR_X2PADDLE_PYTHON"
+#: a failed tool-environment creation is not retried by every build for this long (--force does)
+RETRY_AFTER_S = 24 * 3600
 
 Progress = Callable[[str], None]
 
@@ -107,8 +109,9 @@ def _tail(text: str, n: int = 4) -> str:
     return " / ".join(line.strip() for line in text.strip().splitlines()[-n:])
 
 
-def ensure_tool_env(models_dir: Path, progress: Progress) -> Path:
-    """The python of the conversion tool environment; made (once) when missing."""
+def ensure_tool_env(models_dir: Path, progress: Progress, *, force: bool = False) -> Path:
+    """The python of the conversion tool environment; made (once) when missing. A failure is
+    remembered for a day (``<env>.failed``) so that an offline machine's builds stay fast."""
     override = os.environ.get(PYTHON_ENV)
     if override:
         return Path(override)
@@ -116,8 +119,29 @@ def ensure_tool_env(models_dir: Path, progress: Progress) -> Path:
     python = env / "bin" / "python"
     if (env / "ready.json").is_file() and python.exists():
         return python
+    failed = env.with_name(env.name + ".failed")
+    if not force and failed.is_file() and time.time() - failed.stat().st_mtime < RETRY_AFTER_S:
+        raise DerivedSetError(
+            f"{failed.read_text(encoding='utf-8').strip()} (remembered from {utc_now_of(failed)}; "
+            "`edge-ocr models build --force` tries again now)"
+        )
+    try:
+        return _create_tool_env(env, progress)
+    except DerivedSetError as exc:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(str(exc), encoding="utf-8")
+        raise
+
+
+def utc_now_of(path: Path) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+
+
+def _create_tool_env(env: Path, progress: Progress) -> Path:
+    python = env / "bin" / "python"
     tmp = env.with_name(env.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     progress(f"creating the X2Paddle tool environment in {env} (once per models directory)")
     t0 = time.perf_counter()
     try:
@@ -127,7 +151,7 @@ def ensure_tool_env(models_dir: Path, progress: Progress) -> Path:
         # the venv is moved after install, so call pip through the venv's python by path
         proc = subprocess.run(
             [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-             "--no-input", "--quiet", *TOOL_REQUIREMENTS],
+             "--no-input", "--quiet", "--retries", "2", "--timeout", "30", *TOOL_REQUIREMENTS],
             capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False,
         )  # fmt: skip
         if proc.returncode != 0:
@@ -144,6 +168,7 @@ def ensure_tool_env(models_dir: Path, progress: Progress) -> Path:
         raise
     shutil.rmtree(env, ignore_errors=True)
     os.replace(tmp, env)
+    env.with_name(env.name + ".failed").unlink(missing_ok=True)
     # venv scripts hold absolute paths: rebuild them at the final place (pip already installed)
     subprocess.run([sys.executable, "-m", "venv", "--upgrade", str(env)], capture_output=True, check=False)
     probe = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True, check=False)
@@ -199,6 +224,8 @@ def convert_family(
     onnx_files: dict[str, Path],
     onnx_sha256: dict[str, str],
     progress: Progress,
+    *,
+    force: bool = False,
 ) -> dict[str, tuple[Path, Path]]:
     """Legacy Paddle programs of the family's ONNX files: role -> (pdmodel, pdiparams), cached."""
     root = Path(models_dir) / DERIVED_DIR / family_id
@@ -206,7 +233,7 @@ def convert_family(
     result = {role: (out / role / MODEL_FILE, out / role / PARAMS_FILE) for role in onnx_files}
     if (out / "recipe.json").is_file() and all(m.is_file() and p.is_file() for m, p in result.values()):
         return result
-    python = ensure_tool_env(models_dir, progress)
+    python = ensure_tool_env(models_dir, progress, force=force)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -213,3 +213,16 @@ def test_failed_conversion_leaves_the_sets_out_but_the_build_passes(model_store,
     assert "ppocrv6-tiny/paddle/fp32" not in manifest["sets"]
     why = engines_missing_reason("ppocrv6-tiny", "paddle", tmp_path / "m")
     assert "not built" in why and "X2Paddle" in why
+
+
+def test_a_failed_tool_environment_is_not_retried_by_every_build(tmp_path, monkeypatch):
+    """Offline: the first build's pip failure is remembered, so the next builds stay fast."""
+    from models.x2paddle import DerivedSetError, ensure_tool_env, tool_env_dir
+
+    monkeypatch.delenv("EDGE_OCR_X2PADDLE_PYTHON", raising=False)
+    env = tool_env_dir(tmp_path)
+    env.parent.mkdir(parents=True)
+    env.with_name(env.name + ".failed").write_text("cannot create the X2Paddle tool environment: offline")
+    with pytest.raises(DerivedSetError, match="offline.*remembered.*--force"):
+        ensure_tool_env(tmp_path, print)
+    assert not env.exists()

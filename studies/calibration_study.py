@@ -44,8 +44,6 @@ from edge_ocr.ocr.pipeline.calibration import (
 )
 from edge_ocr.ocr.pipeline.det import crop_quad
 from edge_ocr.ocr.pipeline.rec import Decoded
-from edge_ocr.ocr.pipeline.retry import RetryOptions
-from edge_ocr.ocr.pipeline.runner import PipelineOptions
 from edge_ocr.ocr.reader import open_pipeline
 
 DEV_SETS = (("dotmatrix", "rec"), ("iiit5k", "rec"), ("sroie", "e2e"), ("icdar2015", "e2e"))
@@ -98,7 +96,14 @@ def _dev_crops(folder: Path, name: str, kind: str) -> list[tuple[str, np.ndarray
     return out
 
 
-def collect(engine: str, eval_dir: Path | None, n_generated: int, retry_budget_ms: float) -> list[dict]:
+def collect(
+    engine: str,
+    eval_dir: Path | None,
+    n_generated: int,
+    retry_budget: float,
+    family: str | None = None,
+    cache: Path | None = None,
+) -> list[dict]:
     crops = [(s, c, t, False) for s, c, t in _generated(n_generated)]
     if eval_dir is not None:
         for name, kind in DEV_SETS:
@@ -107,9 +112,16 @@ def collect(engine: str, eval_dir: Path | None, n_generated: int, retry_budget_m
                 continue
             ci = default_case_insensitive(folder / "x")
             crops += [(s, c, t, ci) for s, c, t in _dev_crops(folder, name, kind)]
-    options = replace(PipelineOptions(), retry=RetryOptions(budget_ms=retry_budget_ms))
     rows = []
-    with open_pipeline(engine, options=options) as pipe:
+    with open_pipeline(engine, models=family) as pipe:
+        if cache is not None:  # the networks' outputs, kept between runs (studies.v6_tune)
+            import pickle
+
+            from studies.v6_tune import use_cache
+
+            store = pickle.loads(cache.read_bytes()) if cache.is_file() else {}
+            use_cache(pipe.engine, store)
+        pipe.options = replace(pipe.options, retry=replace(pipe.options.retry, budget=retry_budget))
         for source, crop, truth, ci in crops:
             seen: list[LineEvidence] = []
             with _recording(seen):
@@ -127,6 +139,8 @@ def collect(engine: str, eval_dir: Path | None, n_generated: int, retry_budget_m
                     "right": _norm(line.text, ci) == _norm(truth, ci),
                 }
             )
+        if cache is not None:
+            cache.write_bytes(pickle.dumps(store, protocol=5))
     return rows
 
 
@@ -416,6 +430,22 @@ def write_constants(path: Path, opts: CalibrationOptions, note: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
+def write_family(path: Path, family: str, opts: CalibrationOptions, note: str) -> None:
+    """Put a family's fitted constants into calibration.FAMILY_FITS (replacing its earlier fit)."""
+    text = path.read_text(encoding="utf-8")
+    start, end = f"    # -- fitted model {family} ", f"    # -- end {family} --\n"
+    if start in text:
+        a = text.index(start)
+        text = text[:a] + text[text.index(end, a) + len(end) :]
+    fields_ = ("means", "scales", "coefficients", "intercept", "knots", "values")
+    body = "".join(f"        {k!r}: {getattr(opts, k)!r},\n" for k in fields_)
+    block = f"{start}({note}) --\n    {family!r}: {{\n{body}    }},\n{end}"
+    marker = "    # -- families --\n"
+    if marker not in text:
+        raise SystemExit(f"no FAMILY_FITS block in {path}")
+    path.write_text(text.replace(marker, marker + block, 1), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", default="onnx")
@@ -424,9 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--retry-budget",
         type=float,
-        default=100000.0,
-        help="per-line retry budget in ms (large: every retry runs, whatever the machine's load)",
+        default=100.0,
+        help="re-reads per line (large: every retry runs)",
     )
+    ap.add_argument(
+        "--models", default=None, help="model family (default: the installed default); --write stores its fit"
+    )
+    ap.add_argument("--cache", type=Path, default=None, help="cache of the networks' outputs (pickle)")
     ap.add_argument("--rows", type=Path, default=None, help="cache of the collected evidence (JSON)")
     ap.add_argument("--write", action="store_true", help="store the fitted constants in calibration.py")
     ap.add_argument("--markdown", action="store_true", help="print the tables for docs/BENCHMARKS.md")
@@ -435,13 +469,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows is not None and args.rows.is_file():
         rows = json.loads(args.rows.read_text())
     else:
-        rows = collect(args.engine, args.eval_dir, args.generated, args.retry_budget)
+        rows = collect(args.engine, args.eval_dir, args.generated, args.retry_budget, args.models, args.cache)
         if args.rows is not None:
             args.rows.write_text(json.dumps(rows))
     out, model = report(rows)
     print(markdown(out) if args.markdown else json.dumps(out, indent=1))
     if args.write:
-        write_constants(Path(calibration.__file__), model, args.note or f"{len(rows)} lines, fit half")
+        note = args.note or f"{len(rows)} lines, fit half"
+        if args.models and args.models != "ppocrv4-mobile":
+            write_family(Path(calibration.__file__), args.models, model, note)
+        else:
+            write_constants(Path(calibration.__file__), model, note)
     return 0
 
 

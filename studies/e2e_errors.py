@@ -227,7 +227,7 @@ def _options(args: argparse.Namespace):
     base = PipelineOptions.reference() if args.raw else PipelineOptions()
     if args.retry_budget is not None:
         base = replace(
-            base, retry=replace(base.retry, budget_ms=args.retry_budget, enabled=args.retry_budget > 0)
+            base, retry=replace(base.retry, budget=args.retry_budget, enabled=args.retry_budget > 0)
         )
     return base
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="onnx")
     ap.add_argument("--model-variant", default="fp32")
     ap.add_argument("--raw", action="store_true", help="the reference pipeline's reading")
-    ap.add_argument("--retry-budget", type=float, default=None, metavar="MS")
+    ap.add_argument("--retry-budget", type=float, default=None, metavar="N")
     ap.add_argument("--save", type=Path, help="write the predictions (JSON lines) here")
     ap.add_argument("--load", type=Path, help="analyse saved predictions instead of running OCR")
     ap.add_argument("--examples", type=int, default=6, help="examples printed per class")

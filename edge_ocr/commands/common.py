@@ -32,8 +32,10 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         "--retry-budget",
         type=float,
         default=None,
-        metavar="MS",
-        help="time per image for re-reading low-confidence lines (default: 250; 0 turns retries off)",
+        metavar="N",
+        help="re-reads of low-confidence line crops per image, as a multiple of its line count (at least "
+        "one line's worth of every retry variant; default: 4 on ppocrv4-mobile, 0 (off) on the PP-OCRv6 "
+        "families; 0 turns retries off)",
     )
     g.add_argument(
         "--no-word-spaces",
@@ -68,7 +70,7 @@ def options_adjust(args: argparse.Namespace):  # -> Callable[[PipelineOptions], 
 
     def adjust(options):
         if budget is not None:
-            options = replace(options, retry=replace(options.retry, budget_ms=budget, enabled=budget > 0))
+            options = replace(options, retry=replace(options.retry, budget=budget, enabled=budget > 0))
         if no_spaces:
             options = replace(options, spacing=replace(options.spacing, enabled=False))
         if profile is not None:

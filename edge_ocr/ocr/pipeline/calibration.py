@@ -162,6 +162,12 @@ VALUES: tuple[float, ...] = (
 )
 # -----------------------------------------------------------------------------------------------
 
+#: the fits of other model families (`python -m studies.calibration_study --models FAMILY --write`);
+#: a family not listed here uses the constants above
+FAMILY_FITS: dict[str, dict[str, tuple[float, ...] | float]] = {
+    # -- families --
+}
+
 _EPS = 1e-4
 _MARGIN_CAP = 1.0
 
@@ -175,6 +181,12 @@ class CalibrationOptions:
     intercept: float = INTERCEPT
     knots: tuple[float, ...] = KNOTS
     values: tuple[float, ...] = VALUES
+
+    @classmethod
+    def for_family(cls, family: str) -> CalibrationOptions:
+        """The calibration fitted for a model family's pipeline (`FAMILY_FITS`; others: PP-OCRv4's)."""
+        fitted = FAMILY_FITS.get(family)
+        return cls(**fitted) if fitted else cls()  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         n = len(FEATURE_NAMES)

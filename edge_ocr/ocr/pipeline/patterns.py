@@ -35,6 +35,11 @@ DATE_MASKS = (
     "99/99/99", "99/99/9999", "99.99.9999", "99-99-9999", "9999-99-99", "9999/99/99", "9999.99.99",
 )  # fmt: skip
 
+#: label captions after which the value is printed one space away ("EXP: 09/2020", "EXP. 06/20"):
+#: a reading that glues them ("EXP:09/2020") gets the space back. Receipt words (DATE, NO, QTY ...)
+#: are not here: their layouts vary.
+SPACED_CAPTIONS = ("LOT", "EXP", "MFG", "MFD", "BATCH", "SN", "S/N", "SER", "BB", "BY", "PROD", "GTIN")
+
 _TOKEN = re.compile(r"[^\s:]+")
 _CONFUSABLE = set(LETTER_TO_DIGIT) | set(DIGIT_TO_LETTER)
 
@@ -47,6 +52,8 @@ class PatternOptions:
     redecode_dates: bool = True  # re-decode impossible dates from the CTC alternatives
     min_alternative: float = 0.02  # a digit's alternative needs at least this probability
     years: tuple[int, int] = (1900, 2099)  # four-digit years outside this are impossible
+    #: put a space between a label caption's colon or point and the value glued to it
+    space_after_captions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,9 @@ def apply_patterns(
     """`text` with caption and date confusables corrected. `alternatives` (per character of `text`,
     see `aligned_alternatives`) lets impossible dates be re-decoded."""
     redecode = opts.redecode_dates and alternatives is not None and len(alternatives) == len(text)
-    if not opts.enabled or not (redecode or any(c in _CONFUSABLE for c in text)):
+    if not opts.enabled or not (
+        redecode or opts.space_after_captions or any(c in _CONFUSABLE for c in text)
+    ):
         return PatternResult(text)
     out: list[str] = []
     changes: list[str] = []
@@ -185,4 +194,16 @@ def apply_patterns(
         changes.extend(f"{token!r}: {c}" for c in notes)
         pos = m.end()
     out.append(text[pos:])
-    return PatternResult("".join(out), tuple(changes))
+    fixed = "".join(out)
+    if opts.space_after_captions:
+        fixed, spaced = _space_after_captions(fixed, opts.space_after_captions)
+        changes.extend(spaced)
+    return PatternResult(fixed, tuple(changes))
+
+
+def _space_after_captions(text: str, captions: tuple[str, ...]) -> tuple[str, list[str]]:
+    """`text` with a space after each caption's ':' or '.' that a value follows without one."""
+    names = "|".join(re.escape(c) for c in sorted(captions, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![A-Za-z0-9/])({names})([:.])(?=[A-Za-z0-9])")
+    notes = [f"space after {m.group(0)!r} (label caption)" for m in pattern.finditer(text)]
+    return pattern.sub(r"\1\2 ", text), notes

@@ -4,11 +4,12 @@ A line read below `threshold` is read again from variant crops and the reading w
 confidence is kept. The variants target what our users scan: dot-matrix and inkjet print
 (dots joined by a grey-level closing or a blur), low contrast (local contrast normalisation),
 tight crops (re-padded), and upside-down lines. All variants of all weak lines go through the
-recognizer in one batch call; the per-image time budget bounds the work.
+recognizer in one batch call; the per-image budget (a number of re-reads relative to the
+line count, `RetryOptions.budget`) bounds the work.
 
 A print profile (`PrintProfile`, chosen per recipe or station, or `--print` on the command line)
 says what the print is. It decides which variants are read for every line whatever its
-confidence (`RetryOptions.first`, not cut by the time budget: the profile asked for them) and in
+confidence (`RetryOptions.first`, not cut by the budget: the profile asked for them) and in
 which order the low-confidence retries try the others. `auto` is for unknown print: nothing up
 front, every variant as a retry.
 """
@@ -131,7 +132,10 @@ class RetryOptions:
     first: tuple[str, ...] = ()  # read for every line whatever its confidence; not budgeted
     #: a reading from a same-geometry variant keeps the word spaces the crop's own reading had
     spaces_from_crop: bool = True
-    budget_ms: float = 250.0  # per image; retries stop once it is spent
+    #: re-reads of line crops per image, as a multiple of the image's line count, and never fewer
+    #: than one line's worth of every retry variant (a lone line may try them all): deterministic,
+    #: unlike a time budget, which read less on a loaded machine. Up-front variants are not counted.
+    budget: float = 4.0
     min_gain: float = 0.02  # a variant must beat the first reading by this much confidence
     poor: float = 0.6  # below this the first reading is not trusted to count characters
     keep_chars: float = 0.8  # otherwise a variant must keep this share of its characters
@@ -140,6 +144,12 @@ class RetryOptions:
         unknown = [v for v in (*self.first, *self.variants) if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown retry variants {unknown}; known: {sorted(VARIANTS)}")
+
+    def budget_reads(self, lines: int) -> int:
+        """How many variant crops the low-confidence retries of an image with `lines` lines may read."""
+        if not self.enabled or self.budget <= 0 or not self.variants:
+            return 0
+        return max(len(self.variants), int(round(self.budget * lines)))
 
     def for_print(self, profile: PrintProfile | str) -> RetryOptions:
         """These options with the variants `profile` reads up front and retries."""

@@ -84,6 +84,11 @@ class PipelineOptions:
                 min_width=rec["image_shape"][2],
                 max_width=rec["max_width"],
             ),
+            # no low-confidence retries (budget 0): on PP-OCRv6 they left the dev sets as they were and
+            # lifted garbage boxes over the drop score on generated dot-matrix labels; a declared print
+            # profile (--print) still reads its variants up front
+            retry=retry_stage.RetryOptions(budget=0.0),
+            patterns=pattern_stage.PatternOptions(space_after_captions=pattern_stage.SPACED_CAPTIONS),
             calibration=calibration_stage.CalibrationOptions.for_family(family),
         )
 
@@ -245,10 +250,10 @@ class OcrPipeline:
 
         if opts.first:
             read([(i, name) for name in opts.first for i in range(len(crops))])
-        weak = [i for i, d in enumerate(best) if retry_stage.is_weak(d, opts)]
+        allowed = opts.budget_reads(len(crops))
+        weak = [i for i, d in enumerate(best) if retry_stage.is_weak(d, opts)] if allowed else []
         if not weak:
             return best, best_crops, len(retried)
-        allowed = opts.budget_reads(len(crops))
         jobs: list[tuple[int, str]] = []
         for name in opts.variants:  # variant-major: every weak line gets its best bet first
             for i in weak:

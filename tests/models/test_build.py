@@ -23,7 +23,8 @@ def test_rebuild_of_a_built_dir_does_nothing(built_models_dir: Path) -> None:
     t0 = time.perf_counter()
     summary = build(built_models_dir)
     took = time.perf_counter() - t0
-    assert {s["status"] for s in summary["sets"].values()} == {"kept"}
+    kept = {"kept"} if lite_wheel_exists() else {"kept", "skipped"}  # skipped: the Lite sets, and why
+    assert {s["status"] for s in summary["sets"].values()} == kept
     assert took < 30, f"a no-op rebuild took {took:.1f} s"
     assert (built_models_dir / "manifest.json").read_bytes() == manifest
 

@@ -408,8 +408,10 @@ class Chroot:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._mounted: list[Path] = []
+        self._premounts: set[str] = set()
 
     def __enter__(self) -> Chroot:
+        self._premounts = set(mounts_below(self.root))  # e.g. the overlay mounted on the root itself
         try:
             self._mount(self.root / "proc", "-t", "proc", "proc")
             self._mount(self.root / "dev", "--rbind", "/dev")
@@ -450,8 +452,9 @@ class Chroot:
         for dest in reversed(self._mounted):
             subprocess.run(["umount", "-R", "-l", str(dest)], timeout=30, check=False)
         self._mounted.clear()
-        if mounts_below(self.root):
-            raise NspawnError(f"mounts left below {self.root}: {mounts_below(self.root)}")
+        left = set(mounts_below(self.root)) - self._premounts
+        if left:
+            raise NspawnError(f"mounts left below {self.root}: {sorted(left)}")
 
 
 # -- booted container ---------------------------------------------------------------------------

@@ -58,7 +58,14 @@ class CachedSession(Session):
 def _pack(probs: np.ndarray) -> tuple:
     top = np.argpartition(probs, -TOP_K, axis=2)[:, :, -TOP_K:]
     vals = np.take_along_axis(probs, top, axis=2)
-    return ("rec", probs.shape, top.astype(np.int32), vals.astype(np.float32), probs[:, :, 0].copy(), probs[:, :, -1].copy())
+    return (
+        "rec",
+        probs.shape,
+        top.astype(np.int32),
+        vals.astype(np.float32),
+        probs[:, :, 0].copy(),
+        probs[:, :, -1].copy(),
+    )
 
 
 def _unpack(packed: tuple) -> np.ndarray:
@@ -153,12 +160,23 @@ def _budget(value: str) -> Adjust:
     return _retry(budget=float(value), enabled=float(value) > 0)
 
 
+def _parameter(part: str) -> Adjust:
+    """`stage.field=value`, e.g. `spacing.gap_ratio=1.8`."""
+    key, value = part.split("=", 1)
+    stage, name = key.split(".")
+    return lambda o: replace(
+        o, **{stage: replace(getattr(o, stage), **{name: type(getattr(getattr(o, stage), name))(value)})}
+    )
+
+
 def config(name: str) -> Adjust:
     """A named config, or `retry_budget=N`, or several joined by `+`."""
     parts = []
     for part in name.split("+"):
         if part.startswith("budget="):
             parts.append(_budget(part.split("=", 1)[1]))
+        elif "=" in part:
+            parts.append(_parameter(part))
         else:
             parts.append(CONFIGS[part])
     return _all(*parts)
@@ -186,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
 
             def ocr(img, det, p=pipe, seen=seen):
                 result = p.run(img, det=det)
-                seen.append([[ln.text, round(ln.confidence, 4), [list(xy) for xy in ln.box]] for ln in result.lines])
+                seen.append(
+                    [[ln.text, round(ln.confidence, 4), [list(xy) for xy in ln.box]] for ln in result.lines]
+                )
                 return result
 
             report = run_eval(args.eval_dir / set_name, ocr)

@@ -41,6 +41,9 @@ class SpacingOptions:
     #: on Latin lines, read full-width forms (U+FF01-FF5E, e.g. "（" "：" "，") as their ASCII
     #: characters: the Chinese-English recognizer often picks them for Latin punctuation
     fold_full_width: bool = True
+    #: a recovered space also needs the recognizer's space class to reach this probability somewhere
+    #: in the gap (0: not asked; PP-OCRv4 rarely reads spaces, PP-OCRv6 reads most of them itself)
+    min_space_prob: float = 0.0
 
 
 # Typical advance widths relative to a digit, so that pairs with narrow or wide glyphs are judged
@@ -182,6 +185,8 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
     pitch = float(np.median(plain))
     if pitch <= 0:
         return decided
+    glyph_at = [i for i, c in enumerate(text) if c != " "]  # index in the reading of each glyph
+    space_prob = decoded.space_after if len(decoded.space_after) == len(text) else None
     empty = None
     use_image = (
         crop is not None and opts.min_gap_height > 0 and decoded.px_per_frame > 0 and crop.shape[0] > 4
@@ -190,6 +195,8 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
         if decided[k] or blocked[k] or dist[k] < opts.gap_ratio * pitch or blanks[k] < opts.min_blank_frames:
             continue
         if glyphs[k + 1] in opts.no_space_before or glyphs[k] in opts.no_space_after:
+            continue
+        if opts.min_space_prob > 0 and space_prob is not None and space_prob[glyph_at[k]] < opts.min_space_prob:
             continue
         if use_image:
             if empty is None:

@@ -46,7 +46,10 @@ def test_ocr_in_worker_processes_keeps_order_and_text(tmp_path, capsys, model_st
     one, two = runs
     assert [o["image"] for o in two] == sorted(str(p) for p in images.iterdir())
     assert [o["data"]["text"] for o in two] == [o["data"]["text"] for o in one]
-    assert main(["ocr", "--json", "--engine", "onnx", "--jobs", "2", "--models", "no-such-family", str(images)]) == 3
+    assert (
+        main(["ocr", "--json", "--engine", "onnx", "--jobs", "2", "--models", "no-such-family", str(images)])
+        == 3
+    )
 
 
 def test_ocr_folder_json_contract(tmp_path, capsys, model_store):

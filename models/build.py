@@ -329,7 +329,9 @@ def _check_sets(
             )
             try:
                 ref_files = _reference_files(models_dir, sets, family)
-                refs = verify_mod.reference_lines(models_dir, check, images, ref_id, family.reference, ref_files)
+                refs = verify_mod.reference_lines(
+                    models_dir, check, images, ref_id, family.reference, ref_files
+                )
             except EdgeOcrError as exc:
                 ref_error = str(exc)
             except Exception as exc:  # any failure of the third-party reference is reported, not fatal
@@ -339,7 +341,9 @@ def _check_sets(
         if any(spec_for(s).derived for s in todo) and onnx_id in sets:
             progress(f"reading the check set with {onnx_id} (ONNX Runtime), the converted sets' reference")
             try:
-                onnx_refs, _ = verify_mod.run_set(_model_files(models_dir, onnx_id, sets[onnx_id]), images, threads)
+                onnx_refs, _ = verify_mod.run_set(
+                    _model_files(models_dir, onnx_id, sets[onnx_id]), images, threads
+                )
             except Exception as exc:  # reported on the converted sets, not fatal
                 onnx_error = f"{onnx_id} could not read the check set: {type(exc).__name__}: {exc}"
         timings["reference"] = round(time.perf_counter() - t0, 2)

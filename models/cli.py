@@ -206,7 +206,9 @@ def engines_missing_reason(family: str, engine: str | None = None, models_dir: P
         from models.manifest import read_manifest
 
         try:
-            skipped = read_manifest(Path(models_dir) if models_dir else default_models_dir()).get("skipped", {})
+            skipped = read_manifest(Path(models_dir) if models_dir else default_models_dir()).get(
+                "skipped", {}
+            )
         except (EdgeOcrError, OSError):
             skipped = {}
         for set_id, why in skipped.items():

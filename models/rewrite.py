@@ -398,9 +398,7 @@ def _constant_fed(ops: list[Any], var_by_name: dict[str, Any]) -> set[str]:
     return const
 
 
-def _ancestry(
-    ops: list[Any], life: dict[str, list[int]]
-) -> tuple[list[int], dict[str, int], dict[str, int]]:
+def _ancestry(ops: list[Any], life: dict[str, list[int]]) -> tuple[list[int], dict[str, int], dict[str, int]]:
     """Per op the bitmask of its DAG ancestors; per variable its first writer and the ops touching it."""
     first_writer: dict[str, int] = {}
     ancestors = [0] * len(ops)
@@ -596,7 +594,8 @@ def clip_bounds(prog: Any) -> int:
         keep = [
             op
             for op in block.ops
-            if op.type != "fill_constant" or any(a in read for args in _io(op, "outputs").values() for a in args)
+            if op.type != "fill_constant"
+            or any(a in read for args in _io(op, "outputs").values() for a in args)
         ]
         del block.ops[:]
         block.ops.extend(keep)

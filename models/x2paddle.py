@@ -213,7 +213,9 @@ def _run_x2paddle(python: Path, fixed: Path, out: Path, log: Path) -> dict[str, 
     log.write_text(proc.stdout + "\n" + proc.stderr)
     model = out / "inference_model" / "model.pdmodel"
     if proc.returncode != 0 or not model.is_file():
-        raise DerivedSetError(f"X2Paddle failed on {fixed.name} (log {log}): {_tail(proc.stderr or proc.stdout)}")
+        raise DerivedSetError(
+            f"X2Paddle failed on {fixed.name} (log {log}): {_tail(proc.stderr or proc.stdout)}"
+        )
     versions = [ln for ln in proc.stdout.splitlines() if ln.startswith("X2P_VERSIONS ")]
     return json.loads(versions[-1].split(" ", 1)[1]) if versions else {}
 
@@ -258,7 +260,9 @@ def convert_family(
                 fix = fix_onnx(src, work / "fixed.onnx", role)
             except ModelError as exc:
                 raise DerivedSetError(f"preparing {family_id} {role} for X2Paddle failed: {exc}") from exc
-            versions = _run_x2paddle(python, work / "fixed.onnx", work / "x2paddle", tmp / f"x2paddle-{role}.log")
+            versions = _run_x2paddle(
+                python, work / "fixed.onnx", work / "x2paddle", tmp / f"x2paddle-{role}.log"
+            )
             dst = tmp / role
             dst.mkdir()
             shutil.copyfile(work / "x2paddle" / "inference_model" / "model.pdmodel", dst / MODEL_FILE)

@@ -30,7 +30,10 @@ def test_packaged_catalogue_is_valid() -> None:
         v6 = cat.family(fid)
         assert set(v6.onnx) == {"det", "rec", "cls"} and not v6.paddle
         assert set(v6.config) == {"det", "rec"} and v6.reference == "rapidocr-3.10"
-    assert cat.source("rapidocr==3.10.0").sha256 == "2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050"
+    assert (
+        cat.source("rapidocr==3.10.0").sha256
+        == "2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050"
+    )
     assert cat.member_sha256(cat.family("ppocrv6-small").onnx["rec"]) == (
         "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884"
     )

@@ -171,7 +171,9 @@ def test_v6_lite_recipes_record_the_conversion(model_store):
     for family in V6:
         entry = manifest["sets"].get(f"{family}/lite/int8")
         if entry is None:
-            pytest.fail(f"{family}/lite/int8 not built: {manifest.get('skipped', {}).get(f'{family}/lite/int8')}")
+            pytest.fail(
+                f"{family}/lite/int8 not built: {manifest.get('skipped', {}).get(f'{family}/lite/int8')}"
+            )
         conv = entry["converted_from_onnx"]
         assert conv["roles"]["det"]["tools"]["paddlepaddle"] == "2.6.2"
         assert conv["roles"]["rec"]["tools"]["x2paddle"] == "1.6.0"

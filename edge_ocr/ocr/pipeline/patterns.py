@@ -174,9 +174,7 @@ def apply_patterns(
     """`text` with caption and date confusables corrected. `alternatives` (per character of `text`,
     see `aligned_alternatives`) lets impossible dates be re-decoded."""
     redecode = opts.redecode_dates and alternatives is not None and len(alternatives) == len(text)
-    if not opts.enabled or not (
-        redecode or opts.space_after_captions or any(c in _CONFUSABLE for c in text)
-    ):
+    if not opts.enabled or not (redecode or opts.space_after_captions or any(c in _CONFUSABLE for c in text)):
         return PatternResult(text)
     out: list[str] = []
     changes: list[str] = []

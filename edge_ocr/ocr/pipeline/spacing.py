@@ -196,7 +196,11 @@ def space_after(decoded: Decoded, opts: SpacingOptions, crop: np.ndarray | None 
             continue
         if glyphs[k + 1] in opts.no_space_before or glyphs[k] in opts.no_space_after:
             continue
-        if opts.min_space_prob > 0 and space_prob is not None and space_prob[glyph_at[k]] < opts.min_space_prob:
+        if (
+            opts.min_space_prob > 0
+            and space_prob is not None
+            and space_prob[glyph_at[k]] < opts.min_space_prob
+        ):
             continue
         if use_image:
             if empty is None:

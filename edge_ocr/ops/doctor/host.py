@@ -172,7 +172,9 @@ def check_models(cfg: Config, opts: DoctorOptions) -> list[Finding]:
     # sets the last build could not make (a family's Paddle/Lite sets converted from ONNX): why
     for set_id, why in sorted((store.manifest().get("skipped") or {}).items()):
         if "@" not in set_id and not any(s.set_id == set_id for s in sets):
-            out.append(Finding("models", Status.INFO, f"{set_id}: {why}", f"{rebuild} --only {set_id} to try again"))
+            out.append(
+                Finding("models", Status.INFO, f"{set_id}: {why}", f"{rebuild} --only {set_id} to try again")
+            )
     wanted = cfg.engine.name
     if wanted == "auto":
         if not usable:

@@ -217,9 +217,9 @@ def run_endpoint_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError("the endpoint needs the cloud extra: pip install 'edge-ocr[cloud]'") from exc
     from sync.endpoint.app import create_app
+    from sync.endpoint.aws_storage import create_resources
     from sync.endpoint.core import build_core
     from sync.endpoint.settings import EndpointSettings
-    from sync.endpoint.storage import create_resources
 
     settings = EndpointSettings.from_env(data_dir=args.data_dir)
     if args.create_resources:
@@ -290,6 +290,7 @@ def run_endpoint_reprocess(args: argparse.Namespace) -> int:
     import dataclasses
 
     from sync.endpoint.core import build_core
+    from sync.endpoint.reprocess import reprocess
     from sync.endpoint.settings import EndpointSettings
 
     if args.batch < 1 or args.max_batches < 0:
@@ -303,7 +304,7 @@ def run_endpoint_reprocess(args: argparse.Namespace) -> int:
     try:
         while True:
             try:
-                report = core.reprocess(prefix=args.prefix, since=since, max_images=args.batch)
+                report = reprocess(core, prefix=args.prefix, since=since, max_images=args.batch)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             totals["batches"] += 1
@@ -380,7 +381,8 @@ def _admin_core(args: argparse.Namespace):
 
 
 def run_endpoint_delete_device(args: argparse.Namespace) -> int:
-    from sync.endpoint.core import DEVICE_ID_RE, IMAGE_PREFIX
+    from sync.endpoint.erasure import erase_device
+    from sync.endpoint.layout import DEVICE_ID_RE, IMAGE_PREFIX
 
     if not DEVICE_ID_RE.match(args.device_id):
         raise ConfigError(f"not a device id: {args.device_id!r}")
@@ -394,7 +396,7 @@ def run_endpoint_delete_device(args: argparse.Namespace) -> int:
                 "records, index entries, nonces and unshared cached results; run again with --yes"
             )
             return 0
-        counts = core.erase_device(args.device_id)
+        counts = erase_device(core, args.device_id)
     finally:
         core.close()
     print(f"deleted {args.device_id}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
@@ -404,13 +406,15 @@ def run_endpoint_delete_device(args: argparse.Namespace) -> int:
 def run_endpoint_expire(args: argparse.Namespace) -> int:
     import math
 
+    from sync.endpoint.erasure import expire
+
     for name in ("images_days", "payloads_days"):
         v = getattr(args, name)
         if not (math.isfinite(v) and v >= 1):
             raise ConfigError(f"--{name.replace('_', '-')} must be a number of days, at least 1")
     core = _admin_core(args)
     try:
-        counts = core.expire(images_days=args.images_days, payloads_days=args.payloads_days)
+        counts = expire(core, images_days=args.images_days, payloads_days=args.payloads_days)
     finally:
         core.close()
     print("expired: " + ", ".join(f"{v} {k}" for k, v in counts.items()))

@@ -226,7 +226,7 @@ import json, os, sys
 import numpy as np
 import cv2
 from sync.endpoint import lambda_handler  # imports the handler as Lambda does
-from sync.endpoint.core import OcrRunner
+from sync.endpoint.ocr_runner import OcrRunner
 img = np.full((64, 360, 3), 255, np.uint8)
 cv2.putText(img, "LOT 4711", (10, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (0, 0, 0), 3)
 png = cv2.imencode(".png", img)[1].tobytes()

@@ -6,6 +6,10 @@ Every route but `GET /v1/health` and `GET /v1/openapi.json` needs a valid signat
 (`sync.auth`); a request that fails authentication or validation changes nothing in storage.
 Bodies are checked against the OpenAPI document's schemas (`sync.endpoint.schema`); whatever a
 client sends gets a JSON answer, a 4xx when the request is at fault.
+
+Beside it, by job: `ocr_runner` (the bounded OCR it reads with), `layout` (the object key layout),
+`fleet` (fleet records), and over it `reprocess` (scheduled reprocessing) and `erasure` (device
+erasure and expiry), which take a core.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import json
 import logging
 import re
 import sqlite3
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -30,7 +33,9 @@ from urllib.parse import parse_qs, unquote, unquote_plus
 from edge_ocr.errors import EdgeOcrError, InputError
 from sync.auth import AuthFailure, verify_signature
 from sync.endpoint.fleet import record_objects
+from sync.endpoint.layout import CACHE_PREFIX, IMAGE_PREFIX, IMAGE_TYPES, RESULT_SUFFIX
 from sync.endpoint.metrics import PROMETHEUS_CONTENT_TYPE, EndpointMetrics, RequestRecord, route_label
+from sync.endpoint.ocr_runner import OcrBusy, OcrRunner, ocr_contract
 from sync.endpoint.schema import BodyError, openapi_bytes, parse_json, validate
 from sync.endpoint.settings import EndpointSettings
 from sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, Storage, StorageUnavailable
@@ -40,19 +45,6 @@ logger = logging.getLogger(__name__)
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-IMAGE_TYPES = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/tiff": ".tif",
-    "image/bmp": ".bmp",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-}
-IMAGE_PREFIX = "images/"
-RESULT_SUFFIX = ".ocr.json"
-CACHE_PREFIX = "cache/"
-RESULTS_PREFIX = "results/"  # the fleet layout: results/dt=YYYY-MM-DD/device=ID/<batch>.jsonl
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 H_CACHE = "x-edgeocr-cache"
 
 
@@ -78,147 +70,6 @@ class HttpError(Exception):
 
 def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status, {"status": "error", "error": message, "timestamp": time.time()}, headers or {})
-
-
-def ocr_contract(result) -> dict[str, Any]:
-    """The seed's cloud OCR answer: `{"status", "data": {"text", "confidence", "boxes"}, "timestamp"}`."""
-    return {
-        "status": "success",
-        "data": {
-            "text": result.text,
-            "confidence": round(result.confidence, 6),
-            "boxes": [line.to_dict() for line in result.lines],
-        },
-        "timestamp": time.time(),
-    }
-
-
-@dataclass
-class ReprocessReport:
-    model: str
-    prefix: str
-    resumed_from: str = ""
-    scanned: int = 0
-    reprocessed: int = 0
-    up_to_date: int = 0
-    skipped_older: int = 0
-    failed: int = 0
-    done: bool = False
-    cursor: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-class OcrBusy(Exception):
-    """Every OCR slot is taken and the wait queue is full (or the wait ran out)."""
-
-
-class OcrRunner:
-    """OCR with bounded work in flight: at most `max_in_flight` images are decoded and read at
-    once (each with its own lazily opened pipeline), at most `max_queued` more requests wait up to
-    `wait_s` for a slot, and the rest are refused with `OcrBusy` at once. An image is decoded only
-    once it holds a slot, so refused and waiting requests hold nothing but their body."""
-
-    def __init__(
-        self,
-        engine: str,
-        factory: Callable[[str], Any] | None = None,
-        *,
-        models: str | None = None,
-        max_in_flight: int = 1,
-        max_queued: int = 0,
-        wait_s: float = 0.0,
-    ) -> None:
-        self.engine = engine
-        self.models = models
-        self.max_in_flight = max_in_flight
-        self.wait_s = wait_s
-        self._factory = factory
-        self._slots = threading.BoundedSemaphore(max_in_flight)
-        self._admission = threading.BoundedSemaphore(max_in_flight + max_queued)
-        self._idle: list[Any] = []
-        self._pool_lock = threading.Lock()
-        self._model_set_id: str | None = None
-        self._init_lock = threading.Lock()
-        self.waiting = 0  # admitted requests waiting for a slot (they hold no decoded image)
-
-    def _open(self):
-        if self._factory is not None:
-            return self._factory(self.engine)
-        from edge_ocr.ocr.reader import open_pipeline
-
-        return open_pipeline(self.engine, "fp32", models=self.models)
-
-    def _take(self):
-        with self._pool_lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._open()
-
-    def _give(self, pipeline) -> None:
-        with self._pool_lock:
-            self._idle.append(pipeline)
-
-    def model_set_id(self) -> str:
-        """The model set's id and a digest of its files: a result cache key part that changes
-        whenever the models do."""
-        with self._init_lock:  # one model load, however many requests arrive first
-            if self._model_set_id is None:
-                self._model_set_id = self._identify()
-        return self._model_set_id
-
-    def _identify(self) -> str:
-        pipeline = self._take()
-        try:
-            digest = hashlib.sha256()
-            files = getattr(getattr(pipeline, "engine", None), "files", None)
-            for attr in ("det", "rec", "cls", "rec_dict"):
-                path = getattr(files, attr, None)
-                if path is not None:
-                    with open(path, "rb") as f:
-                        for chunk in iter(lambda f=f: f.read(1 << 20), b""):
-                            digest.update(chunk)
-            model = str(getattr(pipeline, "model_id", self.engine))
-            return f"{model}@{digest.hexdigest()[:16]}"
-        finally:
-            self._give(pipeline)
-
-    def run(self, image_bytes: bytes, name: str, *, block: bool = False):
-        """Decode and read one image. `block`: wait for a slot however long it takes (events,
-        never HTTP requests); otherwise OcrBusy when the limits are reached."""
-        if block:
-            self._admission.acquire()
-        elif not self._admission.acquire(blocking=False):
-            raise OcrBusy
-        try:
-            with self._pool_lock:
-                self.waiting += 1
-            try:
-                if block:
-                    got = self._slots.acquire()
-                elif self.wait_s > 0:
-                    got = self._slots.acquire(timeout=self.wait_s)
-                else:
-                    got = self._slots.acquire(blocking=False)
-            finally:
-                with self._pool_lock:
-                    self.waiting -= 1
-            if not got:
-                raise OcrBusy
-            try:
-                from edge_ocr.ocr.imageio import decode_bytes
-
-                image = decode_bytes(image_bytes, name=name)  # InputError for non-images / oversize
-                pipeline = self._take()
-                try:
-                    return pipeline.run(image)
-                finally:
-                    self._give(pipeline)
-            finally:
-                self._slots.release()
-        finally:
-            self._admission.release()
 
 
 class EndpointCore:
@@ -578,126 +429,6 @@ class EndpointCore:
         doc["model"] = self.ocr.model_set_id()  # what made it: reprocessing compares this
         return self._store_result(key, doc)
 
-    # --- scheduled reprocessing -----------------------------------------------------------------
-    def reprocess(
-        self,
-        *,
-        prefix: str = IMAGE_PREFIX,
-        since: float | None = None,
-        max_images: int = 50,
-        max_scanned: int = 2000,
-        out_of_time: Callable[[], bool] | None = None,
-    ) -> ReprocessReport:
-        """Read again, with the active model set, stored images under `prefix` (modified at or
-        after `since`) whose result was made by another model set or that have none; at most
-        `max_images` reads and `max_scanned` images looked at per call. Resumable: the position is
-        kept in the index (per model set, prefix and since), so the next call goes on from there,
-        and a finished pass starts over (picking up images stored since). Idempotent: an image
-        whose result has the active model set is left alone."""
-        if not prefix.startswith(IMAGE_PREFIX):
-            raise ValueError(f"reprocess reads images: the prefix must start with {IMAGE_PREFIX}")
-        model = self.ocr.model_set_id()
-        pk = f"reprocess#{model}#{prefix}#{int(since or 0)}"
-        state = self.storage.get_item(pk) or {}
-        report = ReprocessReport(model=model, prefix=prefix, resumed_from=state.get("cursor") or "")
-        cursor = report.resumed_from
-        done = True
-        for key, modified in self.storage.list_objects(prefix, start_after=cursor):
-            if key.endswith(RESULT_SUFFIX) or "." + key.rsplit(".", 1)[-1] not in IMAGE_TYPES.values():
-                continue
-            if (
-                report.reprocessed >= max_images
-                or report.scanned >= max_scanned
-                or (out_of_time and out_of_time())
-            ):
-                done = False
-                break
-            cursor = key
-            if since is not None and modified < since:
-                report.skipped_older += 1
-                continue
-            report.scanned += 1
-            if self._result_model(key) == model:
-                report.up_to_date += 1
-                continue
-            try:
-                data = self.storage.get_object(key, self.settings.max_upload_bytes)
-            except (MissingObject, ValueError) as exc:
-                logger.warning("reprocess: cannot read %s: %s", key, exc)
-                report.failed += 1
-                continue
-            status = self.on_object_created(key, data)
-            report.reprocessed += 1
-            if status != "success":
-                report.failed += 1
-            self.storage.put_item({"pk": pk, "cursor": cursor, "updated_at": int(self.clock())})
-        report.done = done
-        report.cursor = "" if done else cursor
-        self.storage.put_item(
-            {
-                "pk": pk,
-                "cursor": report.cursor,
-                "updated_at": int(self.clock()),
-                "passes_done": int(state.get("passes_done", 0)) + int(done),
-            }
-        )
-        logger.info("reprocess %s with %s: %s", prefix, model, report.to_dict())
-        return report
-
-    # --- data protection ------------------------------------------------------------------------
-    def erase_device(self, device_id: str) -> dict[str, int]:
-        """Delete everything stored for one device (an erasure request): its images and their
-        results, its batches, its records in the fleet layout, its batch index entries and nonces,
-        and the cached results of images no other device has. Idempotent."""
-        if not DEVICE_ID_RE.match(device_id):
-            raise ValueError(f"not a device id: {device_id[:80]!r}")
-        mine = {_sha_of(k) for k in self.storage.list_keys(f"{IMAGE_PREFIX}{device_id}/")} - {None}
-        others = {
-            _sha_of(k)
-            for k in self.storage.list_keys(IMAGE_PREFIX)
-            if not k.startswith(f"{IMAGE_PREFIX}{device_id}/")
-        }
-        counts = {
-            "images": self.storage.delete_prefix(f"{IMAGE_PREFIX}{device_id}/"),
-            "batches": self.storage.delete_prefix(f"batches/{device_id}/"),
-            "records": 0,
-            "cache": 0,
-        }
-        for key in list(self.storage.list_keys(RESULTS_PREFIX)):
-            if f"/device={device_id}/" in key:
-                counts["records"] += self.storage.delete_prefix(key)
-        for key in list(self.storage.list_keys(CACHE_PREFIX)):
-            sha = key.rsplit("/", 1)[-1].split(".")[0]
-            if sha in mine and sha not in others:
-                counts["cache"] += self.storage.delete_prefix(key)
-        counts["index"] = self.storage.delete_items(f"batch#{device_id}#")
-        counts["nonces"] = self.storage.delete_items(f"nonce#{device_id}#")
-        logger.info("erased device %s: %s", device_id, counts)
-        return counts
-
-    def expire(self, *, images_days: float, payloads_days: float, now: float | None = None) -> dict[str, int]:
-        """Delete images (with their results) and payloads (batches, fleet records) older than the
-        given days: the local storage's lifecycle rules (S3 applies the template's own)."""
-        now = self.clock() if now is None else now
-        counts = {}
-        for name, prefix, days in (
-            ("images", IMAGE_PREFIX, images_days),
-            ("batches", "batches/", payloads_days),
-            ("records", RESULTS_PREFIX, payloads_days),
-        ):
-            cutoff = now - days * 86400
-            old = [key for key, modified in self.storage.list_objects(prefix) if modified < cutoff]
-            counts[name] = sum(self.storage.delete_prefix(key) for key in old)
-        logger.info("expired: %s", counts)
-        return counts
-
-    def _result_model(self, key: str) -> str | None:
-        try:
-            doc = json.loads(self.storage.get_object(key + RESULT_SUFFIX, 64 * 1024 * 1024))
-        except (MissingObject, ValueError):
-            return None
-        return doc.get("model") if isinstance(doc, dict) else None
-
     def _store_result(self, key: str, doc: dict[str, Any]) -> str:
         doc["key"] = key
         self.storage.put_object(
@@ -705,12 +436,6 @@ class EndpointCore:
         )
         logger.info("OCR of %s: %s", key, doc["status"])
         return doc["status"]
-
-
-def _sha_of(key: str) -> str | None:
-    if key.endswith(RESULT_SUFFIX):
-        return None
-    return key.rsplit("/", 1)[-1].split(".")[0]
 
 
 def _base_url(headers: dict[str, str]) -> str:
@@ -727,8 +452,9 @@ def _is_storage_failure(exc: Exception) -> bool:
 
 def build_core(settings: EndpointSettings | None = None, *, secrets=None) -> EndpointCore:
     """A core from the settings (default: the environment): local or AWS storage, device secrets."""
+    from sync.endpoint.aws_storage import AwsStorage
+    from sync.endpoint.local_storage import LocalStorage
     from sync.endpoint.settings import load_device_secrets
-    from sync.endpoint.storage import AwsStorage, LocalStorage
 
     settings = settings or EndpointSettings.from_env()
     if settings.storage == "aws":

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from sync.endpoint.core import EndpointCore
+from sync.endpoint.reprocess import reprocess as reprocess_images
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ def reprocess(event: dict[str, Any], context: Any) -> dict[str, Any]:
         max_images = max(1, min(1000, int(event.get("max_images", 50))))
     except (TypeError, ValueError):
         max_images = 50
-    report = get_core().reprocess(
+    report = reprocess_images(
+        get_core(),
         prefix=str(event.get("prefix") or "images/"),
         max_images=max_images,
         out_of_time=(lambda: remaining() < REPROCESS_MARGIN_MS) if remaining else None,

@@ -77,7 +77,7 @@ def aws(moto_server, monkeypatch, tmp_path) -> Aws:
     """A fresh bucket and table on the moto server, and the environment pointing at them."""
     import boto3
 
-    from sync.endpoint.storage import create_resources
+    from sync.endpoint.aws_storage import create_resources
 
     env = aws_env(moto_server, tmp_path)
     suffix = uuid.uuid4().hex[:10]
@@ -132,7 +132,7 @@ class AwsBackend(Backend):
         return self.aws.s3.get_object(Bucket=self.aws.bucket, Key=key)["Body"].read()
 
     def batch_items(self) -> list[dict]:
-        from sync.endpoint.storage import _from_attr
+        from sync.endpoint.aws_storage import _from_attr
 
         items = [{k: _from_attr(v) for k, v in i.items()} for i in self.aws.batch_items()]
         return sorted(items, key=lambda i: i["pk"])

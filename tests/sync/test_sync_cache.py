@@ -11,7 +11,7 @@ import pytest
 from test_sync_endpoint import png_bytes
 from test_sync_lambda import Context, s3_event
 
-from sync.endpoint.core import OcrRunner
+from sync.endpoint.ocr_runner import OcrRunner
 
 
 class Counting:

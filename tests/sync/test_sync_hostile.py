@@ -93,7 +93,7 @@ def test_create_resources_outside_us_east_1(moto_server, tmp_path):
     import boto3
     from conftest import aws_env
 
-    from sync.endpoint.storage import create_resources
+    from sync.endpoint.aws_storage import create_resources
 
     for region in ("eu-central-1", "us-east-1", "ap-southeast-2"):
         s3 = boto3.client("s3", endpoint_url=moto_server, region_name=region)
@@ -111,7 +111,7 @@ def test_create_resources_failure_is_one_line_not_a_traceback(moto_server, tmp_p
     import boto3
     from botocore.config import Config
 
-    from sync.endpoint.storage import create_resources
+    from sync.endpoint.aws_storage import create_resources
 
     once = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2)
     nowhere = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -246,7 +246,7 @@ class GatedPipelines:
 
 
 def _ocr_endpoint(endpoint, max_in_flight: int, max_queued: int, wait_s: float) -> GatedPipelines:
-    from sync.endpoint.core import OcrRunner
+    from sync.endpoint.ocr_runner import OcrRunner
 
     gated = GatedPipelines()
     endpoint.core.ocr = OcrRunner(
@@ -362,7 +362,7 @@ def test_a_replay_is_refused_after_the_endpoint_restarts(post, endpoint, backend
 
 
 def test_local_nonces_expire_and_are_kept_in_sqlite(tmp_path):
-    from sync.endpoint.storage import LocalStorage
+    from sync.endpoint.local_storage import LocalStorage
 
     now = [1000.0]
     st = LocalStorage(tmp_path / "d", clock=lambda: now[0])
@@ -448,7 +448,7 @@ def test_settings_choose_the_storage():
 
 
 def test_object_keys_cannot_leave_the_data_folder(tmp_path):
-    from sync.endpoint.storage import LocalStorage
+    from sync.endpoint.local_storage import LocalStorage
 
     st = LocalStorage(tmp_path / "d")
     try:

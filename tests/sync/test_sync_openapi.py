@@ -29,8 +29,8 @@ def test_the_endpoint_serves_its_document_unsigned(post):
 
 def test_every_route_the_core_serves_is_documented(tmp_path):
     from sync.endpoint.core import EndpointCore
+    from sync.endpoint.local_storage import LocalStorage
     from sync.endpoint.settings import EndpointSettings
-    from sync.endpoint.storage import LocalStorage
 
     core = EndpointCore(EndpointSettings(data_dir=tmp_path), LocalStorage(tmp_path), {})
     try:

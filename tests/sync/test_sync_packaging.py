@@ -74,7 +74,7 @@ def test_template_matches_the_code_and_the_rules(template, build_module):
         for rule in e["Properties"]["Filter"]["S3Key"]["Rules"]
         if rule["Name"] == "suffix"
     }
-    from sync.endpoint.core import IMAGE_TYPES, RESULT_SUFFIX
+    from sync.endpoint.layout import IMAGE_TYPES, RESULT_SUFFIX
 
     assert s3_suffixes == set(IMAGE_TYPES.values())
     assert not RESULT_SUFFIX.endswith(tuple(s3_suffixes))  # results never re-trigger OCR

@@ -14,7 +14,8 @@ from test_sync_endpoint import png_bytes
 from test_sync_lambda import Context
 from test_sync_service import main
 
-from sync.endpoint.core import RESULT_SUFFIX
+from sync.endpoint.layout import RESULT_SUFFIX
+from sync.endpoint.reprocess import reprocess
 
 
 def _store_images(storage, n: int, device: str = "line1-cam1", start: int = 0) -> list[str]:
@@ -59,14 +60,14 @@ def test_only_images_read_by_another_model_set_or_never_are_read_again(backend):
     try:
         core.on_object_created(keys[3], core.storage.get_object(keys[3], 10**7))  # already by the new one
         assert new.runs == 1
-        first = core.reprocess(max_images=2)
+        first = reprocess(core, max_images=2)
         assert (first.reprocessed, first.done) == (2, False)
         assert first.cursor == keys[1]
     finally:
         core.close()
     core = _core(new)  # a later run (another process): goes on from the kept position
     try:
-        second = core.reprocess(max_images=50)
+        second = reprocess(core, max_images=50)
         assert second.resumed_from == keys[1] and second.done
         assert (second.reprocessed, second.up_to_date) == (3, 1)
         assert new.runs == 1 + 5  # keys 0-2 (old model), 4-5 (none); key 3 was up to date
@@ -74,7 +75,7 @@ def test_only_images_read_by_another_model_set_or_never_are_read_again(backend):
         assert new_model != old_model
         assert {_result(core.storage, k)["model"] for k in keys} == {new_model}
         assert all(_result(core.storage, k)["status"] == "success" for k in keys)
-        third = core.reprocess(max_images=50)  # idempotent: a new pass finds nothing to do
+        third = reprocess(core, max_images=50)  # idempotent: a new pass finds nothing to do
         assert (third.reprocessed, third.up_to_date, third.done) == (0, 6, True)
         assert new.runs == 6
     finally:
@@ -87,13 +88,13 @@ def test_since_and_prefix_choose_the_images(backend):
     try:
         a = _store_images(core.storage, 2, device="line1-cam1")
         b = _store_images(core.storage, 2, device="line2-cam1", start=10)
-        report = core.reprocess(prefix="images/line2-cam1/", max_images=50)
+        report = reprocess(core, prefix="images/line2-cam1/", max_images=50)
         assert report.reprocessed == 2 and all(_result(core.storage, k) for k in b)
         assert not any(_result(core.storage, k) for k in a)
-        future = core.reprocess(prefix="images/line1-cam1/", since=time.time() + 3600)
+        future = reprocess(core, prefix="images/line1-cam1/", since=time.time() + 3600)
         assert future.reprocessed == 0 and future.skipped_older == 2
         with pytest.raises(ValueError, match="images/"):
-            core.reprocess(prefix="batches/")
+            reprocess(core, prefix="batches/")
     finally:
         core.close()
 
@@ -103,8 +104,8 @@ def test_a_non_image_is_recorded_once_not_retried_forever(backend):
     core = _core(counting)
     try:
         core.storage.put_object("images/line1-cam1/" + "0" * 64 + ".png", b"<html>", "image/png")
-        assert core.reprocess().failed == 1
-        again = core.reprocess()
+        assert reprocess(core).failed == 1
+        again = reprocess(core)
         assert (again.reprocessed, again.up_to_date) == (0, 1)
     finally:
         core.close()

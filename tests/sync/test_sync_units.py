@@ -148,7 +148,8 @@ def test_the_endpoint_imports_without_the_agent_only_packages():
         "import sys\n"
         "for name in ('sqlite_utils', 'watchdog', 'pypdfium2', 'psutil', 'httpx', 'uvicorn'):\n"
         "    sys.modules[name] = None\n"
-        "import sync.endpoint.lambda_handler, sync.endpoint.core, sync.endpoint.app, sync.endpoint.storage\n"
+        "import sync.endpoint.lambda_handler, sync.endpoint.core, sync.endpoint.app, sync.endpoint.storage,"
+        " sync.endpoint.local_storage, sync.endpoint.aws_storage\n"
         "import edge_ocr.ocr.reader, edge_ocr.ocr.imageio\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

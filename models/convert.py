@@ -35,7 +35,8 @@ import numpy as np
 
 from edge_ocr.errors import ModelError
 from models.fetch import FetchedFamily, copy_atomic
-from models.rewrite import MODEL_FILE, PARAMS_FILE, rewrite_model
+from models.program import MODEL_FILE, PARAMS_FILE
+from models.rewrite import rewrite_model
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ as ``manifest.prev.json`` so a bad build can be rolled back (`rollback`).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -20,6 +21,11 @@ from edge_ocr.ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, sha256_tree
 logger = logging.getLogger(__name__)
 
 PREV_NAME = "manifest.prev.json"
+
+
+def json_hash(obj: Any) -> str:
+    """The sha256 of a JSON-able document (keys sorted): the ids of recipes and references."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
 def utc_now() -> str:

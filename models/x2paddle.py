@@ -34,7 +34,7 @@ from typing import Any
 from edge_ocr.errors import ModelError
 from models.manifest import utc_now
 from models.onnx_fix import fix_onnx
-from models.rewrite import MODEL_FILE, PARAMS_FILE
+from models.program import MODEL_FILE, PARAMS_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -147,7 +147,8 @@ def _derived_program(model_store, family: str, role: str) -> Path:
 
 def test_chsplit_and_reuse_dag_are_exact_on_v6_det_small(model_store, tmp_path):
     """The channel split and the any-order memory plan change no output (Paddle Inference)."""
-    from models.rewrite import load_program, rewrite_model
+    from models.program import load_program
+    from models.rewrite import rewrite_model
     from models.runners import paddle_inference_run
 
     src = _derived_program(model_store, "ppocrv6-small", "det")

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.rewrite import load_program, read_params, rewrite_model
+from models.program import load_program, read_params
+from models.rewrite import rewrite_model
 from models.runners import paddle_inference_run
 
 pytestmark = pytest.mark.models
@@ -76,12 +77,12 @@ def test_read_params_matches_program(built_models_dir: Path) -> None:
 
 
 def _lifetimes(prog) -> dict[str, tuple[int, int]]:
-    from models.rewrite import _io
+    from models.program import io_args
 
     life: dict[str, list[int]] = {}
     for i, op in enumerate(prog.blocks[0].ops):
         for io in ("inputs", "outputs"):
-            for args in _io(op, io).values():
+            for args in io_args(op, io).values():
                 for a in args:
                     life.setdefault(a, [i, i])[1] = i
     return {k: (v[0], v[1]) for k, v in life.items()}
@@ -91,7 +92,8 @@ def _lifetimes(prog) -> dict[str, tuple[int, int]]:
 def test_memory_reuse_plan_is_safe(built_models_dir: Path, tmp_path: Path, role: str) -> None:
     """After the reuse rewrite no op reads and writes one buffer, no op that Lite may fuse with its
     neighbours sees a buffer another variable still holds, and weights and I/O keep their names."""
-    from models.rewrite import NO_REUSE_OPS, REUSE_MARGIN, _io
+    from models.program import io_args
+    from models.rewrite_reuse import NO_REUSE_OPS, REUSE_MARGIN
 
     src = built_models_dir / "paddle" / "fp32" / role
     before = load_program(src / "inference.pdmodel")
@@ -104,8 +106,8 @@ def test_memory_reuse_plan_is_safe(built_models_dir: Path, tmp_path: Path, role:
     assert [o.type for o in ops_b] == [o.type for o in ops_a]
     persist = {v.name for v in before.blocks[0].vars if v.persistable}
     for ob, oa in zip(ops_b, ops_a):
-        ins_b, ins_a = _io(ob, "inputs"), _io(oa, "inputs")
-        outs_b, outs_a = _io(ob, "outputs"), _io(oa, "outputs")
+        ins_b, ins_a = io_args(ob, "inputs"), io_args(oa, "inputs")
+        outs_b, outs_a = io_args(ob, "outputs"), io_args(oa, "outputs")
         if ob.type in NO_REUSE_OPS:
             assert (ins_a, outs_a) == (ins_b, outs_b)
         # renamed variables map back one to one within an op
@@ -121,7 +123,8 @@ def test_memory_reuse_plan_is_safe(built_models_dir: Path, tmp_path: Path, role:
     for ob, oa in zip(ops_b, ops_a):
         for io in ("inputs", "outputs"):
             for nb, na in zip(
-                [n for a in _io(ob, io).values() for n in a], [n for a in _io(oa, io).values() for n in a]
+                [n for a in io_args(ob, io).values() for n in a],
+                [n for a in io_args(oa, io).values() for n in a],
             ):
                 spans = owner.setdefault(na, [])
                 if life_b[nb] not in spans:

@@ -14,7 +14,7 @@ Three traps of paddlelite 2.13rc0 on x86 are handled here (shared/PADDLE_LITE_NO
 
 Memory (the budget is 300 MB per Lite worker): Paddle Lite plans no memory reuse on x86, so the
 build rewrites the programs to share buffers between tensors with disjoint lifetimes
-(models/rewrite.py, "reuse"); the detection predictor is freed as soon as it has run, so its
+(models/rewrite_reuse.py, "reuse"); the detection predictor is freed as soon as it has run, so its
 ~100 MB of activations are not held while the lines are recognised; and every predictor is freed
 when an image is done (`image_done`), so the next detection does not sit on top of the last
 recognition. Re-creating predictors costs a few milliseconds of CPU per image; measured in

@@ -117,6 +117,9 @@ def test_bench_smoke(tmp_path, capsys, model_store):
             "onnx",
             "--variants",
             "fp32",
+            "--models",
+            "ppocrv6-small",
+            "--no-receipts",
             "--images",
             "1",
             "--repeat",
@@ -127,11 +130,14 @@ def test_bench_smoke(tmp_path, capsys, model_store):
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "| onnx | fp32 |" in out and "rapidocr-onnxruntime 1.4.4" in out
+    row = "| ppocrv6-small onnx | fp32 |"
+    # both peers with their defaults, in the same run; ratios against RapidOCR 3.10
+    assert row in out and "RapidOCR 3.10 (peer, defaults)" in out and "rapidocr-onnxruntime 1.4.4" in out
+    assert "vs RapidOCR 3.10" in out
     # the same engine with `--raw` gives the cost of our post-processing, in the same run
-    assert out.count("| onnx | fp32 |") == 1 and "Post-processing cost (onnx fp32" in out
+    assert out.count(row) == 1 and "Post-processing cost (ppocrv6-small onnx fp32" in out
     text = doc.read_text()
-    assert "old" not in text and "| onnx | fp32 |" in text and text.endswith("tail\n")
+    assert "old" not in text and row in text and text.endswith("tail\n")
 
 
 def test_every_command_is_documented_in_readme():

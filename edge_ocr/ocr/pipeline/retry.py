@@ -139,6 +139,8 @@ class RetryOptions:
     min_gain: float = 0.02  # a variant must beat the first reading by this much confidence
     poor: float = 0.6  # below this the first reading is not trusted to count characters
     keep_chars: float = 0.8  # otherwise a variant must keep this share of its characters
+    #: the print these options were made for (`for_print`), None: not declared
+    profile: PrintProfile | None = None
 
     def __post_init__(self) -> None:
         unknown = [v for v in (*self.first, *self.variants) if v not in VARIANTS]
@@ -154,7 +156,7 @@ class RetryOptions:
     def for_print(self, profile: PrintProfile | str) -> RetryOptions:
         """These options with the variants `profile` reads up front and retries."""
         chosen = PROFILES[parse_print(profile)]
-        return replace(self, first=chosen.first, variants=chosen.retries)
+        return replace(self, first=chosen.first, variants=chosen.retries, profile=parse_print(profile))
 
 
 def is_weak(decoded, opts: RetryOptions) -> bool:  # decoded: rec.Decoded

@@ -535,7 +535,9 @@ class Container:
                 break
             if state in ("running", "degraded"):
                 return
-            if state not in ("", "initializing", "starting"):
+            # "offline": systemctl reached no manager yet (seen once on a loaded machine, early in
+            # the boot): wait like for "starting", until the deadline
+            if state not in ("", "initializing", "starting", "offline"):
                 raise NspawnError(f"system state {state!r}: {self.run(['systemctl', '--failed']).stdout}")
             time.sleep(0.2)  # the bus is not up in the first instants
         raise NspawnError(f"the container did not reach 'running': {self.boot_log()[-2000:]}")

@@ -108,6 +108,27 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+def _set_wal_and_migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """WAL mode, then the pending migrations. Switching a new file to WAL while another connection
+    opens it too (the agent and its sync service starting together) answers "locked" at once,
+    without SQLite's busy handler: retried with backoff for as long as the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.05
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    if mode.lower() != "wal":
+        logger.warning("%s: journal mode is %s, not WAL", path, mode)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    migrate(conn, path)
+
+
 def utcnow() -> str:
     """ISO-8601 UTC with milliseconds, the store's time format."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -238,11 +259,7 @@ def open_connection(path: Path | None = None, *, readonly: bool = False, create:
                     f"{path} has schema version {version}; open it once with the agent to upgrade it"
                 )
         else:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                logger.warning("%s: journal mode is %s, not WAL", path, mode)
-            conn.execute("PRAGMA synchronous = NORMAL")
-            migrate(conn, path)
+            _set_wal_and_migrate(conn, path)
     except sqlite3.OperationalError as exc:
         conn.close()
         if "locked" in str(exc) or "busy" in str(exc):

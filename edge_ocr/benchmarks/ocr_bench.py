@@ -381,26 +381,23 @@ class FolderRow:
     name: str
     images: int
     seconds: float
-    peak_rss_mb: float
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds
 
 
-def _timed(cmd: list[str], timeout: float) -> tuple[float, float]:
-    """Wall seconds and the peak RSS of the largest process (children included) of a command."""
-    import resource
+def _timed(cmd: list[str], timeout: float) -> float:
+    """Wall seconds of a whole command. (No peak RSS here: getrusage's children maximum covers
+    every child this process ever had, the bench workers included; their RSS is in the tables.)"""
     import time
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=timeout)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise EdgeOcrError(f"{' '.join(cmd[:4])} ... failed: {proc.stderr.strip()[-600:]}")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(rss, before) / 1024.0
+    return seconds
 
 
 def measure_folder(
@@ -420,10 +417,9 @@ def measure_folder(
     rows = []
     for family in [None, *(families or [])]:
         cmd = exe + (["--models", family] if family else [])
-        seconds, rss = _timed(cmd, timeout)
-        rows.append(FolderRow(f"edge-ocr ocr ({family or 'defaults'})", n, seconds, rss))
-    seconds, rss = _timed([sys.executable, "-c", _PEER_FOLDER, str(folder)], timeout)
-    rows.append(FolderRow("RapidOCR 3.10 (defaults, one process)", n, seconds, rss))
+        rows.append(FolderRow(f"edge-ocr ocr ({family or 'defaults'})", n, _timed(cmd, timeout)))
+    seconds = _timed([sys.executable, "-c", _PEER_FOLDER, str(folder)], timeout)
+    rows.append(FolderRow("RapidOCR 3.10 (defaults, one process)", n, seconds))
     return rows
 
 
@@ -432,12 +428,12 @@ def folder_markdown(folder: Path, rows: list[FolderRow]) -> str:
     out = [
         f"Whole processes over `{folder}` ({peer.images} images), start-up and model loading included:",
         "",
-        "| command | seconds | images/s | vs RapidOCR 3.10 | peak RSS MB (largest process) |",
-        "|---|---|---|---|---|",
+        "| command | seconds | images/s | vs RapidOCR 3.10 |",
+        "|---|---|---|---|",
     ]
     for r in rows:
         out.append(
-            f"| {r.name} | {r.seconds:.1f} | {r.images_per_s:.2f} | {r.images_per_s / peer.images_per_s:.2f}x | {r.peak_rss_mb:.0f} |"
+            f"| {r.name} | {r.seconds:.1f} | {r.images_per_s:.2f} | {r.images_per_s / peer.images_per_s:.2f}x |"
         )
     return "\n".join(out) + "\n"
 

@@ -46,6 +46,7 @@ from models.convert import (
 from models.fetch import FetchedFamily, fetch_family
 from models.manifest import file_record, files_intact, json_hash, read_manifest, utc_now, write_manifest
 from models.onnx_int8 import QuantSettings
+from models.rewrite import rewrite_settings
 from models.x2paddle import (
     CONVERT_VERSION,
     TOOL_REQUIREMENTS,
@@ -116,6 +117,7 @@ def _settings_for(spec: SetSpec, calibration: CalibrationSpec) -> dict[str, Any]
             "target": spec.target,
             "variant": spec.variant,
             **derived,
+            **({"rewrite_settings": rewrite_settings()} if spec.derived else {}),
         }
     if derived:
         return {**derived, "rewrites": list(PADDLE_DERIVED_REWRITES)}

@@ -13,8 +13,9 @@ other family's are ``<family>/<engine>/<variant>`` (``ppocrv6-small/onnx/fp32``)
 - Families pinned as ONNX only (PP-OCRv6) get Paddle and Lite sets *derived* from their ONNX
   files (`models.x2paddle`): the Paddle set is X2Paddle's program with only ``clip_bounds``
   (PADDLE_DERIVED_REWRITES: oneDNN mis-fuses X2Paddle's clip; it cannot run the matmul -> mul
-  program at all), the Lite sets get ``chsplit`` and the any-order memory plan ``reuse_dag``
-  instead of ``affine`` and ``reuse`` (lite_rewrites).
+  program at all), the Lite sets get ``chsplit`` instead of ``affine``, and on x86 ``insplit``
+  and the memory plan made with Lite's own op order and measured shapes (``lite_plan``,
+  `models.lite_plan`) instead of ``reuse`` (lite_rewrites).
 
 Every function writes into a folder the caller gives (the build's staging folder) and returns
 what it did, for the manifest.
@@ -35,6 +36,7 @@ import numpy as np
 
 from edge_ocr.errors import ModelError
 from models.fetch import FetchedFamily, copy_atomic
+from models.lite_plan import LITE_PLAN, PROBE_INPUTS, plan_memory, probe_shapes
 from models.program import MODEL_FILE, PARAMS_FILE
 from models.rewrite import rewrite_model
 
@@ -148,9 +150,10 @@ def spec_for(set_id: str) -> SetSpec:
 
 
 def lite_rewrites(variant: str, target: str = "x86", derived: bool = False) -> tuple[str, ...]:
-    if derived:  # X2Paddle programs: no affine pairs; their op order needs the any-order plan
+    if derived:  # X2Paddle programs: no affine pairs
         rewrites = ("chsplit",) if variant == "fp32" else ("chsplit", "matmul")
-        return (*rewrites, "reuse_dag") if target == "x86" else rewrites
+        # x86: the im2col split and the memory plan made with Lite itself (models/lite_plan.py)
+        return ("chsplit", "insplit", *rewrites[1:], LITE_PLAN) if target == "x86" else rewrites
     rewrites = ("affine",) if variant == "fp32" else ("matmul", "affine")
     # Lite plans memory reuse itself for ARM; on x86 it does not, so the program does (rewrite.py)
     return (*rewrites, "reuse") if target == "x86" else rewrites
@@ -209,12 +212,20 @@ def build_lite_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path, work_di
     rewrites = lite_rewrites(spec.variant, spec.target, spec.derived)
     quant = LITE_QUANT[spec.variant]
     info: dict[str, Any] = {"rewrites": {}, "opt": {"valid_targets": spec.target, "quant_type": quant}}
+    program_rewrites = tuple(r for r in rewrites if r != LITE_PLAN)
     for role in ROLES:
         model, params = fetched.paddle[role]
         rw_dir = work_dir / "rewritten" / "+".join(rewrites) / role
-        report = rewrite_model(model, params, rw_dir, rewrites)
+        probe = PROBE_INPUTS[role]
+        shapes = probe_shapes(model, params, probe) if "insplit" in rewrites else None
+        report = rewrite_model(model, params, rw_dir, program_rewrites, shapes=shapes, input_shape=probe)
         info["rewrites"][role] = report.as_dict()
-        lite_optimize(rw_dir, out_dir / spec.file_name(role), target=spec.target, quant=quant)
+        src = rw_dir
+        if LITE_PLAN in rewrites:
+            src = rw_dir.with_name(f"{role}-planned")
+            info["rewrites"][role]["applied"].append(LITE_PLAN)
+            info["rewrites"][role]["memory_plan"] = plan_memory(rw_dir, src, probe)
+        lite_optimize(src, out_dir / spec.file_name(role), target=spec.target, quant=quant)
     copy_atomic(fetched.dict_path, out_dir / spec.file_name("dict"))
     return info
 

@@ -1,9 +1,10 @@
 """Graph rewrites on Paddle inference programs (``inference.pdmodel``), done on the protobuf.
 
-Six rewrites. Four are here; the first two were measured in shared/PADDLE_LITE_NOTES.md, the
-last two were needed by the PP-OCRv6 programs that X2Paddle makes from ONNX (models/x2paddle.py).
-The memory planning rewrites ``reuse`` and ``reuse_dag`` are in models/rewrite_reuse.py, and the
-protobuf plumbing all of them share in models/program.py.
+Six rewrites. Five are here; the first two were measured in shared/PADDLE_LITE_NOTES.md, the
+other three were needed by the PP-OCRv6 programs that X2Paddle makes from ONNX (models/x2paddle.py).
+The memory planning rewrite ``reuse`` is in models/rewrite_reuse.py (the PP-OCRv6 Lite sets are
+planned with Lite itself instead: models/lite_plan.py), and the protobuf plumbing all of them
+share in models/program.py.
 
 ``affine``
     PP-LCNetV3's learnable-affine blocks ``elementwise_mul(x, w0[1])`` followed by
@@ -24,6 +25,15 @@ protobuf plumbing all of them share in models/program.py.
     peaks at ~300 MB instead of ~620 MB and runs ~2x faster. This rewrite adds parameters (the
     split filters), so it rewrites the parameters file too.
 
+``insplit``
+    The same idea for one-group convs that Lite x86 runs through im2col (not 1x1, not its direct
+    3x3-stride-2 kernel): a workspace of Cin*kh*kw*Hout*Wout floats per run. Each such conv whose
+    workspace exceeds ``INSPLIT_FLOATS_PER_PIXEL`` floats per pixel of the network's input becomes
+    ``split`` over input channels -> one conv per group -> a chain of ``elementwise_add``: the
+    same sum in another order (float rounding only, ~1e-6). It needs the tensors' shapes, which
+    models/lite_plan.py probes with Lite. On PP-OCRv6 det small: the stem's 2x2 conv (48 MB at
+    544x960) and the head's 3x3 conv over 96 channels (108 MB) become 2 and 6 convs.
+
 ``clip_bounds``
     X2Paddle writes hard-sigmoid/hard-swish as ``clip(X, Min=fill_constant, Max=fill_constant)``
     with the attributes left at +-FLT_MAX. Paddle Inference 3.3.1's
@@ -32,7 +42,7 @@ protobuf plumbing all of them share in models/program.py.
     writes the constants into ``min``/``max`` and drops the tensor inputs (and the then unread
     ``fill_constant`` ops): the same computation, and the fused op is right.
 
-The parameters file is rewritten only by ``chsplit``: the parameters the other rewrites no longer
+The parameters file is rewritten only by ``chsplit`` and ``insplit``: the parameters the other rewrites no longer
 use stay in the program as persistable variables, so the combined ``inference.pdiparams`` (one
 tensor per persistable variable, sorted by name) still lines up and is copied unchanged.
 
@@ -52,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from edge_ocr.errors import ModelError
+from models.lite_plan import PROBE_INPUTS
 from models.program import (
     MODEL_FILE,
     PARAMS_FILE,
@@ -66,13 +77,16 @@ from models.program import (
     tensor_dtypes,
     var_dims,
 )
-from models.rewrite_reuse import reuse_memory
+from models.rewrite_reuse import SIZED_MARGIN, reuse_memory
 
 logger = logging.getLogger(__name__)
 
-REWRITES = ("chsplit", "clip_bounds", "affine", "matmul", "reuse", "reuse_dag")
-CHSPLIT_GROUPS = 12
+REWRITES = ("chsplit", "insplit", "clip_bounds", "affine", "matmul", "reuse")
+CHSPLIT_GROUPS = 24
 CHSPLIT_MIN_KERNEL = 7
+# insplit: the largest im2col workspace a conv may keep, in floats per pixel of the network's input
+# (12: 25 MB for a 544x960 detection input, the size of det small's split 7x7 convs' workspace)
+INSPLIT_FLOATS_PER_PIXEL = 12.0
 
 
 def fuse_affine(prog: Any, params: dict[str, np.ndarray]) -> int:
@@ -227,31 +241,11 @@ def split_depthwise(
 ) -> int:
     """Split each depthwise conv with kernel height >= `min_kernel` into `groups` channel groups
     (adds the split filters to `segs`); returns how many convs were split."""
-    pb = framework_pb2()
     block = prog.blocks[0]
     var_by_name = {v.name: v for v in block.vars}
 
     def add_var(name: str, like: str, dims: list[int]) -> Any:
-        v = block.vars.add()
-        v.CopyFrom(var_by_name[like])
-        v.name = name
-        t = v.type.dense_tensor.tensor
-        del t.dims[:]
-        t.dims.extend(dims)
-        return v
-
-    def new_op(kind: str, ins: dict[str, list[str]], outs: dict[str, list[str]], ints: dict[str, int]) -> Any:
-        op = pb.OpDesc()
-        op.type = kind
-        for k, v in ins.items():
-            x = op.inputs.add()
-            x.parameter, x.arguments[:] = k, v
-        for k, v in outs.items():
-            x = op.outputs.add()
-            x.parameter, x.arguments[:] = k, v
-        for k, val in ints.items():
-            set_attr(op, k, "INT", val)
-        return op
+        return _add_var(block, var_by_name, name, like, dims)
 
     new_ops: list[Any] = []
     count = 0
@@ -276,38 +270,186 @@ def split_depthwise(
         ydims = var_dims(var_by_name, y) or [-1, -1, -1, -1]
         for name in ys:
             add_var(name, y, [ydims[0], cg, *ydims[2:]])
-        split = new_op("split", {"X": [x]}, {"Out": xs}, {"axis": 1, "num": groups})
-        a = split.attrs.add()
-        a.name, a.type = "sections", pb.INTS
-        new_ops.append(split)
+        new_ops.append(_split_op(x, xs))
         for g in range(groups):
             wn = f"{w}__cs{g}"
             add_var(wn, w, [cg, *dims[1:]])
-            d2 = pb.VarType.TensorDesc()
-            d2.CopyFrom(desc)
-            del d2.dims[:]
-            d2.dims.extend([cg, *dims[1:]])
-            segs[wn] = [head, d2, weights[g * cg : (g + 1) * cg].astype("<f4").tobytes()]
-            conv = pb.OpDesc()
-            conv.CopyFrom(op)
-            for p in conv.inputs:
-                if p.parameter == "Filter":
-                    p.arguments[:] = [wn]
-                elif p.parameter == "Input":
-                    p.arguments[:] = [xs[g]]
-            for p in conv.outputs:
-                if p.parameter == "Output":
-                    p.arguments[:] = [ys[g]]
-            for at in conv.attrs:
-                if at.name == "groups":
-                    at.i = cg
-            new_ops.append(conv)
-        new_ops.append(new_op("concat", {"X": ys}, {"Out": [y]}, {"axis": 1}))
+            _add_param(segs, wn, head, desc, weights[g * cg : (g + 1) * cg])
+            new_ops.append(_conv_copy(op, xs[g], wn, ys[g], groups=cg))
+        new_ops.append(_new_op("concat", {"X": ys}, {"Out": [y]}, {"axis": 1}))
         count += 1
     if count:
         del block.ops[:]
         block.ops.extend(new_ops)
     return count
+
+
+def _add_var(block: Any, var_by_name: dict[str, Any], name: str, like: str, dims: list[int]) -> Any:
+    v = block.vars.add()
+    v.CopyFrom(var_by_name[like])
+    v.name = name
+    t = v.type.dense_tensor.tensor
+    del t.dims[:]
+    t.dims.extend(dims)
+    return v
+
+
+def _new_op(kind: str, ins: dict[str, list[str]], outs: dict[str, list[str]], ints: dict[str, int]) -> Any:
+    op = framework_pb2().OpDesc()
+    op.type = kind
+    for k, v in ins.items():
+        x = op.inputs.add()
+        x.parameter, x.arguments[:] = k, v
+    for k, v in outs.items():
+        x = op.outputs.add()
+        x.parameter, x.arguments[:] = k, v
+    for k, val in ints.items():
+        set_attr(op, k, "INT", val)
+    return op
+
+
+def _conv_copy(op: Any, x: str, w: str, y: str, groups: int | None = None) -> Any:
+    """A copy of conv ``op`` reading ``x`` with filter ``w`` into ``y`` (and ``groups`` groups)."""
+    conv = framework_pb2().OpDesc()
+    conv.CopyFrom(op)
+    for p in conv.inputs:
+        if p.parameter == "Filter":
+            p.arguments[:] = [w]
+        elif p.parameter == "Input":
+            p.arguments[:] = [x]
+    for p in conv.outputs:
+        if p.parameter == "Output":
+            p.arguments[:] = [y]
+    if groups is not None:
+        for at in conv.attrs:
+            if at.name == "groups":
+                at.i = groups
+    return conv
+
+
+def _split_op(x: str, parts: list[str]) -> Any:
+    """``split`` of ``x`` into equal channel groups."""
+    split = _new_op("split", {"X": [x]}, {"Out": parts}, {"axis": 1, "num": len(parts)})
+    a = split.attrs.add()
+    a.name, a.type = "sections", framework_pb2().INTS
+    return split
+
+
+def _add_param(segs: dict[str, list[Any]], name: str, head: Any, desc: Any, values: np.ndarray) -> None:
+    """Add a float parameter to the parameters file's segments, with ``desc``'s header but its own dims."""
+    d2 = framework_pb2().VarType.TensorDesc()
+    d2.CopyFrom(desc)
+    del d2.dims[:]
+    d2.dims.extend(values.shape)
+    segs[name] = [head, d2, np.ascontiguousarray(values, dtype="<f4").tobytes()]
+
+
+def _ints_attr(op: Any, name: str, default: list[int]) -> list[int]:
+    for a in op.attrs:
+        if a.name == name:
+            return list(a.ints) or default
+    return default
+
+
+def im2col_elements(op: Any, w_dims: list[int], out_shape: tuple[int, ...]) -> int:
+    """Floats of the im2col workspace Paddle Lite x86 allocates for one run of a ``conv2d`` with
+    one group (0 where it takes its 1x1 GEMM or its direct 3x3-stride-2 kernel instead)."""
+    co, ci, kh, kw = w_dims
+    strides = _ints_attr(op, "strides", [1, 1])
+    pads = _ints_attr(op, "paddings", [0, 0])
+    dilations = _ints_attr(op, "dilations", [1, 1])
+    if kh == kw == 1 and strides == [1, 1] and not any(pads):
+        return 0
+    pads4 = pads if len(pads) == 4 else [pads[0], pads[0], pads[1], pads[1]]
+    if (
+        co % 8 == 0 and kh == kw == 3 and strides == [2, 2] and dilations == [1, 1]
+        and len(set(pads4)) == 1 and pads4[0] in (0, 1)
+    ):  # fmt: skip
+        return 0
+    return ci * kh * kw * int(np.prod(out_shape[2:]))
+
+
+def split_input_channels(
+    prog: Any,
+    segs: dict[str, list[Any]],
+    shapes: dict[str, tuple[int, ...]],
+    input_pixels: int,
+    budget: float = INSPLIT_FLOATS_PER_PIXEL,
+) -> int:
+    """Split each one-group ``conv2d`` whose im2col workspace exceeds ``budget`` floats per input
+    pixel into convs over input-channel groups summed by ``elementwise_add`` (adds the split
+    filters to ``segs``); returns how many convs were split."""
+    block = prog.blocks[0]
+    var_by_name = {v.name: v for v in block.vars}
+    new_ops: list[Any] = []
+    count = 0
+    for op in list(block.ops):
+        ins, outs = io_args(op, "inputs"), io_args(op, "outputs")
+        w = (ins.get("Filter") or [None])[0]
+        if (
+            op.type != "conv2d"
+            or w not in segs
+            or any(ins.get(k) for k in ("Bias", "ResidualData"))
+            or _int_attr(op, "groups", 1) != 1
+        ):
+            new_ops.append(op)
+            continue
+        x, y = ins["Input"][0], outs["Output"][0]
+        dims = var_dims(var_by_name, w) or []
+        col = im2col_elements(op, dims, shapes[y]) if len(dims) == 4 and y in shapes else 0
+        per_pixel = col / max(1, input_pixels)
+        ci = dims[1] if len(dims) == 4 else 0
+        groups = next((g for g in range(2, ci + 1) if ci % g == 0 and per_pixel / g <= budget), 0)
+        if per_pixel <= budget or not groups:
+            new_ops.append(op)
+            continue
+        cg = ci // groups
+        head, desc, data = segs[w]
+        weights = np.frombuffer(data, np.dtype("<f4")).reshape(dims)
+        xdims = var_dims(var_by_name, x) or [-1, -1, -1, -1]
+        ydims = var_dims(var_by_name, y) or [-1, -1, -1, -1]
+        xs = [f"{x}__is{count}_{g}" for g in range(groups)]
+        ys = [f"{y}__is{g}" for g in range(groups)]
+        sums = [f"{y}__isum{g}" for g in range(1, groups - 1)] + [y]
+        for name in xs:
+            _add_var(block, var_by_name, name, x, [xdims[0], cg, *xdims[2:]])
+        for name in ys + sums[:-1]:
+            _add_var(block, var_by_name, name, y, ydims)
+        new_ops.append(_split_op(x, xs))
+        for g in range(groups):
+            wn = f"{w}__is{g}"
+            _add_var(block, var_by_name, wn, w, [dims[0], cg, *dims[2:]])
+            _add_param(segs, wn, head, desc, weights[:, g * cg : (g + 1) * cg])
+            new_ops.append(_conv_copy(op, xs[g], wn, ys[g]))
+        acc = ys[0]
+        for g in range(1, groups):
+            new_ops.append(
+                _new_op("elementwise_add", {"X": [acc], "Y": [ys[g]]}, {"Out": [sums[g - 1]]}, {"axis": -1})
+            )
+            acc = sums[g - 1]
+        count += 1
+    if count:
+        del block.ops[:]
+        block.ops.extend(new_ops)
+    return count
+
+
+def _int_attr(op: Any, name: str, default: int) -> int:
+    for a in op.attrs:
+        if a.name == name:
+            return int(a.i)
+    return default
+
+
+def rewrite_settings() -> dict[str, Any]:
+    """The constants the split and plan rewrites use (part of a derived set's recipe)."""
+    return {
+        "chsplit_groups": CHSPLIT_GROUPS,
+        "chsplit_min_kernel": CHSPLIT_MIN_KERNEL,
+        "insplit_floats_per_pixel": INSPLIT_FLOATS_PER_PIXEL,
+        "plan_margin": SIZED_MARGIN,
+        "probe_inputs": {role: list(shape) for role, shape in PROBE_INPUTS.items()},
+    }
 
 
 def clip_bounds(prog: Any) -> int:
@@ -365,9 +507,17 @@ class RewriteReport:
 
 
 def rewrite_model(
-    model_file: Path, params_file: Path, out_dir: Path, rewrites: tuple[str, ...] | list[str]
+    model_file: Path,
+    params_file: Path,
+    out_dir: Path,
+    rewrites: tuple[str, ...] | list[str],
+    *,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> RewriteReport:
-    """Write ``out_dir/inference.pdmodel`` (rewritten) and ``inference.pdiparams`` (unchanged copy).
+    """Write ``out_dir/inference.pdmodel`` (rewritten) and ``inference.pdiparams`` (unchanged copy,
+    or rewritten by ``chsplit``/``insplit``). ``insplit`` needs the program's tensor ``shapes`` on
+    ``input_shape`` (models/lite_plan.py's probe_shapes).
 
     The folder is written to a temporary sibling and renamed, so it is either complete or absent.
     """
@@ -377,11 +527,18 @@ def rewrite_model(
     prog = load_program(model_file)
     report = RewriteReport()
     params_bytes: bytes | None = None  # None: the parameters file is copied unchanged
-    if "chsplit" in rewrites:  # first: the other rewrites see the split convs
+    if "insplit" in rewrites and (shapes is None or input_shape is None):
+        raise ModelError("the insplit rewrite needs the program's tensor shapes and input shape")
+    if "chsplit" in rewrites or "insplit" in rewrites:  # first: the other rewrites see the split convs
         segs = _param_segments(prog, params_file)
-        report.counts["depthwise_split"] = split_depthwise(prog, segs)
-        report.applied.append("depthwise_split")
-        if report.counts["depthwise_split"]:
+        if "chsplit" in rewrites:
+            report.counts["depthwise_split"] = split_depthwise(prog, segs)
+            report.applied.append("depthwise_split")
+        if "insplit" in rewrites and shapes is not None and input_shape is not None:
+            pixels = int(np.prod(input_shape[2:]))
+            report.counts["input_channel_split"] = split_input_channels(prog, segs, shapes, pixels)
+            report.applied.append("input_channel_split")
+        if report.counts.get("depthwise_split") or report.counts.get("input_channel_split"):
             params_bytes = _join_segments(prog, segs)
     if "clip_bounds" in rewrites:
         report.counts["clip_bounds"] = clip_bounds(prog)
@@ -393,14 +550,9 @@ def rewrite_model(
         params = read_params(prog, params_file)
         report.counts["affine_to_scale"] = fuse_affine(prog, params)
         report.applied.append("affine_to_scale")
-    if "reuse" in rewrites and "reuse_dag" in rewrites:
-        raise ModelError("choose one of the rewrites reuse and reuse_dag")
     if "reuse" in rewrites:  # last: it plans on the final op list
         report.counts["memory_reuse"] = reuse_memory(prog)
         report.applied.append("memory_reuse")
-    if "reuse_dag" in rewrites:
-        report.counts["memory_reuse_dag"] = reuse_memory(prog, any_order=True)
-        report.applied.append("memory_reuse_dag")
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""Memory-reuse planning on a Paddle program: the ``reuse`` and ``reuse_dag`` graph rewrites
-(models/rewrite.py applies them last, on the final op list).
+"""Memory-reuse planning on a Paddle program: the ``reuse`` graph rewrite (models/rewrite.py
+applies it last, on the final op list) and the sized plan that models/lite_plan.py runs.
 
 ``reuse``
     Paddle Lite plans memory reuse (its ``memory_optimize_pass``) only for ARM and OpenCL
@@ -9,18 +9,19 @@
     op touching them, widened by ``REUSE_MARGIN`` ops so that no op Lite fuses ever reads and
     writes one buffer) do not overlap share one name, hence one buffer. Only float tensors of the
     same dtype share; feed/fetch, persistable variables and the operands of ops that alias
-    their input (reshape, squeeze, flatten...) never do. Measured output: bit-identical.
+    their input (reshape, squeeze, flatten...) never do. Measured output: bit-identical. Used on
+    the PP-OCRv4 programs, whose op order is the order Lite runs them in.
 
-``reuse_dag``
-    ``reuse`` made safe for programs whose op order is not the order Paddle Lite runs them in.
-    Lite re-sorts the program topologically; X2Paddle emits the FPN branches of the PP-OCRv6 det
-    programs in an odd but valid order, so lifetimes computed in program order let two live
-    tensors share a buffer (Lite aborts: ``elementwise_op_func.h:340 Wrong broadcast type``). Here
-    a variable takes over a name only when every op that touched the name's earlier occupants is
-    a DAG ancestor of the op that writes it (safe in any topological order), and outputs of ops
-    that read only parameters or constants (``fill_constant``, which Lite folds) never share.
-    ``reuse`` itself is unchanged, so the PP-OCRv4 sets stay bit-identical (the rule would plan
-    v4 det differently).
+``lite_plan`` (``reuse_memory_sized``)
+    The plan made on the program Paddle Lite actually runs (after its fusions, in its order),
+    with every tensor's measured size: models/lite_plan.py gets both from Lite. Tensors, largest
+    first, take the smallest existing buffer none of whose tensors' lifetimes comes within
+    ``SIZED_MARGIN`` ops of theirs, else a buffer of their own (greedy by size, as TFLite plans
+    its shared tensors). It replaced ``reuse_dag`` for the X2Paddle programs of PP-OCRv6: Lite
+    re-sorts those (X2Paddle emits the FPN branches in an odd order), so a program-order plan let
+    two live tensors share a buffer, and the any-order rule that fixed it shared little. PP-OCRv6
+    det small alone in a process, 544x960 input (Lite-only peak RSS): 424 MB with ``reuse_dag``,
+    256 MB with this plan at one op of margin, 240 MB at none (with ``insplit``, models/rewrite.py).
 """
 
 from __future__ import annotations
@@ -42,19 +43,14 @@ NO_REUSE_OPS = frozenset(
 # Lite fuses chains of up to 3-4 ops (conv + bn + act, fc = mul + add + act, ...): a variable stays
 # reserved this many ops past its last reader, so a fused op's input and output never share.
 REUSE_MARGIN = 6
+# the sized plan runs on the program Lite runs, fusions done (models/lite_plan.py checks that Lite
+# fuses nothing more in it) and one op after another: a buffer an op last reads is free for the next
+SIZED_MARGIN = 0
 
 
-def reuse_memory(prog: Any, margin: int = REUSE_MARGIN, *, any_order: bool = False) -> int:
-    """Rename intermediate variables with disjoint lifetimes to share buffers; returns how many were
-    renamed. Greedy interval assignment in program order: a variable takes the most recently freed
-    name of its dtype (neighbouring layers have similar sizes), or gets its own.
-
-    ``any_order`` (the ``reuse_dag`` rewrite) keeps the plan valid in every topological order of
-    the ops and keeps constant-fed outputs out of it (see the module docstring)."""
+def _plannable(ops: list[Any], var_by_name: dict[str, Any]) -> dict[str, list[int]]:
+    """Lifetimes ([first, last] op index) of the variables a plan may rename."""
     vt = framework_pb2().VarType
-    block = prog.blocks[0]
-    ops = list(block.ops)
-    var_by_name = {v.name: v for v in block.vars}
     excluded: set[str] = set()
     readers: set[str] = set()
     for op in ops:
@@ -64,8 +60,6 @@ def reuse_memory(prog: Any, margin: int = REUSE_MARGIN, *, any_order: bool = Fal
                     excluded.update(args)
         for args in io_args(op, "inputs").values():
             readers.update(args)
-    if any_order:
-        excluded |= _constant_fed(ops, var_by_name)
     life: dict[str, list[int]] = {}
     for i, op in enumerate(ops):
         for io in ("inputs", "outputs"):
@@ -83,24 +77,10 @@ def reuse_memory(prog: Any, margin: int = REUSE_MARGIN, *, any_order: bool = Fal
                         continue
                     span = life.setdefault(a, [i, i])
                     span[1] = i
-    ancestors, first_writer, touched = _ancestry(ops, life) if any_order else ([], {}, {})
-    rename: dict[str, str] = {}
-    slots: list[list[Any]] = []  # [name, reserved until op index, ops that touched it (bitmask)]
-    for name, (start, end) in sorted(life.items(), key=lambda kv: (kv[1][0], kv[0])):
-        free = [s for s in slots if s[1] < start]
-        if any_order:
-            before = ancestors[first_writer.get(name, start)]
-            free = [s for s in free if s[2] & ~before == 0]
-        if free:
-            slot = max(free, key=lambda s: s[1])
-            rename[name] = slot[0]
-            slot[1] = end + margin
-            if any_order:
-                slot[2] |= touched[name]
-        else:
-            slots.append([name, end + margin, touched.get(name, 0)])
-    if not rename:
-        return 0
+    return life
+
+
+def _apply_renames(block: Any, ops: list[Any], rename: dict[str, str]) -> None:
     for op in ops:
         for io in (op.inputs, op.outputs):
             for x in io:
@@ -108,42 +88,49 @@ def reuse_memory(prog: Any, margin: int = REUSE_MARGIN, *, any_order: bool = Fal
     keep = [v for v in block.vars if v.name not in rename]
     del block.vars[:]
     block.vars.extend(keep)
+
+
+def reuse_memory_sized(prog: Any, sizes: dict[str, int], margin: int = SIZED_MARGIN) -> tuple[int, int]:
+    """Rename variables to share buffers, largest tensors first, each into the smallest buffer whose
+    tensors' lifetimes stay ``margin`` ops clear of its own. ``sizes``: elements per variable (a
+    variable without one keeps its own buffer). Returns (variables renamed, planned elements)."""
+    block = prog.blocks[0]
+    ops = list(block.ops)
+    var_by_name = {v.name: v for v in block.vars}
+    life = {k: v for k, v in _plannable(ops, var_by_name).items() if k in sizes}
+    buffers: list[tuple[str, int, list[tuple[int, int]]]] = []  # name, elements, lifetimes held
+    rename: dict[str, str] = {}
+    for name, (start, end) in sorted(life.items(), key=lambda kv: (-sizes[kv[0]], kv[1][0], kv[0])):
+        fits = [b for b in buffers if all(end + margin < s or e + margin < start for s, e in b[2])]
+        if fits:
+            best = min(fits, key=lambda b: b[1])
+            rename[name] = best[0]
+            best[2].append((start, end))
+        else:
+            buffers.append((name, sizes[name], [(start, end)]))
+    if rename:
+        _apply_renames(block, ops, rename)
+    return len(rename), sum(b[1] for b in buffers)
+
+
+def reuse_memory(prog: Any, margin: int = REUSE_MARGIN) -> int:
+    """Rename intermediate variables with disjoint lifetimes to share buffers; returns how many were
+    renamed. Greedy interval assignment in program order: a variable takes the most recently freed
+    name of its dtype (neighbouring layers have similar sizes), or gets its own."""
+    block = prog.blocks[0]
+    ops = list(block.ops)
+    var_by_name = {v.name: v for v in block.vars}
+    life = _plannable(ops, var_by_name)
+    rename: dict[str, str] = {}
+    slots: list[list[Any]] = []  # [name, reserved until op index]
+    for name, (start, end) in sorted(life.items(), key=lambda kv: (kv[1][0], kv[0])):
+        free = [s for s in slots if s[1] < start]
+        if free:
+            slot = max(free, key=lambda s: s[1])
+            rename[name] = slot[0]
+            slot[1] = end + margin
+        else:
+            slots.append([name, end + margin])
+    if rename:
+        _apply_renames(block, ops, rename)
     return len(rename)
-
-
-def _constant_fed(ops: list[Any], var_by_name: dict[str, Any]) -> set[str]:
-    """Outputs of ops that read only persistable variables or other such outputs (Lite folds them)."""
-    const: set[str] = set()
-    for op in ops:
-        if op.type == "feed":
-            continue
-        ins = [a for args in io_args(op, "inputs").values() for a in args]
-        if all((a in var_by_name and var_by_name[a].persistable) or a in const for a in ins):
-            for args in io_args(op, "outputs").values():
-                const.update(args)
-    return const
-
-
-def _ancestry(ops: list[Any], life: dict[str, list[int]]) -> tuple[list[int], dict[str, int], dict[str, int]]:
-    """Per op the bitmask of its DAG ancestors; per variable its first writer and the ops touching it."""
-    first_writer: dict[str, int] = {}
-    ancestors = [0] * len(ops)
-    for i, op in enumerate(ops):
-        mask = 0
-        for args in io_args(op, "inputs").values():
-            for a in args:
-                j = first_writer.get(a)
-                if j is not None:
-                    mask |= ancestors[j] | (1 << j)
-        ancestors[i] = mask
-        for args in io_args(op, "outputs").values():
-            for a in args:
-                first_writer.setdefault(a, i)
-    touched: dict[str, int] = {}
-    for i, op in enumerate(ops):
-        for io in ("inputs", "outputs"):
-            for args in io_args(op, io).values():
-                for a in args:
-                    if a in life:
-                        touched[a] = touched.get(a, 0) | (1 << i)
-    return ancestors, first_writer, touched

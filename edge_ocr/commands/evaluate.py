@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from edge_ocr.commands.common import add_engine_args, open_from_args
 from edge_ocr.commands.ocr import add_print_arg
-from edge_ocr.commands.progress import Progress
 from edge_ocr.evaluation.runner import run_eval
 
 
@@ -41,11 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     with open_from_args(args) as pipe:
         for path in args.paths:
-            progress = Progress(0, f"eval {path}", enabled=sys.stderr.isatty())
+            progress = tqdm(desc=f"eval {path}", unit="image", disable=not sys.stderr.isatty(), leave=False)
 
-            def tick(done: int, total: int, progress: Progress = progress) -> None:
+            def tick(done: int, total: int, progress: tqdm = progress) -> None:
                 progress.total = total
-                progress.advance()
+                progress.update(done - progress.n)
 
             report = run_eval(
                 path,

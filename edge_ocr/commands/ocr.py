@@ -8,8 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from edge_ocr.commands.common import add_engine_args, expand_inputs, open_from_args
-from edge_ocr.commands.progress import Progress
 from edge_ocr.errors import EdgeOcrError, InputError
 from edge_ocr.ocr.imageio import read_pages
 from edge_ocr.ocr.machine import cores
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = jobs_for(args, len(inputs))
     failures = 0
     out = sys.stdout
-    with Progress(len(inputs), "ocr", enabled=sys.stderr.isatty() and len(inputs) > 1) as progress:
+    show = sys.stderr.isatty() and len(inputs) > 1
+    with tqdm(total=len(inputs), desc="ocr", unit="file", disable=not show, leave=False) as progress:
         if jobs == 1:
             with open_from_args(args) as pipe:
                 for path in inputs:
@@ -134,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                     failures += failed
                     out.write("".join(line + "\n" for line in lines))
                     out.flush()
-                    progress.advance()
+                    progress.update()
         else:
             import multiprocessing
 
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                     failures += failed
                     out.write("".join(line + "\n" for line in lines))
                     out.flush()
-                    progress.advance()
+                    progress.update()
     if failures and (args.strict or failures == len(inputs)):
         return InputError.exit_code
     return 0

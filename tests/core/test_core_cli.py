@@ -184,3 +184,26 @@ def test_paddle_engine_leaves_logging_alone():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
     assert out.stdout.split()[-2:] == ["0", str(logging.WARNING)]
+
+
+def test_bench_worker_reports_its_own_peak_memory_not_its_parents(tmp_path, model_store):
+    """A worker started by a 600 MB parent reports its own peak RSS: Linux's ru_maxrss would carry
+    the parent's across fork and exec (every worker of a big `edge-ocr bench` showed the bench's)."""
+    import cv2
+
+    from edge_ocr.synth import standard_label
+
+    cv2.imwrite(str(tmp_path / "label.png"), standard_label(seed=0).image)
+    code = (
+        "import json, subprocess, sys\n"
+        "ballast = bytearray(600 * 2**20)\n"  # touched: 600 MB resident in the parent
+        "out = subprocess.run([sys.executable, '-m', 'edge_ocr.benchmarks.worker', '--engine', 'onnx',"
+        " '--variant', 'fp32', '--models', 'ppocrv6-tiny', '--threads', '1', '--images', sys.argv[1],"
+        " '--repeat', '1'], capture_output=True, text=True, check=True).stdout\n"
+        "print(json.loads(out.splitlines()[-1])['peak_rss_mb'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=600, check=True
+    )
+    worker_peak = float(proc.stdout.split()[-1])
+    assert 50 < worker_peak < 500, worker_peak

@@ -207,3 +207,26 @@ def test_bench_worker_reports_its_own_peak_memory_not_its_parents(tmp_path, mode
     )
     worker_peak = float(proc.stdout.split()[-1])
     assert 50 < worker_peak < 500, worker_peak
+
+
+def test_auto_with_one_runnable_engine_picks_it_without_timing(model_store, tmp_path, monkeypatch):
+    """A store with only ONNX sets (an ARM board): `auto` takes onnx at once and says why; timing
+    one engine against nothing took minutes under emulation."""
+    from edge_ocr.ocr.engines import auto
+    from edge_ocr.ocr.modelstore import ModelStore
+
+    manifest = json.loads(model_store.manifest_path.read_text())
+    manifest["sets"] = {k: v for k, v in manifest["sets"].items() if v["engine"] == "onnx"}
+    for entry in model_store.root.iterdir():  # the same files, seen through links
+        if entry.name != model_store.manifest_path.name and not entry.name.startswith(CACHE_NAME):
+            (tmp_path / entry.name).symlink_to(entry)
+    (tmp_path / model_store.manifest_path.name).write_text(json.dumps(manifest))
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("one engine must not be timed")
+
+    monkeypatch.setattr(auto, "_measure", no_timing)
+    choice = choose_engine(ModelStore(tmp_path), "fp32")
+    assert choice.engine == "onnx" and not choice.cached
+    assert "the only engine here" in choice.reason and "not considered: " in choice.reason
+    assert choice.images_per_s == {}

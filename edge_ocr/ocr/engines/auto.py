@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_ocr.errors import EdgeOcrError, EngineUnavailableError, ModelNotFoundError
+from edge_ocr.errors import EdgeOcrError, EngineUnavailableError
 from edge_ocr.ocr.engines.registry import REAL_ENGINES, engine_class, open_engine
 from edge_ocr.ocr.machine import cores, cpu_model
 from edge_ocr.ocr.modelstore import ModelStore
@@ -111,27 +111,41 @@ def _choose_locked(store: ModelStore, variant: str, family: str, refresh: bool) 
             return EngineChoice(**{**entries[key], "cached": True})
         except TypeError:
             logger.warning("ignoring a malformed entry %s in %s", key, cache)
-    speeds: dict[str, float] = {}
     skipped: list[str] = []
+    runnable: list[str] = []
     for name in REAL_ENGINES:
         reason = engine_class(name).unavailable_reason()
         if reason:
             skipped.append(f"{name}: {reason}")
             continue
         try:
-            speeds[name] = _measure(store, name, variant, family)
-        except (ModelNotFoundError, EdgeOcrError) as exc:
+            store.resolve(name, variant, family=family)
+        except EdgeOcrError as exc:  # no set, an inactive one, missing files
             skipped.append(f"{name}: {exc}")
-    if not speeds:
-        raise EngineUnavailableError(
-            "no engine can run here: " + "; ".join(skipped) + ". Install one and run `edge-ocr models build`."
+            continue
+        runnable.append(name)
+    speeds: dict[str, float] = {}
+    if len(runnable) == 1:  # nothing to compare (an ARM board: measuring took minutes under emulation)
+        best = runnable[0]
+        reason = f"the only engine here whose {family} {variant} models matched the reference (not timed)"
+    else:
+        for name in runnable:
+            try:
+                speeds[name] = _measure(store, name, variant, family)
+            except EdgeOcrError as exc:
+                skipped.append(f"{name}: {exc}")
+        if not speeds:
+            raise EngineUnavailableError(
+                "no engine can run here: "
+                + "; ".join(skipped)
+                + ". Install one and run `edge-ocr models build`."
+            )
+        best = max(speeds, key=lambda k: speeds[k])
+        ranking = ", ".join(f"{k} {v:.1f} img/s" for k, v in sorted(speeds.items(), key=lambda kv: -kv[1]))
+        reason = (
+            f"fastest of the engines whose {family} {variant} models matched the reference, one "
+            f"single-threaded worker per core, CPU time: {ranking}"
         )
-    best = max(speeds, key=lambda k: speeds[k])
-    ranking = ", ".join(f"{k} {v:.1f} img/s" for k, v in sorted(speeds.items(), key=lambda kv: -kv[1]))
-    reason = (
-        f"fastest of the engines whose {family} {variant} models matched the reference, one single-threaded "
-        f"worker per core, CPU time: {ranking}"
-    )
     if skipped:
         reason += "; not considered: " + "; ".join(skipped)
     choice = EngineChoice(engine=best, reason=reason, images_per_s=speeds, fingerprint=fingerprint)

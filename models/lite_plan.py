@@ -3,8 +3,9 @@
 Paddle Lite plans no memory reuse on x86 (models/rewrite_reuse.py), so the build names the
 buffers. A program-order plan (``reuse`` there, and ``reuse_dag``, which this replaced) guesses
 two things: the order Lite runs the ops in after its fusions (``reuse_dag`` only shared buffers
-between ops ordered alike in every topological order) and the tensors' sizes (a name's buffer grows to the largest tensor it ever
-held, and the program-order plan pairs names by freeing time, not size). On the PP-OCRv6 det
+between ops ordered alike in every topological order) and the tensors' sizes (a name's buffer
+grows to the largest tensor it ever held, and the program-order plan pairs names by freeing
+time, not size). On the PP-OCRv6 det
 small program that left a 544x960 detection at 424 MB of peak RSS; with this plan and the
 ``insplit`` rewrite it is 240 MB (docs/BENCHMARKS.md).
 
@@ -12,7 +13,8 @@ small program that left a 544x960 detection at 424 MB of peak RSS; with this pla
 
 1. ``lite_order``: Lite's ``opt`` writes the program it will run as protobuf (its fusions done,
    ops in its run order). ``plan_memory`` checks that ``opt`` run again on the planned program
-   keeps every op in place (no further fusion, no re-sort), so the plan is made on what runs.
+   gives back the same ops, in the same order, on the same variables (no further fusion, no
+   re-sort, no renaming), so the plan is made on exactly what runs.
 2. ``probe_shapes``: a copy of a program with one ``fetch`` per intermediate variable is run once
    by Lite on a reference input (``PROBE_INPUTS``, per role): the exact shape of every tensor.
 3. models.rewrite_reuse.reuse_memory_sized plans on (1) with the sizes of (2): tensors, largest
@@ -71,7 +73,7 @@ opt.run()
 """
 
 _PROBE_SCRIPT = """
-import json, os, sys
+import json, sys
 import numpy as np
 from paddlelite.lite import MobileConfig, Opt, create_paddle_predictor
 a = json.loads(sys.argv[1])
@@ -186,8 +188,16 @@ def probe_shapes(
     return {name: tuple(int(d) for d in shape) for name, shape in zip(names, shapes, strict=True)}
 
 
-def _op_types(prog: Any) -> list[str]:
-    return [op.type for op in prog.blocks[0].ops]
+def _op_signature(prog: Any) -> list[tuple[str, list[Any], list[Any]]]:
+    """Each op's type and named inputs and outputs, in program order."""
+    return [
+        (
+            op.type,
+            sorted((k, tuple(v)) for k, v in io_args(op, "inputs").items()),
+            sorted((k, tuple(v)) for k, v in io_args(op, "outputs").items()),
+        )
+        for op in prog.blocks[0].ops
+    ]
 
 
 def plan_memory(model_dir: Path, out_dir: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -209,9 +219,12 @@ def plan_memory(model_dir: Path, out_dir: Path, input_shape: tuple[int, ...]) ->
         # the plan holds only for the ops it was made on: Lite must run the planned program as it is
         again = Path(tmp) / "again"
         lite_order(staging, again)
-        if _op_types(load_program(again / MODEL_FILE)) != _op_types(prog):
+        if _op_signature(load_program(again / MODEL_FILE)) != _op_signature(prog):
             shutil.rmtree(staging, ignore_errors=True)
-            raise ModelError(f"{model_dir}: Paddle Lite changes the planned program's ops; plan not used")
+            raise ModelError(
+                f"{model_dir}: Paddle Lite runs the planned program differently from the one planned "
+                "(ops fused, re-sorted or renamed): its memory plan would not hold"
+            )
         shutil.rmtree(out_dir, ignore_errors=True)
         os.replace(staging, out_dir)
     unplanned = sum(sizes.values())

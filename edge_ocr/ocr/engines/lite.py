@@ -14,13 +14,14 @@ Three traps of paddlelite 2.13rc0 on x86 are handled here (shared/PADDLE_LITE_NO
 
 Memory (the budget is 300 MB per Lite worker): Paddle Lite plans no memory reuse on x86, so the
 build rewrites the programs to share buffers between tensors with disjoint lifetimes
-(models/rewrite_reuse.py, "reuse"); the detection predictor is freed as soon as it has run, so its
-~100 MB of activations are not held while the lines are recognised; and every predictor is freed
+(models/rewrite_reuse.py "reuse" for PP-OCRv4, models/lite_plan.py for PP-OCRv6); the detection
+predictor is freed as soon as it has run, so its ~100 MB of activations are not held while the
+lines are recognised; and every predictor is freed
 when an image is done (`image_done`), so the next detection does not sit on top of the last
 recognition. Every time predictors are freed, glibc's `malloc_trim` gives the freed heap back to
 the system (the predictors' buffers otherwise stay in the fragmented heap and the next, larger
-allocations land on top of them: a PP-OCRv6 small worker reading pages went from 290 to 340 MB
-over a few pages without it, 271 MB with it). Re-creating predictors costs a few milliseconds of
+allocations land on top of them: `edge-ocr bench`'s worker reading receipt-sized pages with
+PP-OCRv6 small peaked at 340 MB before this and the batch-output change below, 287 MB after). Re-creating predictors costs a few milliseconds of
 CPU per image; measured in docs/BENCHMARKS.md. (Pinning glibc's mmap threshold gave a steadier
 peak but cost ~30% more CPU in page faults: not used.)
 
@@ -118,9 +119,9 @@ def _return_free_heap() -> None:
     """Give the heap pages freed with the predictors back to the system (glibc's malloc_trim).
 
     A text line of a new width gets a new predictor, and the freed activations of dozens of them
-    leave the heap fragmented: without this, a worker reading receipt pages with PP-OCRv6 small
-    went from 290 MB after one page to 340 MB after a few, each detection starting on top of the
-    last page's leftovers. A fraction of a millisecond; a no-op where libc has no malloc_trim."""
+    leave the heap fragmented, so each detection and each new line width allocated on top of the
+    last ones' leftovers (see the module docstring). A fraction of a millisecond; a no-op where
+    libc has no malloc_trim."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

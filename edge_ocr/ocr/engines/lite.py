@@ -16,14 +16,14 @@ Memory (the budget is 300 MB per Lite worker): Paddle Lite plans no memory reuse
 build rewrites the programs to share buffers between tensors with disjoint lifetimes
 (models/rewrite_reuse.py "reuse" for PP-OCRv4, models/lite_plan.py for PP-OCRv6); the detection
 predictor is freed as soon as it has run, so its ~100 MB of activations are not held while the
-lines are recognised; and every predictor is freed
-when an image is done (`image_done`), so the next detection does not sit on top of the last
-recognition. Every time predictors are freed, glibc's `malloc_trim` gives the freed heap back to
-the system (the predictors' buffers otherwise stay in the fragmented heap and the next, larger
-allocations land on top of them: `edge-ocr bench`'s worker reading receipt-sized pages with
-PP-OCRv6 small peaked at 340 MB before this and the batch-output change below, 287 MB after). Re-creating predictors costs a few milliseconds of
-CPU per image; measured in docs/BENCHMARKS.md. (Pinning glibc's mmap threshold gave a steadier
-peak but cost ~30% more CPU in page faults: not used.)
+lines are recognised; and every predictor is freed when an image is done (`image_done`), so the
+next detection does not sit on top of the last recognition. Every time predictors are freed,
+glibc's `malloc_trim` gives the freed heap back to the system (the predictors' buffers otherwise
+stay in the fragmented heap and the next, larger allocations land on top of them: `edge-ocr
+bench`'s worker reading receipt-sized pages with PP-OCRv6 small peaked at 340 MB before this and
+the batch-output change below, 287 MB after). Re-creating predictors costs a few milliseconds of
+CPU per image; measured in docs/BENCHMARKS.md. (Pinning glibc's mmap threshold gave a steadier peak
+but cost ~30% more CPU in page faults: not used.)
 
 Batches (rec, cls) are run one sample at a time: samples are independent at inference, every
 sample is already padded to its batch's width by the pipeline (exactly as the reference

@@ -121,6 +121,10 @@ class _Counting:
                     outer.rec_crops += x.shape[0]
                     return inner.run(x)
 
+                def run_each(self, x):
+                    outer.rec_crops += x.shape[0]
+                    return inner.run_each(x)
+
             return Counted()
 
         engine.session = session

@@ -28,16 +28,17 @@ but cost ~30% more CPU in page faults: not used.)
 Batches (rec, cls) are run one sample at a time: samples are independent at inference, every
 sample is already padded to its batch's width by the pipeline (exactly as the reference
 pads it), and a predictor's memory grows with the batch (about 190 MB for six 48x700 lines),
-so this keeps a Lite worker small and its output identical to the batched engines'. Each
-sample's output is copied straight into the batch's output array (PP-OCRv6's 18,710 classes
-make a 1,500 px line's output 14 MB).
+so this keeps a Lite worker small and its output identical to the batched engines'. The text
+lines' outputs are handed to the pipeline one at a time (`run_each`), and `run` copies each
+sample's output straight into the batch's array: PP-OCRv6's 18,710 classes make a 1,500 px
+line's output 14 MB.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -109,6 +110,11 @@ class _LiteSession(Session):
         for i in range(1, x.shape[0]):
             self._run_one(x[i : i + 1], into=out[i : i + 1])
         return out
+
+    def run_each(self, x: np.ndarray) -> Iterator[np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        for i in range(x.shape[0]):
+            yield self._run_one(x[i : i + 1])
 
     def close(self) -> None:
         self._pred = None

@@ -230,8 +230,10 @@ class OcrPipeline:
         results: list[rec_stage.Decoded | None] = [None] * len(crops)
         session = self.engine.session(ModelRole.REC)
         for idx, batch in rec_stage.batches_by_width(crops, self._rec_opts):
-            probs = session.run(batch)
-            for i, dec in zip(idx, rec_stage.ctc_decode(probs, self._charset)):
+            # decoded as each line's probabilities come (PP-OCRv6: up to 14 MB per wide line), so an
+            # engine that runs lines one by one holds one line's, not the batch's
+            for i, probs in zip(idx, session.run_each(batch), strict=True):
+                dec = rec_stage.ctc_decode(probs, self._charset)[0]
                 h, w = crops[i].shape[:2]
                 ppf = rec_stage.frame_width_px(
                     w, h, batch.shape[3], probs.shape[1], self._rec_opts.image_height
@@ -240,7 +242,7 @@ class OcrPipeline:
                 if self._rec_opts.score_decimals is not None:
                     score = rec_stage.rounded_score(dec.char_confidences, self._rec_opts.score_decimals)
                     results[i] = replace(results[i], confidence=score)
-            del probs  # not held while the next batch runs (PP-OCRv6: up to 14 MB per wide line)
+                del probs
         return [r for r in results if r is not None]
 
     def _retry_weak_lines(

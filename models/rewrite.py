@@ -42,9 +42,10 @@ share in models/program.py.
     writes the constants into ``min``/``max`` and drops the tensor inputs (and the then unread
     ``fill_constant`` ops): the same computation, and the fused op is right.
 
-The parameters file is rewritten only by ``chsplit`` and ``insplit``: the parameters the other rewrites no longer
-use stay in the program as persistable variables, so the combined ``inference.pdiparams`` (one
-tensor per persistable variable, sorted by name) still lines up and is copied unchanged.
+The parameters file is rewritten only by ``chsplit`` and ``insplit``: the parameters the other
+rewrites no longer use stay in the program as persistable variables, so the combined
+``inference.pdiparams`` (one tensor per persistable variable, sorted by name) still lines up and is
+copied unchanged.
 
 Only ``google.protobuf`` and Paddle's generated ``framework_pb2`` are used; no executor.
 """

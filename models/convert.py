@@ -23,10 +23,7 @@ what it did, for the manifest.
 
 from __future__ import annotations
 
-import json
 import logging
-import subprocess
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +33,7 @@ import numpy as np
 
 from edge_ocr.errors import ModelError
 from models.fetch import FetchedFamily, copy_atomic
-from models.lite_plan import LITE_PLAN, PROBE_INPUTS, plan_memory, probe_shapes
+from models.lite_plan import LITE_PLAN, PROBE_INPUTS, plan_memory, probe_shapes, run_lite_script
 from models.program import MODEL_FILE, PARAMS_FILE
 from models.rewrite import rewrite_model
 
@@ -192,19 +189,10 @@ def lite_optimize(model_dir: Path, out_nb: Path, *, target: str, quant: str | No
         "quant": quant,
         "out": str(out_nb.with_suffix("")),  # opt appends .nb
     }
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", _OPT_SCRIPT, json.dumps(args)],
-            capture_output=True,
-            text=True,
-            timeout=OPT_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ModelError(f"Paddle Lite opt timed out on {model_dir}") from exc
-    if proc.returncode != 0 or not out_nb.is_file():
-        tail = " / ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
-        raise ModelError(f"Paddle Lite opt failed on {model_dir} (target {target}, quant {quant}): {tail}")
+    what = f"running opt on {model_dir} (target {target}, quant {quant})"
+    run_lite_script(_OPT_SCRIPT, args, what, timeout=OPT_TIMEOUT_S)
+    if not out_nb.is_file():
+        raise ModelError(f"Paddle Lite wrote no {out_nb.name} {what}")
 
 
 def build_lite_set(fetched: FetchedFamily, spec: SetSpec, out_dir: Path, work_dir: Path) -> dict[str, Any]:

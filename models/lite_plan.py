@@ -59,31 +59,25 @@ PROBE_INPUTS: dict[str, tuple[int, int, int, int]] = {
 TIMEOUT_S = 600
 LITE_PLAN = "lite_plan"  # its name among a set's rewrites (models/convert.py)
 
-_ORDER_SCRIPT = """
+#: Paddle Lite's opt on x86, writing ``a["out"]`` as ``a["model_type"]`` (protobuf or naive_buffer)
+_OPT_X86_SCRIPT = """
 import json, sys
 from paddlelite.lite import Opt
 a = json.loads(sys.argv[1])
 opt = Opt()
 opt.set_model_file(a["model"])
 opt.set_param_file(a["params"])
-opt.set_model_type("protobuf")
+opt.set_model_type(a["model_type"])
 opt.set_valid_places("x86")
 opt.set_optimize_out(a["out"])
 opt.run()
 """
 
-_PROBE_SCRIPT = """
-import json, sys
+_PROBE_SCRIPT = (
+    _OPT_X86_SCRIPT
+    + """
 import numpy as np
-from paddlelite.lite import MobileConfig, Opt, create_paddle_predictor
-a = json.loads(sys.argv[1])
-opt = Opt()
-opt.set_model_file(a["model"])
-opt.set_param_file(a["params"])
-opt.set_model_type("naive_buffer")
-opt.set_valid_places("x86")
-opt.set_optimize_out(a["out"])
-opt.run()
+from paddlelite.lite import MobileConfig, create_paddle_predictor
 config = MobileConfig()
 config.set_model_from_file(a["out"] + ".nb")
 predictor = create_paddle_predictor(config)
@@ -96,15 +90,18 @@ shapes = [list(predictor.get_output(a["first"] + i).shape()) for i in range(a["c
 with open(a["result"], "w", encoding="utf-8") as f:
     json.dump(shapes, f)
 """
+)
 
 
-def _run(script: str, args: dict[str, Any], what: str) -> None:
+def run_lite_script(script: str, args: dict[str, Any], what: str, timeout: float = TIMEOUT_S) -> None:
+    """Run a Paddle Lite script in a child process (a crash there cannot take the build down);
+    ModelError naming ``what`` with the end of its output when it fails or times out."""
     try:
         proc = subprocess.run(
             [sys.executable, "-c", script, json.dumps(args)],
             capture_output=True,
             text=True,
-            timeout=TIMEOUT_S,
+            timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -122,9 +119,10 @@ def lite_order(model_dir: Path, out_dir: Path) -> None:
         args = {
             "model": str(Path(model_dir) / MODEL_FILE),
             "params": str(Path(model_dir) / PARAMS_FILE),
+            "model_type": "protobuf",
             "out": str(Path(tmp) / "opt"),
         }
-        _run(_ORDER_SCRIPT, args, f"writing the run order of {model_dir}")
+        run_lite_script(_OPT_X86_SCRIPT, args, f"writing the run order of {model_dir}")
         written = Path(tmp) / "opt"
         if not (written / "model").is_file() or not (written / "params").is_file():
             raise ModelError(f"Paddle Lite wrote no protobuf program for {model_dir}")
@@ -177,13 +175,14 @@ def probe_shapes(
         args = {
             "model": str(Path(tmp) / "model"),
             "params": str(params_file),
+            "model_type": "naive_buffer",
             "out": str(Path(tmp) / "probe"),
             "shape": list(input_shape),
             "first": first,
             "count": len(names),
             "result": str(result),
         }
-        _run(_PROBE_SCRIPT, args, f"probing the tensor shapes of {model_file}")
+        run_lite_script(_PROBE_SCRIPT, args, f"probing the tensor shapes of {model_file}")
         shapes = json.loads(result.read_text(encoding="utf-8"))
     return {name: tuple(int(d) for d in shape) for name, shape in zip(names, shapes, strict=True)}
 

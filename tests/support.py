@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +26,29 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def assert_lite_survives(family: str, sizes: list[tuple[int, int]], timeout: float) -> None:
+    """Read a generated label of each (width, height) in turn, whole and as a crop without detection,
+    with Paddle Lite in a child process: shrinking inputs corrupt Lite's heap (double free,
+    segfault), and in a child a crash fails the caller's test instead of ending the test run."""
+    code = textwrap.dedent(
+        f"""
+        import numpy as np
+        from edge_ocr.ocr.reader import open_pipeline
+        from edge_ocr.synth import GeneratorOptions, generate_label
+        with open_pipeline("lite", "fp32", models="{family}") as pipe:
+            for w, h in {sizes!r}:
+                label = generate_label(np.random.default_rng(w), GeneratorOptions(width=w, height=h, n_lines=2))
+                pipe.run(label.image)
+                crop = label.image[: max(16, h // 8), : max(32, w // 2)]
+                pipe.run(crop, det=False)
+        print("survived")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "survived" in proc.stdout
 
 
 def label_image(text: str, seed: int = 0) -> np.ndarray:

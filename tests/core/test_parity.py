@@ -3,12 +3,9 @@ computed live on a generated set; and Paddle Lite survives inputs of decreasing 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
+from support import assert_lite_survives
 
 from edge_ocr.ocr.pipeline.runner import PipelineOptions
 from edge_ocr.ocr.reader import open_pipeline
@@ -57,24 +54,8 @@ def test_quantized_sets_stay_close_to_the_reference(engine, variant, parity_set,
 def test_lite_survives_decreasing_input_sizes(model_store):
     """Shrinking inputs corrupt Paddle Lite's heap (double free / segfault); run in a child process
     so a crash fails this test instead of killing the test run."""
-    code = textwrap.dedent(
-        """
-        import numpy as np
-        from edge_ocr.ocr.reader import open_pipeline
-        from edge_ocr.synth import GeneratorOptions, generate_label
-        sizes = [(1280, 960), (960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
-        with open_pipeline("lite", "fp32", models="ppocrv4-mobile") as pipe:
-            for w, h in sizes * 2:
-                label = generate_label(np.random.default_rng(w), GeneratorOptions(width=w, height=h, n_lines=2))
-                pipe.run(label.image)
-                crop = label.image[: max(16, h // 8), : max(32, w // 2)]
-                pipe.run(crop, det=False)
-        print("survived")
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
-    assert "survived" in proc.stdout
+    sizes = [(1280, 960), (960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
+    assert_lite_survives("ppocrv4-mobile", sizes * 2, timeout=600)
 
 
 @pytest.mark.lite

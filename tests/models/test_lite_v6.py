@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import assert_lite_survives
 
 from edge_ocr.ocr.engines.registry import engine_class
 from edge_ocr.ocr.reader import open_pipeline
@@ -67,24 +68,8 @@ def test_v6_paddle_reads_what_onnx_runtime_reads(model_store, labels, family):
 def test_v6_lite_survives_decreasing_input_sizes(model_store, family):
     """Shrinking inputs corrupt Paddle Lite's heap: in a child process, so a crash fails the test."""
     _active(model_store, f"{family}/lite/fp32")
-    code = textwrap.dedent(
-        f"""
-        import numpy as np
-        from edge_ocr.ocr.reader import open_pipeline
-        from edge_ocr.synth import GeneratorOptions, generate_label
-        sizes = [(960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
-        with open_pipeline("lite", "fp32", models="{family}") as pipe:
-            for w, h in sizes:
-                label = generate_label(np.random.default_rng(w), GeneratorOptions(width=w, height=h, n_lines=2))
-                pipe.run(label.image)
-                crop = label.image[: max(16, h // 8), : max(32, w // 2)]
-                pipe.run(crop, det=False)
-        print("survived")
-        """
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
-    assert "survived" in proc.stdout
+    sizes = [(960, 720), (640, 480), (480, 360), (320, 240), (640, 480), (200, 160)]
+    assert_lite_survives(family, sizes, timeout=900)
 
 
 @pytest.mark.lite

@@ -130,12 +130,7 @@ def fuse_affine(prog: Any, params: dict[str, np.ndarray]) -> int:
             new_ops.append(op)
             continue
         j, act, a_out, w0v, w1v, mid = fused
-        scale = framework_pb2().OpDesc()
-        scale.type = "scale"
-        inp = scale.inputs.add()
-        inp.parameter, inp.arguments[:] = "X", [act]
-        o = scale.outputs.add()
-        o.parameter, o.arguments[:] = "Out", [a_out]
+        scale = _new_op("scale", {"X": [act]}, {"Out": [a_out]}, {})
         set_attr(scale, "scale", "FLOAT", w0v)
         set_attr(scale, "bias", "FLOAT", w1v)
         set_attr(scale, "bias_after_scale", "BOOLEAN", True)

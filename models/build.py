@@ -239,6 +239,11 @@ def model_config(fetched: FetchedFamily) -> dict[str, Any]:
     return parse_inference_yml(docs.get("det") or {}, docs.get("rec") or {})
 
 
+def _onnx_sha256(cat: Catalogue, fetched: FetchedFamily) -> dict[str, str]:
+    """The pinned sha256 of each role's ONNX file: what a converted program is keyed and recorded by."""
+    return {role: cat.member_sha256(fetched.family.onnx[role]) for role in fetched.onnx}
+
+
 def _derive_paddle(
     cat: Catalogue, fetched: FetchedFamily, root: Path, progress: Progress, *, force: bool = False
 ) -> tuple[FetchedFamily | None, str]:
@@ -249,7 +254,7 @@ def _derive_paddle(
             root,
             fam.family_id,
             dict(fetched.onnx),
-            {role: cat.member_sha256(fam.onnx[role]) for role in fetched.onnx},
+            _onnx_sha256(cat, fetched),
             progress,
             force=force,
         )
@@ -444,9 +449,7 @@ def _build_locked(
                 continue
             entry["tools"] = dict(tools)
             if s.derived:  # how the Paddle programs were made from the ONNX files (x2paddle.py)
-                entry["converted_from_onnx"] = derived_recipe(
-                    root, fid, {role: cat.member_sha256(fam.onnx[role]) for role in fetched.onnx}
-                )
+                entry["converted_from_onnx"] = derived_recipe(root, fid, _onnx_sha256(cat, fetched))
             entry["recipe"] = json_hash(recipes[s.set_id])
             entry["recipe_detail"] = recipes[s.set_id]
             sets[s.set_id] = entry

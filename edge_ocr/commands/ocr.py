@@ -148,6 +148,11 @@ def run(args: argparse.Namespace) -> int:
                     out.write("".join(line + "\n" for line in lines))
                     out.flush()
                     progress.update()
+                # the workers end on their own; leaving the block early (an error, Ctrl-C) terminates
+                # them. A worker SIGTERM'd by terminate() once printed a glog crash report (Paddle's
+                # failure-signal handler) after a successful run.
+                pool.close()
+                pool.join()
     if failures and (args.strict or failures == len(inputs)):
         return InputError.exit_code
     return 0

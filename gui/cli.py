@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edge_ocr.errors import ConfigError
 from gui.options import add_arguments
 
 
@@ -19,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import PySide6  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("the GUI needs the gui extra: pip install 'edge-ocr[gui]'") from exc
     from gui.app import run as run_gui
 
     return run_gui(args.db, config_path=args.config, screenshot=args.screenshot, page=args.page)

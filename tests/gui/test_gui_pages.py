@@ -254,3 +254,21 @@ def test_a_count_that_cannot_be_read_is_reported(qtbot, tmp_path: Path) -> None:
     (message,) = blocker.args
     assert message.startswith(f"{db}: could not count the results: ") and "malformed" in message
     assert "edge-ocr doctor" in message
+
+
+def test_gui_without_pyside6_is_a_clear_error(tmp_path):
+    """Without the gui extra, `edge-ocr gui` says which extra to install (exit 2), not a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['PySide6'] = None\n"  # what a venv without the gui extra imports: nothing
+        "from edge_ocr.cli import main\n"
+        "sys.exit(main(['gui', '--db', sys.argv[1]]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "r.db")], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'edge-ocr[gui]'" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,5 +1,5 @@
 """PP-OCRv6 on Paddle Lite and Paddle Inference (issue 15): the sets converted from the pinned ONNX
-files read like ONNX Runtime, the Lite traps hold on the new graphs, the new rewrites are exact, and
+files are ONNX Runtime's models within float tolerance (issue 21), the Lite traps hold on the new graphs, the new rewrites are exact, and
 a conversion that cannot run leaves its sets out without failing the build."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from support import assert_lite_survives
 from edge_ocr.ocr.engines.registry import engine_class
 from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
+from models.agreement import compare_engines
 
 pytestmark = pytest.mark.models
 
@@ -39,28 +40,31 @@ def labels():
     return [generate_label(np.random.default_rng([15, i]), opts) for i in range(3)]
 
 
-def _read(engine: str, family: str, images, variant: str = "fp32") -> list[list[str]]:
-    with open_pipeline(engine, variant, models=family, raw=True) as pipe:
-        out = []
-        for img in images:
-            out.append([ln.text for ln in pipe.run(img).lines])
-            pipe.engine.image_done()
-        return out
+def _same_model(model_store, engine: str, family: str, images) -> None:
+    """The converted set is ONNX Runtime's model on the same tensors, within float tolerance, and
+    reads no line otherwise but at a near-tie (issue 21: identical text is a property of one CPU)."""
+    reference = open_pipeline("onnx", "fp32", models=family, raw=True)
+    candidate = open_pipeline(engine, "fp32", models=family, raw=True)
+    try:
+        found = compare_engines(reference.engine, candidate.engine, images)
+    finally:
+        reference.close()
+        candidate.close()
+    assert found.lines >= 6
+    assert found.judge(f"{family}/{engine}/fp32", "ONNX Runtime") == (True, "")
 
 
 @pytest.mark.lite
 @pytest.mark.parametrize("family", V6)
-def test_v6_lite_fp32_reads_what_onnx_runtime_reads(model_store, labels, family):
+def test_v6_lite_fp32_is_the_model_onnx_runtime_runs(model_store, labels, family):
     _active(model_store, f"{family}/lite/fp32")
-    images = [label.image for label in labels]
-    assert _read("lite", family, images) == _read("onnx", family, images)
+    _same_model(model_store, "lite", family, [label.image for label in labels])
 
 
 @pytest.mark.parametrize("family", V6)
-def test_v6_paddle_reads_what_onnx_runtime_reads(model_store, labels, family):
+def test_v6_paddle_is_the_model_onnx_runtime_runs(model_store, labels, family):
     _active(model_store, f"{family}/paddle/fp32")
-    images = [label.image for label in labels]
-    assert _read("paddle", family, images) == _read("onnx", family, images)
+    _same_model(model_store, "paddle", family, [label.image for label in labels])
 
 
 @pytest.mark.lite

@@ -61,6 +61,21 @@ class Trigger(str, enum.Enum):
     MOTION = "motion"  # once per object passing (presence tracking)
     HTTP = "http"  # on POST /trigger
     FILE = "file"  # when `trigger_file` appears
+    LINE = "line"  # on a line trigger (OPC UA, MQTT, Modbus): the freshest frame after it
+
+
+class FolderTrigger(str, enum.Enum):
+    """When a folder source reads a file."""
+
+    ARRIVAL = "arrival"  # every complete file, as it arrives
+    LINE = "line"  # on a line trigger only: the newest complete file not read yet
+
+
+class OpcUaSecurity(str, enum.Enum):
+    """The OPC UA server's endpoints."""
+
+    NONE = "none"  # anonymous, unsigned: for loopback and a first try
+    BASIC256SHA256 = "basic256sha256"  # Sign and SignAndEncrypt, a user name and password required
 
 
 class FieldType(str, enum.Enum):
@@ -106,6 +121,7 @@ class FolderSourceConfig:
     recipe: str | None = None
     station: str | None = None
     print: PrintProfile | None = None  # this station's print; overrides the recipe's (None: the recipe's)
+    trigger: FolderTrigger = FolderTrigger.ARRIVAL
 
     @property
     def source_name(self) -> str:
@@ -197,6 +213,62 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class OpcUaConfig:
+    """The station's OPC UA server (docs/LINE.md)."""
+
+    endpoint: str = "opc.tcp://127.0.0.1:4840/edge-ocr/"
+    security: OpcUaSecurity = OpcUaSecurity.NONE
+    username: str | None = None  # required with security; anonymous is refused then
+    password: str | None = None
+    password_file: Path | None = None
+    certificate_dir: Path | None = None  # default: <data_dir>/opcua (made on first start)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The station's MQTT client: results out, triggers and recipe changes in (docs/LINE.md)."""
+
+    url: str = "mqtt://127.0.0.1:1883"  # mqtts:// for TLS
+    prefix: str = "edge-ocr"  # topics: <prefix>/<station>/result, .../verdict, .../status, ...
+    qos: int = 1
+    client_id: str | None = None  # default: edge-ocr-<station>
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None  # TLS: the broker's CA (default: the system's)
+    cert_file: Path | None = None  # TLS client certificate
+    key_file: Path | None = None
+    keepalive: int = 30
+
+
+@dataclass(frozen=True)
+class ModbusConfig:
+    """The station's Modbus TCP server (register map: docs/LINE.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 5020
+    unit: int = 1  # the slave/unit id the PLC addresses
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """The production line's channels. Off unless a channel is configured."""
+
+    station: str | None = None  # the station's name in topics and nodes (default: the host name)
+    source: str | None = None  # the source triggers read (default: the one with trigger = "line")
+    recipe: str | None = None  # the recipe active at start (default: the triggered source's)
+    max_queued: int = 4  # triggers queued or running; one more is answered "busy"
+    job_timeout: float = 30.0  # seconds a triggered job may wait for its image before it is a no-read
+    opcua: OpcUaConfig | None = None
+    mqtt: MqttConfig | None = None
+    modbus: ModbusConfig | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return any(c is not None for c in (self.opcua, self.mqtt, self.modbus))
+
+
+@dataclass(frozen=True)
 class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -205,6 +277,7 @@ class Config:
     recipes: Mapping[str, RecipeConfig] = field(default_factory=dict)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    line: LineConfig = field(default_factory=LineConfig)
     # Placeholder for the sync engineer: accepted and passed through unvalidated for now.
     sync: Mapping[str, Any] = field(default_factory=dict)
 
@@ -229,12 +302,36 @@ class Config:
     def quarantine_dir(self, folder: FolderSourceConfig) -> Path:
         return folder.quarantine_dir or self.data_dir() / "quarantine" / _slug(folder.path)
 
-    def print_profile(self, source: FolderSourceConfig | CameraSourceConfig) -> PrintProfile:
-        """The print a source's images are read with: the station's own `print`, else its recipe's,
-        else auto."""
+    def station_name(self) -> str:
+        """The station's name on the line (topics, OPC UA, status)."""
+        if self.line.station:
+            return self.line.station
+        import socket
+
+        return socket.gethostname()
+
+    def line_sources(self) -> list[FolderSourceConfig | CameraSourceConfig]:
+        """Sources that read on line triggers."""
+        return [f for f in self.folders if f.trigger is FolderTrigger.LINE] + [
+            c for c in self.cameras if c.trigger is Trigger.LINE
+        ]
+
+    def triggered_source(self) -> FolderSourceConfig | CameraSourceConfig | None:
+        """The source a line trigger reads (validated: at most one, or the one `[line] source` names)."""
+        candidates = self.line_sources()
+        if self.line.source is not None:
+            return next((s for s in candidates if s.source_name == self.line.source), None)
+        return candidates[0] if len(candidates) == 1 else None
+
+    def print_profile(
+        self, source: FolderSourceConfig | CameraSourceConfig, recipe_name: str | None = None
+    ) -> PrintProfile:
+        """The print a source's images are read with: the station's own `print`, else its recipe's
+        (`recipe_name`, a line trigger's recipe, else the source's), else auto."""
         if source.print is not None:
             return source.print
-        recipe = self.recipes.get(source.recipe) if source.recipe else None
+        name = recipe_name or source.recipe
+        recipe = self.recipes.get(name) if name else None
         return recipe.print if recipe is not None else PrintProfile.AUTO
 
 
@@ -248,6 +345,8 @@ def _slug(path: Path) -> str:
 _ENUMS: dict[str, type[enum.Enum]] = {
     "AfterSuccess": AfterSuccess,
     "Trigger": Trigger,
+    "FolderTrigger": FolderTrigger,
+    "OpcUaSecurity": OpcUaSecurity,
     "FieldType": FieldType,
     "PrintProfile": PrintProfile,
 }
@@ -339,6 +438,12 @@ _RANGES: dict[tuple[type, str], tuple[float, float, bool]] = {
     (RetentionConfig, "max_images_mb"): (0, 1e9, False),
     (RetentionConfig, "max_rows"): (0, 1e12, False),
     (RetentionConfig, "interval"): (1, 86_400 * 30, False),
+    (LineConfig, "max_queued"): (1, 1000, False),
+    (LineConfig, "job_timeout"): (0, 3600, True),
+    (MqttConfig, "qos"): (0, 2, False),
+    (MqttConfig, "keepalive"): (5, 3600, False),
+    (ModbusConfig, "port"): (0, 65_535, False),
+    (ModbusConfig, "unit"): (0, 255, False),
 }
 
 
@@ -360,7 +465,7 @@ def _build(cls: type, raw: Mapping[str, Any], where: str, *, skip: tuple[str, ..
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(
-                f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))}); see docs/CONFIG.md"
+                f"{where}: unknown key {key!r} (known: {', '.join(sorted({*known, *skip}))}); see docs/CONFIG.md"
             )
         kwargs[key] = _convert(value, str(known[key].type), f"{where}.{key}")
         _check_range(cls, key, kwargs[key], f"{where}.{key}")
@@ -429,7 +534,7 @@ _SCALAR_SECTIONS = {
     "outputs": OutputsConfig,
     "retention": RetentionConfig,
 }
-_TOP_KEYS = set(_SCALAR_SECTIONS) | {"sources", "recipes", "sync"}
+_TOP_KEYS = set(_SCALAR_SECTIONS) | {"sources", "recipes", "sync", "line"}
 
 # Short environment names kept for compatibility with the rest of edge-ocr.
 _ENV_ALIASES = {
@@ -455,6 +560,72 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
                     raise ConfigError(f"environment variable {name}: unknown key {key!r} in [{section}]")
                 out.setdefault(section, {})[key] = value
     return out
+
+
+_LINE_CHANNELS: dict[str, type] = {"opcua": OpcUaConfig, "mqtt": MqttConfig, "modbus": ModbusConfig}
+
+
+def parse_line_table(raw: Any) -> LineConfig:
+    """[line] with its [line.opcua], [line.mqtt] and [line.modbus] tables."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("line: expected a table")
+    raw = dict(raw)
+    channels = {name: raw.pop(name) for name in _LINE_CHANNELS if name in raw}
+    line = _build(LineConfig, raw, "line", skip=tuple(_LINE_CHANNELS))
+    built = {name: _build(_LINE_CHANNELS[name], table, f"line.{name}") for name, table in channels.items()}
+    line = replace(line, **built)
+    if line.opcua is not None:
+        _check_opcua(line.opcua)
+    if line.mqtt is not None:
+        _check_mqtt(line.mqtt)
+    return line
+
+
+def _check_opcua(c: OpcUaConfig) -> None:
+    from urllib.parse import urlparse
+
+    url = urlparse(c.endpoint)
+    if url.scheme != "opc.tcp" or not url.hostname:
+        raise ConfigError(f"line.opcua.endpoint: {c.endpoint!r} is not an opc.tcp://HOST:PORT/ URL")
+    try:
+        url.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"line.opcua.endpoint: {c.endpoint!r} has an invalid port") from None
+    if c.password is not None and c.password_file is not None:
+        raise ConfigError("line.opcua: set password or password_file, not both")
+    if c.security is OpcUaSecurity.BASIC256SHA256 and (
+        not c.username or (c.password is None and c.password_file is None)
+    ):
+        raise ConfigError(
+            "line.opcua: security = 'basic256sha256' needs username and password (or password_file): "
+            "anonymous clients are refused then"
+        )
+    if c.security is OpcUaSecurity.NONE and c.username:
+        raise ConfigError(
+            "line.opcua: username needs security = 'basic256sha256' (passwords are never sent in clear)"
+        )
+
+
+def _check_mqtt(c: MqttConfig) -> None:
+    from urllib.parse import urlparse
+
+    url = urlparse(c.url)
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+        raise ConfigError(f"line.mqtt.url: {c.url!r} is not an mqtt://HOST:PORT or mqtts://HOST:PORT URL")
+    try:
+        url.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"line.mqtt.url: {c.url!r} has an invalid port") from None
+    if not re.fullmatch(r"[^#+/\x00][^#+\x00]*", c.prefix) or c.prefix.endswith("/"):
+        raise ConfigError(
+            f"line.mqtt.prefix: {c.prefix!r} is not a topic prefix (no #, +, leading or trailing /)"
+        )
+    if c.password is not None and c.password_file is not None:
+        raise ConfigError("line.mqtt: set password or password_file, not both")
+    if (c.cert_file is None) != (c.key_file is None):
+        raise ConfigError("line.mqtt: a TLS client certificate needs both cert_file and key_file")
+    if url.scheme == "mqtt" and any(v is not None for v in (c.ca_file, c.cert_file)):
+        raise ConfigError("line.mqtt: ca_file and cert_file need an mqtts:// URL")
 
 
 def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
@@ -496,6 +667,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -
         recipes=recipes,
         outputs=sections["outputs"],
         retention=sections["retention"],
+        line=parse_line_table(raw.get("line", {})),
         sync=dict(sync),
     )
     validate(cfg)
@@ -519,6 +691,32 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{f.source_name}: max_attempts must be >= 1 and settle_seconds >= 0")
     if cfg.outputs.webhook is not None and not re.match(r"https?://", cfg.outputs.webhook):
         raise ConfigError(f"outputs.webhook: {cfg.outputs.webhook!r} is not an http(s) URL")
+    _validate_line(cfg)
+
+
+def _validate_line(cfg: Config) -> None:
+    """Which source line triggers read, and the recipe they start with."""
+    line = cfg.line
+    triggered = cfg.line_sources()
+    names = [s.source_name for s in triggered]
+    if triggered and not line.enabled:
+        raise ConfigError(
+            f"{names[0]}: trigger = 'line' needs a line channel to take triggers: add [line.opcua], "
+            "[line.mqtt] or [line.modbus] (docs/LINE.md)"
+        )
+    if line.source is not None and line.source not in names:
+        raise ConfigError(
+            f"line.source: {line.source!r} is not a source with trigger = 'line' (those: {', '.join(names) or 'none'})"
+        )
+    if line.source is None and len(triggered) > 1:
+        raise ConfigError(
+            f"line: {len(triggered)} sources read on triggers ({', '.join(names)}); name the one triggers "
+            "read with line.source"
+        )
+    if line.recipe is not None and line.recipe not in cfg.recipes:
+        raise ConfigError(
+            f"line.recipe: recipe {line.recipe!r} is not defined; add a [recipes.{line.recipe}] table"
+        )
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -25,6 +25,7 @@ from multiprocessing.connection import wait as wait_connections
 
 from edge_ocr import __version__
 from edge_ocr.agent.filing import FileDesk, FileFlight
+from edge_ocr.agent.line_desk import JobOutcome, LineDesk
 from edge_ocr.agent.lockwait import LOCK_POLL_MS, WriterLockWait
 from edge_ocr.agent.outputs import Outputs
 from edge_ocr.agent.preflight import check_folders
@@ -41,6 +42,7 @@ from edge_ocr.agent.workers import (
 )
 from edge_ocr.config import Config
 from edge_ocr.errors import EdgeOcrError
+from edge_ocr.line.model import LineVerdict
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
 from edge_ocr.store import agents, files
@@ -90,7 +92,16 @@ class Agent:
         self._versions: dict[str, str] = {}
         self._started_at = utcnow()
         self._startup_failures = 0
+        self._line: LineDesk | None = None  # the production line's channels, when [line] has any
+        self._wake_r, self._wake_w = socket.socketpair()  # a line trigger wakes the loop at once
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self.ready = threading.Event()  # set once every worker has loaded its pipeline
+
+    @property
+    def line(self) -> LineDesk | None:
+        """The production line's desk (channels, hub), when [line] configures a channel."""
+        return self._line
 
     # -- sources' side --------------------------------------------------------------------------
     def submit(self, item: Work, timeout: float = 0.2) -> bool:
@@ -111,6 +122,17 @@ class Agent:
             self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
             self._conn.lock_wait = self._lock_wait
             self._conn.execute(f"PRAGMA busy_timeout = {LOCK_POLL_MS}")
+            if self.cfg.line.enabled:
+                self._line = LineDesk(
+                    self.cfg,
+                    self._conn,
+                    db_path=db_path,
+                    wake=self._wake,
+                    status_extra=lambda: {
+                        "engine": (self._engine or (self.cfg.engine.name, None))[0],
+                        "model": (self._engine or (None, None))[1],
+                    },
+                )
             self._desk = FileDesk(
                 self.cfg,
                 self._conn,
@@ -118,12 +140,15 @@ class Agent:
                 recheck=self._recheck,
                 emit=lambda stored, pages, image: emit_verdicts(self._outputs, stored, pages, image),
                 retry=lambda item, attempts: self._retry.append((item, attempts)),
+                line=self._line,
             )
             files.recover_processing(self._conn)
             with transaction(self._conn):
                 log_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
             self._heartbeat("starting")
             self._outputs = Outputs.from_config(self.cfg.outputs)
+            if self._line is not None:
+                self._line.start()
             self._start_workers()
             self._start_sources()
             self._loop(stop)
@@ -143,14 +168,26 @@ class Agent:
         logger.info("started %d worker(s), %d thread(s) each", n, threads)
 
     def _start_sources(self) -> None:
+        line = self._line
         for folder in self.cfg.folders:
-            src = FolderSource(folder, self.submit)
+            src = FolderSource(
+                folder, line.gate_for(folder, self.submit) if line is not None else self.submit
+            )
             self._folders.append(src)
             src.start()
         for cam in self.cfg.cameras:
-            csrc = CameraSource(cam, self.submit)
+            if line is not None:
+                csrc = CameraSource(cam, self.submit, continuous=lambda: line.hub.continuous)
+                line.attach_camera(csrc)
+            else:
+                csrc = CameraSource(cam, self.submit)
             self._cameras.append(csrc)
             csrc.start()
+
+    def _wake(self) -> None:
+        """A line trigger waits: end the loop's wait now (any thread)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
 
     def _recheck(self, item: FileCandidate, after: float) -> None:
         for src in self._folders:
@@ -180,6 +217,9 @@ class Agent:
         idle_since: float | None = None
         while not stop.is_set():
             self._supervise()
+            if self._line is not None:
+                for item in reversed(self._line.poll()):
+                    self._retry.appendleft((item, 1))  # a triggered read goes first
             self._dispatch()
             self._collect(TICK)
             now = time.monotonic()
@@ -224,8 +264,12 @@ class Agent:
         finally:
             for w in self._workers:
                 w.stop()
+            if self._line is not None:
+                self._line.stop()
             if self._outputs is not None:
                 self._outputs.close()
+            self._wake_r.close()
+            self._wake_w.close()
             if self._conn is not None:
                 try:
                     self._heartbeat("stopped")
@@ -260,10 +304,11 @@ class Agent:
 
     def _collect(self, timeout: float) -> None:
         conns = {w.conn: w for w in self._workers if w.conn is not None}
-        if not conns:
-            time.sleep(timeout)
-            return
-        for conn in wait_connections(list(conns), timeout):
+        for conn in wait_connections([*conns, self._wake_r], timeout):
+            if conn is self._wake_r:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    self._wake_r.recv(4096)
+                continue
             w = conns[conn]
             try:
                 msg = conn.recv()
@@ -280,6 +325,8 @@ class Agent:
                 if all(x.ready is not None for x in self._workers):
                     if not self.ready.is_set():
                         self._heartbeat("running")
+                        if self._line is not None:
+                            self._line.set_ready(msg.model)
                     self.ready.set()
             elif isinstance(msg, WorkerFatal):
                 err = EdgeOcrError(msg.error)
@@ -290,6 +337,8 @@ class Agent:
                 self._finish(msg)
 
     def _dispatch(self, cameras_only: bool = False) -> None:
+        if self._line is not None and not self._line.hub.dispatch_allowed():
+            return  # halted: what runs finishes, nothing new starts
         for w in self._workers:
             if not w.idle:
                 continue
@@ -327,7 +376,7 @@ class Agent:
                 item.frames,
                 item.sharpness,
                 cam.rois,
-                print_profile=self.cfg.print_profile(cam),
+                print_profile=self.cfg.print_profile(cam, item.job.recipe if item.job is not None else None),
             )
             return _CameraFlight(job, item, attempts)
         assert self._desk is not None
@@ -352,6 +401,7 @@ class Agent:
                 self._store_camera(flight.item, msg)
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, msg.error)
+                self._camera_unread(flight.item, msg.error)
             return
         assert self._desk is not None
         try:
@@ -368,6 +418,7 @@ class Agent:
                 self._retry.append((flight.item, flight.attempts + 1))
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, error)
+                self._camera_unread(flight.item, error)
             return
         assert self._desk is not None
         try:
@@ -377,16 +428,39 @@ class Agent:
 
     def _store_camera(self, cap: CameraCapture, msg: JobDone) -> None:
         cam = cap.camera
-        stored, outcome, path = store_camera_record(
-            self._conn,
-            cap,
-            msg,
-            captures_dir=self.cfg.data_dir() / "captures",
-            recipe=self.cfg.recipes.get(cam.recipe) if cam.recipe else None,
-            versions=self._versions,
-        )
+        line = self._line
+        recipe_name = cam.recipe
+        if line is not None and cap.job is not None:
+            recipe_name = cap.job.recipe  # the recipe the trigger asked for, or the line's active one
+        announced = None
+        with transaction(self._conn):
+            stored, outcome, path = store_camera_record(
+                self._conn,
+                cap,
+                msg,
+                captures_dir=self.cfg.data_dir() / "captures",
+                recipe=self.cfg.recipes.get(recipe_name) if recipe_name else None,
+                versions=self._versions,
+            )
+            if line is not None:
+                announced = line.record(
+                    cap.job,
+                    JobOutcome(
+                        cam.source_name,
+                        [stored],
+                        [outcome],
+                        image=str(path),
+                        timings_ms={"grab": cap.grab_ms} if cap.job is not None else None,
+                    ),
+                )
         self.stats.camera_records += 1
         emit_verdicts(self._outputs, [stored], [outcome], str(path))
+        if line is not None:
+            line.announce(announced)
+
+    def _camera_unread(self, cap: CameraCapture, error: str) -> None:
+        if self._line is not None:
+            self._line.unread(cap.job, cap.camera.source_name, LineVerdict.ERROR, error)
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _heartbeat(self, state: str) -> None:
@@ -413,6 +487,7 @@ class Agent:
                 "worker_restarts": self.stats.worker_restarts,
                 "lock_waits": waits.waits if waits else 0,
                 "lock_waited_s": round(waits.waited_s, 1) if waits else 0.0,
+                **({"line": self._line.status()} if self._line is not None else {}),
             },
         )
 

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_ocr.agent.line_desk import JobOutcome, LineDesk
 from edge_ocr.agent.records import AgentStats, page_outcomes
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
 from edge_ocr.agent.sources.moves import after_success, quarantine
 from edge_ocr.agent.workers import FileJob, JobDone, JobFailed
 from edge_ocr.config import Config, FolderSourceConfig
 from edge_ocr.errors import StoreError
+from edge_ocr.line.model import LineVerdict
 from edge_ocr.store import files
 from edge_ocr.store.db import transaction
 from edge_ocr.store.events import log_event
@@ -57,10 +59,12 @@ class FileDesk:
         recheck: Callable[[FileCandidate, float], None],
         emit: Callable[[list[StoredResult], list[PageOutcome], str], None],
         retry: Callable[[FileCandidate, int], None],
+        line: LineDesk | None = None,
     ) -> None:
         self.cfg = cfg
         self.conn = conn
         self.stats = stats
+        self.line = line  # the production line: a file read for a trigger ends its job
         self.versions: dict[str, str] = {}  # the workers' runtime versions, set when they are ready
         self._recheck = recheck
         self._emit = emit
@@ -75,12 +79,15 @@ class FileDesk:
         if row.state is files.FileState.DONE:
             if row.duplicate_of is not None and attempts == 1:
                 self.stats.files_duplicate += 1
+            self._unread(item, LineVerdict.NO_READ, "the newest image was read before (the same content)")
             self.after_success(folder, item.path, [])
             return None
         if row.state is files.FileState.QUARANTINED:
+            self._unread(item, LineVerdict.ERROR, row.last_error or "quarantined")
             self.quarantine_move(folder, item.path, row.last_error or "quarantined")
             return None
         if not files.claim_file(self.conn, row.id):
+            self._unread(item, LineVerdict.ERROR, "the image is being read already")
             return None
         job = FileJob(
             job_id,
@@ -89,7 +96,7 @@ class FileDesk:
             sha256=item.sha256,
             root=str(folder.path),
             name=display_path(item.path),
-            print_profile=self.cfg.print_profile(folder),
+            print_profile=self.cfg.print_profile(folder, item.job.recipe if item.job is not None else None),
         )
         return FileFlight(job, item, row.id, attempts)
 
@@ -116,9 +123,11 @@ class FileDesk:
         elif msg.incomplete and msg.mtime is not None and time.time() - msg.mtime < INCOMPLETE_GRACE:
             self._hand_back(flight, msg.error, after=INCOMPLETE_GRACE)
         elif msg.vanished:
+            self._unread(cand, LineVerdict.NO_READ, f"the image went away before it was read: {msg.error}")
             dupes = files.forget_file(self.conn, flight.file_id, msg.error, vanished=True)
             self._recheck_paths(cand, dupes)
         elif msg.bad_input:
+            self._unread(cand, LineVerdict.ERROR, msg.error)
             files.quarantine_file(self.conn, flight.file_id, msg.error)
             self.quarantine_move(cand.folder, cand.path, msg.error)
         else:
@@ -129,6 +138,7 @@ class FileDesk:
         cand = flight.item
         state = files.fail_file(self.conn, flight.file_id, error, cand.folder.max_attempts)
         if state is files.FileState.QUARANTINED:
+            self._unread(cand, LineVerdict.ERROR, error)
             self.quarantine_move(cand.folder, cand.path, error)
         else:
             self.stats.files_failed += 1
@@ -143,6 +153,7 @@ class FileDesk:
         """Not the content that was hashed, or not complete yet: forget this row and let the
         folder source look again (one file, one result, however slowly it is written)."""
         cand = flight.item
+        self._unread(cand, LineVerdict.NO_READ, f"the image was still changing when it was read ({why})")
         dupes = files.forget_file(self.conn, flight.file_id, why)
         self.stats.files_incomplete += 1
         logger.info("%s: %s; looking again in %.1f s", display_path(cand.path), why, after)
@@ -157,13 +168,31 @@ class FileDesk:
     def _store(self, flight: FileFlight, msg: JobDone) -> None:
         cand = flight.item
         folder = cand.folder
-        recipe = self.cfg.recipes.get(folder.recipe) if folder.recipe else None
+        recipe_name = cand.job.recipe if cand.job is not None else folder.recipe
+        recipe = self.cfg.recipes.get(recipe_name) if recipe_name else None
         pages = page_outcomes(folder, cand, msg, recipe)
+        announced = None
         try:
-            stored = files.complete_file(self.conn, flight.file_id, pages, model_versions=self.versions)
+            # the result, its file's `done` and the line's record of it commit together
+            with transaction(self.conn):
+                stored = files.complete_file(self.conn, flight.file_id, pages, model_versions=self.versions)
+                if self.line is not None:
+                    announced = self.line.record(
+                        cand.job,
+                        JobOutcome(
+                            folder.source_name,
+                            stored,
+                            pages,
+                            image=display_path(cand.path),
+                            image_sha256=cand.sha256,
+                        ),
+                    )
         except files.StaleClaimError as exc:
             logger.warning("%s: %s; result discarded", display_path(cand.path), exc)
+            self._unread(cand, LineVerdict.ERROR, "the image was claimed by another reader")
             return
+        if self.line is not None:
+            self.line.announce(announced)
         self.stats.files_done += 1
         latency = time.monotonic() - cand.seen_at
         self.stats.latencies_s.append(latency)
@@ -183,6 +212,8 @@ class FileDesk:
         shown = display_path(item.path)
         reason = clean_text(f"internal error while handling it: {type(exc).__name__}: {exc} (see the log)")
         logger.error("%s: %s", shown, reason, exc_info=exc)
+        if isinstance(item, FileCandidate):
+            self._unread(item, LineVerdict.ERROR, reason)
         try:
             if file_id is not None:
                 files.quarantine_file(self.conn, file_id, reason)
@@ -191,6 +222,11 @@ class FileDesk:
         except UNEXPECTED:
             logger.exception("%s: the quarantine could not be recorded either", shown)
         self.quarantine_move(item.folder, item.path, reason)
+
+    def _unread(self, cand: FileCandidate, verdict: LineVerdict, reason: str) -> None:
+        """A file read for a line trigger that gives no result: its job still gets one."""
+        if self.line is not None and cand.job is not None:
+            self.line.unread(cand.job, cand.folder.source_name, verdict, clean_text(reason))
 
     # -- moves ------------------------------------------------------------------------------------
     def after_success(self, folder: FolderSourceConfig, path: Path, capture_ids: list[int]) -> None:

@@ -59,7 +59,7 @@ def page_outcomes(
             height=page.result.image_size[1],
             stored_image=shown if folder.after is not AfterSuccess.DELETE else None,
             station=folder.station,
-            recipe=folder.recipe,
+            recipe=recipe.name if recipe is not None else folder.recipe,
         )
         verdict = evaluate(recipe, page.result) if recipe else None
         pages.append(PageOutcome(cap, page.result, verdict_info(verdict) if verdict else None))
@@ -94,7 +94,7 @@ def store_camera_record(
         height=int(image.shape[0]),
         stored_image=str(path),
         station=cam.station,
-        recipe=cam.recipe,
+        recipe=recipe.name if recipe is not None else cam.recipe,
     )
     outcome = PageOutcome(info, page.result, verdict_info(verdict) if verdict else None)
     return store_capture(conn, outcome, model_versions=versions), outcome, path

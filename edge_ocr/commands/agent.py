@@ -15,7 +15,16 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig, default_db_path, load_config
+from edge_ocr.config import (
+    AfterSuccess,
+    Config,
+    FolderSourceConfig,
+    FolderTrigger,
+    default_db_path,
+    load_config,
+    parse_line_table,
+    validate,
+)
 from edge_ocr.errors import ConfigError
 from edge_ocr.store.db import damaged_error, open_connection
 
@@ -61,6 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--archive-dir", type=Path, default=None, help="where --after archive moves files")
     p.add_argument("--polling", action="store_true", help="poll instead of inotify (network shares)")
     p.add_argument("--once", action="store_true", help="process what is there, then exit")
+    line = p.add_argument_group("the production line (docs/LINE.md)")
+    line.add_argument("--mqtt", metavar="URL", default=None, help="publish results to this broker: mqtt://HOST:PORT")
+    line.add_argument("--opcua", metavar="URL", default=None, help="serve OPC UA here: opc.tcp://HOST:PORT")
+    line.add_argument("--modbus", metavar="HOST:PORT", default=None, help="serve Modbus TCP here")
+    line.add_argument("--station", default=None, help="the station's name in topics and nodes (default: host name)")
+    line.add_argument(
+        "--triggered",
+        action="store_true",
+        help="read the folder only on line triggers (the newest file not read yet), not every file as it lands",
+    )
     p.set_defaults(func=run_watch)
 
     p = sub.add_parser("status", help="is the agent running; heartbeat, queue, file counts, engine")
@@ -141,11 +160,41 @@ def run_watch(args: argparse.Namespace) -> int:
         after=AfterSuccess(args.after) if args.after else AfterSuccess.KEEP,
         archive_dir=args.archive_dir,
         recipe=args.recipe,
+        trigger=FolderTrigger.LINE if args.triggered else FolderTrigger.ARRIVAL,
     )
-    cfg = replace(cfg, folders=(folder,), cameras=())
+    cfg = with_line_flags(replace(cfg, folders=(folder,), cameras=()), args)
     from edge_ocr.agent.serve import serve
 
     return serve(cfg, args.once)
+
+
+def with_line_flags(cfg: Config, args: argparse.Namespace) -> Config:
+    """`watch --mqtt/--opcua/--modbus/--station` on top of the config's [line], validated like it."""
+    line: dict[str, object] = {}
+    if args.station:
+        line["station"] = args.station
+    if args.mqtt:
+        line["mqtt"] = {"url": args.mqtt}
+    if args.opcua:
+        line["opcua"] = {"endpoint": args.opcua}
+    if args.modbus:
+        host, sep, port = args.modbus.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"--modbus {args.modbus!r}: expected HOST:PORT")
+        line["modbus"] = {"host": host or "127.0.0.1", "port": int(port)}
+    if not line and not args.triggered:
+        return cfg
+    built = parse_line_table(line)
+    merged = replace(
+        cfg.line,
+        station=built.station or cfg.line.station,
+        mqtt=built.mqtt or cfg.line.mqtt,
+        opcua=built.opcua or cfg.line.opcua,
+        modbus=built.modbus or cfg.line.modbus,
+    )
+    out = replace(cfg, line=merged)
+    validate(out)
+    return out
 
 
 # -- status ------------------------------------------------------------------------------------------

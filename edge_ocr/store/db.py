@@ -6,6 +6,7 @@ The file is a plain SQLite database: it opens as is in `sqlite3` and Datasette.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import time
@@ -95,10 +96,27 @@ def _begin_immediate(conn: sqlite3.Connection) -> None:
         return
 
 
+_SAVEPOINTS = itertools.count()
+
+
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception. A connection with a `lock_wait`
-    (the agent's writer) waits out another process's write lock instead of failing."""
+    (the agent's writer) waits out another process's write lock instead of failing.
+
+    Inside an open transaction it is a savepoint instead, so a caller can make several store
+    functions one transaction (a result and the line messages announcing it commit together)."""
+    if conn.in_transaction:
+        name = f"nested_{next(_SAVEPOINTS)}"  # unique while open
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
+            raise
+        conn.execute(f"RELEASE {name}")
+        return
     _begin_immediate(conn)
     try:
         yield conn

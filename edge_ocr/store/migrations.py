@@ -239,10 +239,48 @@ _M010_SYNC_BODIES_UPLOADS = """
 """
 
 
+# Versions 20-29 belong to the production line (issue 20).
+_M020_LINE = """
+        -- every job the line knows: a trigger taken (its id answered to the PLC before it is read),
+        -- or a read the station made on its own; exactly one result each
+        CREATE TABLE line_jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,    -- the job id every channel reports, never reused
+            origin TEXT NOT NULL,                    -- opcua, mqtt, modbus, http, continuous
+            source TEXT,                             -- the source that read it
+            recipe TEXT,
+            meas_id TEXT NOT NULL DEFAULT '',        -- the client's own run and part identifiers
+            part_id TEXT NOT NULL DEFAULT '',
+            requested_at TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('queued', 'done')),
+            finished_at TEXT,
+            verdict TEXT CHECK (verdict IN ('pass', 'fail', 'no-read', 'error')),
+            capture_id INTEGER REFERENCES captures(id),
+            result_id INTEGER REFERENCES results(id),
+            error TEXT
+        );
+        CREATE INDEX line_jobs_state ON line_jobs(state, id);
+
+        -- MQTT messages the broker has not acknowledged yet (written with the result they announce,
+        -- sent in id order, kept across restarts and broker outages)
+        CREATE TABLE line_messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER REFERENCES line_jobs(id),
+            topic TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            qos INTEGER NOT NULL CHECK (qos IN (0, 1, 2)),
+            retain INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            acked_at TEXT
+        );
+        CREATE INDEX line_messages_unacked ON line_messages(acked_at, id);
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", sql=_M001_INITIAL),
     Migration(2, "results_fts declared as Datasette and sqlite-utils detect it", sql=_M002_FTS_FOR_DATASETTE),
     Migration(10, "sync batch bodies and image uploads", sql=_M010_SYNC_BODIES_UPLOADS),
+    Migration(20, "line jobs and the MQTT messages announcing them", sql=_M020_LINE),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

@@ -29,6 +29,8 @@ def _delete_results(conn: sqlite3.Connection, result_ids: Sequence[int]) -> tupl
         cap_ids = [r[0] for r in conn.execute(f"SELECT capture_id FROM results WHERE id IN ({marks})", chunk)]
         conn.execute(f"DELETE FROM verdicts WHERE result_id IN ({marks})", chunk)
         conn.execute(f"DELETE FROM corrections WHERE result_id IN ({marks})", chunk)
+        # a line job outlives its result: it keeps its verdict, loses only the link
+        conn.execute(f"UPDATE line_jobs SET result_id = NULL WHERE result_id IN ({marks})", chunk)
         conn.execute(f"DELETE FROM results WHERE id IN ({marks})", chunk)
         if cap_ids:
             cmarks = ",".join("?" * len(cap_ids))
@@ -41,6 +43,7 @@ def _delete_results(conn: sqlite3.Connection, result_ids: Sequence[int]) -> tupl
             ]
             # keep the files rows (they remember content already read); only drop the link
             conn.execute(f"UPDATE files SET capture_id = NULL WHERE capture_id IN ({cmarks})", cap_ids)
+            conn.execute(f"UPDATE line_jobs SET capture_id = NULL WHERE capture_id IN ({cmarks})", cap_ids)
             conn.execute(
                 f"DELETE FROM captures WHERE id IN ({cmarks}) AND id NOT IN (SELECT capture_id FROM results)",
                 cap_ids,

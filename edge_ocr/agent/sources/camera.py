@@ -5,14 +5,17 @@ with a slowly updated background; while something is in view it keeps the sharpe
 (Laplacian variance) in which the object is whole; when it has left, those frames go to a worker as
 one job, which OCRs each, votes the text line by line (`vote`) and keeps the sharpest frame. Only
 frames that become records are saved (by the agent). Other triggers: every `interval` seconds
-(continuous), on POST /trigger (http), or when `trigger_file` appears (file).
+(continuous), on POST /trigger (http), when `trigger_file` appears (file), or on a line trigger
+(line: OPC UA, MQTT, Modbus), which reads the freshest frames after the trigger (`FreshFrames`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import http.server
 import logging
+import queue
 import threading
 import time
 from collections import Counter
@@ -24,6 +27,7 @@ import cv2
 import numpy as np
 
 from edge_ocr.config import CameraSourceConfig, Trigger
+from edge_ocr.line.model import LineJob
 from edge_ocr.store.db import utcnow
 from edge_ocr.types import OcrResult, TextLine
 
@@ -32,6 +36,12 @@ logger = logging.getLogger(__name__)
 SMALL_WIDTH = 160
 DIFF_LEVEL = 25  # grey levels
 EDGE_MARGIN = 2  # small-image pixels: an object touching the border is not whole
+#: a grab that returns sooner than this after a line trigger came from a buffer (the driver's,
+#: FFmpeg's, the network's): the frame was taken before the trigger and is dropped
+FRESH_WAIT_S = 0.002
+#: ... but a source that never makes the reader wait (a video file) gives its next frame after
+#: this many dropped
+MAX_DRAIN = 8
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class CameraCapture:
     sharpness: tuple[float, ...]
     captured_at: str
     seen_at: float
+    job: LineJob | None = None  # the line trigger it answers
+    grab_ms: float = 0.0  # trigger to the last frame grabbed (line triggers)
 
 
 def sharpness(image: np.ndarray) -> float:
@@ -195,6 +207,42 @@ class PresenceTracker:
         return tuple(t[2] for t in chosen), scores
 
 
+# -- line triggers: the freshest frames ---------------------------------------------------------
+
+
+class FreshFrames:
+    """Picks the frames that answer a line trigger: the camera is read all the time (so buffers stay
+    drained), and once a trigger is taken every grab that does not wait is dropped as buffered from
+    before it; the first frames that had to wait for the camera are the job's."""
+
+    def __init__(self, wanted: int) -> None:
+        self.wanted = wanted
+        self.job: LineJob | None = None
+        self.frames: list[np.ndarray] = []
+        self._drained = 0
+
+    def start(self, job: LineJob) -> None:
+        self.job, self.frames, self._drained = job, [], 0
+
+    def offer(self, started: float, waited: float) -> bool:
+        """Should the frame whose grab started at `started` (monotonic) and waited `waited` s be
+        kept? Only frames grabbed after the trigger count, and buffered ones are dropped."""
+        if self.job is None or started < self.job.requested_mono:
+            return False
+        if waited >= FRESH_WAIT_S or self._drained >= MAX_DRAIN or self.frames:
+            return True
+        self._drained += 1
+        return False
+
+    def add(self, frame: np.ndarray) -> LineJob | None:
+        """Keep a frame; the job once it has its frames."""
+        self.frames.append(frame)
+        if len(self.frames) < self.wanted:
+            return None
+        job, self.job = self.job, None
+        return job
+
+
 # -- the source ---------------------------------------------------------------------------------
 
 
@@ -223,9 +271,17 @@ class _TriggerServer(http.server.ThreadingHTTPServer):
 class CameraSource:
     """Reads frames in its own thread and submits one CameraCapture per record."""
 
-    def __init__(self, cfg: CameraSourceConfig, emit: Callable[[Any], bool]) -> None:
+    def __init__(
+        self,
+        cfg: CameraSourceConfig,
+        emit: Callable[[Any], bool],
+        *,
+        continuous: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.cfg = cfg
         self._emit = emit
+        self._continuous = continuous  # a line camera: read every `interval` s instead of on triggers
+        self._line_jobs: queue.Queue[LineJob] = queue.Queue()
         self._stop = threading.Event()
         self.finished = threading.Event()  # a video file has been read to its end
         self._fire = threading.Event()
@@ -277,6 +333,10 @@ class CameraSource:
         """External trigger (what POST /trigger does)."""
         self._fire.set()
 
+    def read_for(self, job: LineJob) -> None:
+        """A line trigger (trigger = "line"): the freshest frames after it become `job`'s record."""
+        self._line_jobs.put(job)
+
     def _open(self) -> cv2.VideoCapture:
         if self.cfg.device is not None:
             return cv2.VideoCapture(self.cfg.device)
@@ -284,8 +344,15 @@ class CameraSource:
             return cv2.VideoCapture(self.cfg.url)
         return cv2.VideoCapture(str(self.cfg.file))
 
-    def _submit(self, frames: tuple[np.ndarray, ...], scores: tuple[float, ...], seen_at: float) -> None:
-        capture = CameraCapture(self.cfg, frames, scores, utcnow(), seen_at)
+    def _submit(
+        self,
+        frames: tuple[np.ndarray, ...],
+        scores: tuple[float, ...],
+        seen_at: float,
+        job: LineJob | None = None,
+    ) -> None:
+        grab_ms = (time.monotonic() - job.requested_mono) * 1000 if job is not None else 0.0
+        capture = CameraCapture(self.cfg, frames, scores, utcnow(), seen_at, job, grab_ms)
         while not self._stop.is_set():
             if self._emit(capture):
                 self.records += 1
@@ -318,6 +385,9 @@ class CameraSource:
             self.finished.set()
 
     def _read(self, cap: cv2.VideoCapture) -> None:
+        if self.cfg.trigger is Trigger.LINE:
+            self._read_line(cap)
+            return
         tracker = PresenceTracker(self.cfg)
         period = 1.0 / self.cfg.fps_cap if self.cfg.fps_cap > 0 else 0.0
         next_at = time.monotonic()
@@ -367,3 +437,49 @@ class CameraSource:
             done = tracker.flush()
             if done is not None:
                 self._submit(done[0], done[1], time.monotonic())
+
+    def _read_line(self, cap: cv2.VideoCapture) -> None:
+        """trigger = "line": grab every frame the camera gives (decoding only those kept), answer each
+        line trigger with the freshest frames after it; in continuous execution, a record every
+        `interval` seconds."""
+        fresh = FreshFrames(self.cfg.consensus_frames)
+        burst: list[np.ndarray] = []
+        next_continuous = time.monotonic() + self.cfg.interval
+        if not self.started:
+            self.started = time.monotonic()
+        while not self._stop.is_set():
+            if fresh.job is None:
+                with contextlib.suppress(queue.Empty):
+                    fresh.start(self._line_jobs.get_nowait())
+            started = time.monotonic()
+            if not cap.grab():
+                if self.cfg.file is None:
+                    logger.warning("%s: stream ended; reconnecting", self.name)
+                break
+            waited = time.monotonic() - started
+            self.frames_read += 1
+            if fresh.offer(started, waited):
+                ok, frame = cap.retrieve()
+                if ok and frame is not None:
+                    job = fresh.add(frame.copy())
+                    if job is not None:
+                        frames = tuple(fresh.frames)
+                        self._submit(frames, tuple(sharpness(f) for f in frames), job.requested_mono, job)
+                continue
+            if fresh.job is None and self._continuous():
+                now = time.monotonic()
+                if burst or now >= next_continuous:
+                    ok, frame = cap.retrieve()
+                    if ok and frame is not None:
+                        burst.append(frame.copy())
+                    if len(burst) >= self.cfg.consensus_frames:
+                        self._submit(tuple(burst), tuple(sharpness(f) for f in burst), now)
+                        burst, next_continuous = [], now + self.cfg.interval
+            elif self.cfg.file is not None and fresh.job is None:
+                # a video file between triggers: pace it like a camera rather than reading to its end
+                self._stop.wait(1.0 / (self.cfg.fps_cap or 30.0))
+        if fresh.job is not None:  # the stream ended under a trigger: its job waits for the reconnect
+            self._line_jobs.put(fresh.job)
+
+    def pending_line_jobs(self) -> int:
+        return self._line_jobs.qsize()

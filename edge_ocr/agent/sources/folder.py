@@ -32,6 +32,7 @@ from watchdog.observers.polling import PollingObserver
 from edge_ocr.agent.sources.entries import inspect_entry
 from edge_ocr.config import FolderSourceConfig
 from edge_ocr.errors import ConfigError
+from edge_ocr.line.model import LineJob
 from edge_ocr.store.files import display_path
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class FileCandidate:
     seen_at: float  # time.monotonic() of the first event, for latency figures
     source: Path | None = None  # what to open: the file, or the target of a link inside the folder
     arrived: bool = False  # renamed or moved into the folder (complete on arrival)
+    job: LineJob | None = None  # the line trigger it answers (a folder read on triggers)
 
     @property
     def read_path(self) -> Path:

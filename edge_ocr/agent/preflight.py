@@ -1,6 +1,6 @@
 """What `edge-ocr run` checks before it starts, beyond parsing the file (`load_config`): folders
-that exist and do not overlap, and the background services' sections (`[sync]`), validated by the
-packages that provide them. `edge-ocr doctor --only config` calls the same function, so the
+that exist and do not overlap, the background services' sections (`[sync]`), validated by the
+packages that provide them, and the line channels' libraries and secret files. `edge-ocr doctor --only config` calls the same function, so the
 pre-start check and `run` never disagree.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from edge_ocr.agent.services import check_services
 from edge_ocr.config import Config
 from edge_ocr.errors import ConfigError
+from edge_ocr.line.channels import require
 
 
 def check_runnable(cfg: Config, *, base_dir: Path) -> None:
@@ -18,6 +19,19 @@ def check_runnable(cfg: Config, *, base_dir: Path) -> None:
     (relative paths in service sections are taken from it)."""
     check_folders(cfg)
     check_services({"sync": cfg.sync}, base_dir=base_dir)
+    check_line(cfg)
+
+
+def check_line(cfg: Config) -> None:
+    """The configured line channels' libraries are installed, and their secret files readable."""
+    for name, module in (("mqtt", "paho.mqtt"), ("opcua", "asyncua"), ("modbus", "pymodbus")):
+        if getattr(cfg.line, name) is not None:
+            require(module, f"[line.{name}]")
+    for name in ("mqtt", "opcua"):
+        section = getattr(cfg.line, name)
+        path = getattr(section, "password_file", None) if section is not None else None
+        if path is not None and not path.is_file():
+            raise ConfigError(f"line.{name}.password_file: {path} does not exist")
 
 
 def _inside(a: Path, b: Path) -> bool:

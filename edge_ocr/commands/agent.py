@@ -71,10 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--polling", action="store_true", help="poll instead of inotify (network shares)")
     p.add_argument("--once", action="store_true", help="process what is there, then exit")
     line = p.add_argument_group("the production line (docs/LINE.md)")
-    line.add_argument("--mqtt", metavar="URL", default=None, help="publish results to this broker: mqtt://HOST:PORT")
+    line.add_argument(
+        "--mqtt", metavar="URL", default=None, help="publish results to this broker: mqtt://HOST:PORT"
+    )
     line.add_argument("--opcua", metavar="URL", default=None, help="serve OPC UA here: opc.tcp://HOST:PORT")
     line.add_argument("--modbus", metavar="HOST:PORT", default=None, help="serve Modbus TCP here")
-    line.add_argument("--station", default=None, help="the station's name in topics and nodes (default: host name)")
+    line.add_argument(
+        "--station", default=None, help="the station's name in topics and nodes (default: host name)"
+    )
     line.add_argument(
         "--triggered",
         action="store_true",
@@ -234,6 +238,7 @@ def agent_running(status: dict) -> bool:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from edge_ocr.store import line as line_store
     from edge_ocr.store.agents import read_agent_status, read_lock_wait
     from edge_ocr.store.files import file_state_counts
     from edge_ocr.store.outbox import sync_summary
@@ -247,6 +252,8 @@ def run_status(args: argparse.Namespace) -> int:
             files = file_state_counts(conn)
             counts = status_counts(conn)
             sync = sync_summary(conn)
+            line_jobs = line_store.job_counts(conn)
+            line_unsent = line_store.count_unacked(conn)
     finally:
         conn.close()
     agent = agents[0] if agents else {}
@@ -271,6 +278,11 @@ def run_status(args: argparse.Namespace) -> int:
         **counts,
         "sync": sync,
         "waiting_for_lock": lock_wait,
+        "line": {
+            **(agent.get("details", {}).get("line") or {}),
+            "jobs": line_jobs,
+            "unsent_messages": line_unsent,
+        },
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
@@ -297,11 +309,37 @@ def run_status(args: argparse.Namespace) -> int:
     if sync.get("last_error"):
         sync_line += f"; last error {sync['last_error']} ({sync.get('last_error_at')})"
     print(f"sync:       {sync_line}")
+    _print_line(report["line"], running)
     verdicts = ", ".join(f"{k} {v}" for k, v in sorted(counts["verdicts"].items())) or "-"
     print(
         f"results:    {counts['results']} (verdicts: {verdicts}); last at {counts['last_result_at'] or '-'}"
     )
     return 0 if running else 1
+
+
+def _print_line(line: dict, running: bool) -> None:
+    """The production line's part of `status`: state, recipe, queue, each channel, the counters."""
+    jobs = line.get("jobs", {})
+    if "state" not in line and not any(jobs.values()):
+        return
+    done = ", ".join(f"{k} {v}" for k, v in sorted(jobs.items()) if k != "queued") or "none"
+    if "state" in line and running:
+        print(
+            f"line:       {line['state']}, recipe {line.get('recipe') or '-'}, {line.get('queued', 0)} of "
+            f"{line.get('max_queued')} trigger(s) queued; jobs: {done}"
+        )
+        counters = line.get("counters", {})
+        print(
+            f"            triggers {counters.get('triggers', 0)} taken, {counters.get('busy', 0)} busy, "
+            f"{counters.get('refused', 0)} refused, {counters.get('bad_requests', 0)} bad"
+        )
+        for ch in line.get("channels", []):
+            detail = f" ({ch['detail']})" if ch.get("detail") else ""
+            print(f"            {ch['name']:<7} {ch['state']:<11} {ch['endpoint']}{detail}")
+    else:
+        print(f"line:       jobs: {done}")
+    if line.get("unsent_messages"):
+        print(f"            {line['unsent_messages']} MQTT message(s) wait for the broker")
 
 
 # -- results / export ----------------------------------------------------------------------------------

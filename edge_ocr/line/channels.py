@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge_ocr.config import Config
+from edge_ocr.errors import ConfigError
 from edge_ocr.line.hub import LineHub
 from edge_ocr.line.model import ChannelStatus, LineResult
 from edge_ocr.store.line import Message
 
 logger = logging.getLogger(__name__)
+
+
+def require(module: str, section: str) -> None:
+    """A configured channel whose library is missing is a config error saying what to install."""
+    import importlib.util
+
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        raise ConfigError(f"{section} needs {module.split('.')[0]}: pip install 'edge-ocr[line]'")
 
 
 class Channel(Protocol):
@@ -55,6 +64,9 @@ class LineChannels:
         self.opcua: Any = None
         self.modbus: Any = None
         self.channels: list[Channel] = []
+        for name, module in (("mqtt", "paho.mqtt"), ("opcua", "asyncua"), ("modbus", "pymodbus")):
+            if getattr(line, name) is not None:
+                require(module, f"[line.{name}]")
         if line.mqtt is not None:
             from edge_ocr.line.mqtt import MqttChannel
 

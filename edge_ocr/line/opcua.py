@@ -53,6 +53,7 @@ from edge_ocr.line.hub import LineHub
 from edge_ocr.line.model import (
     ChannelStatus,
     LineResult,
+    LineVerdict,
     TriggerReply,
     TriggerRequest,
     TriggerStatus,
@@ -344,7 +345,13 @@ class OpcUaChannel:
             results, ("ResultManagement", "ResultCount"), ua.Variant(0, ua.VariantType.UInt32), "UInt32"
         )
         last = await results.add_object(nid("ResultManagement", "LastResult"), qn("LastResult"))
-        empty = _result_values(LineResult(0, self.hub.station, "", "", _verdict_none()))
+        # no result yet: empty strings and zeros, not a job 0
+        empty = {
+            **_result_values(LineResult(0, self.hub.station, "", "", LineVerdict.NO_READ)),
+            "JobId": "",
+            "Verdict": "",
+            "VerdictCode": 0,
+        }
         for name, vtype in _RESULT_VARS:
             value = empty[name] if name != "Reasons" else ua.Variant([], ua.VariantType.String)
             await var(last, ("ResultManagement", "LastResult", name), value, vtype)
@@ -515,12 +522,6 @@ def _string_args(args: tuple[Any, ...], expected: int) -> Any:
     res.StatusCode = ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
     res.InputArgumentResults = results
     return res
-
-
-def _verdict_none() -> Any:
-    from edge_ocr.line.model import LineVerdict
-
-    return LineVerdict.NO_READ
 
 
 def _bound_port(server: Any) -> int | None:

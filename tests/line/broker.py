@@ -95,7 +95,9 @@ class Broker:
 class Subscriber:
     """A real MQTT client with a persistent session (QoS 1): every message it was sent, in order."""
 
-    def __init__(self, port: int, topics: list[str], *, client_id: str = "test-subscriber", **tls: Any) -> None:
+    def __init__(
+        self, port: int, topics: list[str], *, client_id: str = "test-subscriber", **tls: Any
+    ) -> None:
         import paho.mqtt.client as mqtt
 
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -160,9 +162,11 @@ def line_config(dirs: dict[str, Path], *, triggered: bool = False, recipes: bool
 
     cfg = make_config(dirs, trigger=FolderTrigger.LINE if triggered else FolderTrigger.ARRIVAL)
     if recipes:
-        any_text = RecipeConfig("any", (FieldSpec("first", regex=r"^(\w+)"),), ChecksSpec(not_expired=False))
+        any_text = RecipeConfig("any", (FieldSpec("first", regex=r"(.+)"),), ChecksSpec(not_expired=False))
         never = RecipeConfig(
-            "never", (FieldSpec("first", regex=r"^(\w+)", expected="NEVER-THIS"),), ChecksSpec(not_expired=False)
+            "never",
+            (FieldSpec("first", regex=r"(.+)", expected="NEVER-THIS"),),
+            ChecksSpec(not_expired=False),
         )
         cfg = replace(cfg, recipes={"any": any_text, "never": never})
         cfg = replace(cfg, folders=(replace(cfg.folders[0], recipe="any"),))

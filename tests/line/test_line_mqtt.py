@@ -4,6 +4,7 @@ mid-publish or the agent restarts. A real Mosquitto broker and real paho clients
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ import pytest
 from broker import Broker, Subscriber, free_port, held, line_config
 from support import query, running_agent, wait_for, write_label
 
-from edge_ocr.config import CameraSourceConfig, LineConfig, MqttConfig, Trigger
+from edge_ocr.config import CameraSourceConfig, MqttConfig, Trigger
 
 T = "edge-ocr/st1"
 
@@ -37,11 +38,15 @@ def job_ids(sub: Subscriber) -> list[int]:
 def sent_by_agent(broker: Broker, topic: str) -> int:
     """PUBLISH packets the broker received from the agent on `topic` (each counted once, dup or not)."""
     return sum(
-        1 for line in broker.log().splitlines() if "Received PUBLISH from edge-ocr-st1" in line and f"'{topic}'" in line
+        1
+        for line in broker.log().splitlines()
+        if "Received PUBLISH from edge-ocr-st1" in line and f"'{topic}'" in line
     )
 
 
-def test_watch_with_mqtt_publishes_one_message_per_dropped_label(dirs, broker: Broker, tmp_path: Path) -> None:
+def test_watch_with_mqtt_publishes_one_message_per_dropped_label(
+    dirs, broker: Broker, tmp_path: Path
+) -> None:
     """The issue's own command: `edge-ocr watch IN --db DB --mqtt mqtt://127.0.0.1:PORT`."""
     sub = Subscriber(broker.port, [f"edge-ocr/{socket.gethostname()}/#"])
     station = f"edge-ocr/{socket.gethostname()}"
@@ -52,7 +57,9 @@ def test_watch_with_mqtt_publishes_one_message_per_dropped_label(dirs, broker: B
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: b'"online"' in b"".join(sub.on(f"{station}/status")), timeout=120, what="status online")
+        wait_for(
+            lambda: b'"online"' in b"".join(sub.on(f"{station}/status")), timeout=120, what="status online"
+        )
         for i in range(4):
             write_label(dirs["in"] / f"label{i}.png", f"LOT {i}", i)
         wait_for(lambda: len(sub.on(f"{station}/result")) >= 4, timeout=120, what="four results")
@@ -73,7 +80,9 @@ def test_watch_with_mqtt_publishes_one_message_per_dropped_label(dirs, broker: B
     assert query(dirs["db"], "SELECT count(*) FROM line_messages WHERE acked_at IS NULL") == [(0,)]
 
 
-def test_a_broker_outage_and_an_agent_restart_lose_nothing_and_send_nothing_twice(dirs, broker: Broker) -> None:
+def test_a_broker_outage_and_an_agent_restart_lose_nothing_and_send_nothing_twice(
+    dirs, broker: Broker
+) -> None:
     sub = Subscriber(broker.port, [f"{T}/result", f"{T}/verdict"])
     cfg = line_config(dirs, mqtt=MqttConfig(url=broker.url))
     try:
@@ -84,15 +93,22 @@ def test_a_broker_outage_and_an_agent_restart_lose_nothing_and_send_nothing_twic
             broker.stop()  # the plant's broker restarts
             for i in range(3):
                 write_label(dirs["in"] / f"b{i}.png", f"B {i}", 10 + i)
-            wait_for(lambda: query(dirs["db"], "SELECT count(*) FROM line_jobs")[0][0] == 6, what="six jobs stored")
+            wait_for(
+                lambda: query(dirs["db"], "SELECT count(*) FROM line_jobs")[0][0] == 6, what="six jobs stored"
+            )
             unsent = query(dirs["db"], "SELECT count(*) FROM line_messages WHERE acked_at IS NULL")[0][0]
             assert unsent == 6  # three results and three verdicts wait in the store
             broker.start()
-            wait_for(lambda: len(job_ids(sub)) == 6, timeout=60, what="the three held results after the outage")
+            wait_for(
+                lambda: len(job_ids(sub)) == 6, timeout=60, what="the three held results after the outage"
+            )
             broker.stop()
             for i in range(2):
                 write_label(dirs["in"] / f"c{i}.png", f"C {i}", 20 + i)
-            wait_for(lambda: query(dirs["db"], "SELECT count(*) FROM line_jobs")[0][0] == 8, what="eight jobs stored")
+            wait_for(
+                lambda: query(dirs["db"], "SELECT count(*) FROM line_jobs")[0][0] == 8,
+                what="eight jobs stored",
+            )
         # the agent stopped with the broker away: its messages are in the store, not lost
         assert query(dirs["db"], "SELECT count(*) FROM line_messages WHERE acked_at IS NULL") == [(4,)]
         broker.start()
@@ -143,17 +159,13 @@ class _Proxy:
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         for s in list(self.conns):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.conns.clear()
 
     def close(self) -> None:
@@ -176,7 +188,9 @@ def test_a_connection_cut_mid_publish_loses_nothing(dirs, broker: Broker) -> Non
                     proxy.cut()  # while results are being published
             wait_for(lambda: len(set(job_ids(sub))) == 12, timeout=90, what="twelve results through the cuts")
             wait_for(
-                lambda: query(dirs["db"], "SELECT count(*) FROM line_messages WHERE acked_at IS NULL")[0][0] == 0,
+                lambda: (
+                    query(dirs["db"], "SELECT count(*) FROM line_messages WHERE acked_at IS NULL")[0][0] == 0
+                ),
                 what="every message acknowledged",
             )
     finally:
@@ -185,7 +199,9 @@ def test_a_connection_cut_mid_publish_loses_nothing(dirs, broker: Broker) -> Non
     assert sorted(set(job_ids(sub))) == list(range(1, 13))
 
 
-def test_triggers_over_mqtt_read_the_newest_file_and_are_answered_on_the_reply_topic(dirs, broker: Broker) -> None:
+def test_triggers_over_mqtt_read_the_newest_file_and_are_answered_on_the_reply_topic(
+    dirs, broker: Broker
+) -> None:
     sub = Subscriber(broker.port, [f"{T}/#"])
     cfg = line_config(dirs, triggered=True, recipes=True, mqtt=MqttConfig(url=broker.url))
     try:
@@ -216,15 +232,25 @@ def test_triggers_over_mqtt_read_the_newest_file_and_are_answered_on_the_reply_t
     first, second, third = results
     assert Path(first["image"]).name == "new.png" and first["verdict"] == "pass" and first["recipe"] == "any"
     assert (first["meas_id"], first["part_id"], first["origin"]) == ("M-1", "P-9", "mqtt")
-    assert Path(second["image"]).name == "old.png" and second["recipe"] == "never" and second["verdict"] == "fail"
+    assert (
+        Path(second["image"]).name == "old.png"
+        and second["recipe"] == "never"
+        and second["verdict"] == "fail"
+    )
     assert third["verdict"] == "no-read" and "no new image" in third["reasons"][0] and third["image"] is None
     assert sub.json_on(f"{T}/recipe/reply")[0]["status"] == "accepted"
     assert sub.on(f"{T}/recipe")[-1] == b"never"
     jobs = query(dirs["db"], "SELECT id, origin, state, verdict FROM line_jobs ORDER BY id")
-    assert [(o, s, v) for _, o, s, v in jobs] == [("mqtt", "done", "pass"), ("mqtt", "done", "fail"), ("mqtt", "done", "no-read")]
+    assert [(o, s, v) for _, o, s, v in jobs] == [
+        ("mqtt", "done", "pass"),
+        ("mqtt", "done", "fail"),
+        ("mqtt", "done", "no-read"),
+    ]
 
 
-def test_a_full_trigger_queue_answers_busy_and_every_accepted_trigger_still_gets_a_result(dirs, broker: Broker) -> None:
+def test_a_full_trigger_queue_answers_busy_and_every_accepted_trigger_still_gets_a_result(
+    dirs, broker: Broker
+) -> None:
     """A line camera that gives no frame (its stream is not there): triggers queue up to the bound,
     the next is answered busy and counted, and each queued one ends as a no-read after job_timeout."""
     sub = Subscriber(broker.port, [f"{T}/#"])
@@ -246,7 +272,9 @@ def test_a_full_trigger_queue_answers_busy_and_every_accepted_trigger_still_gets
     busy = [r for r in sub.json_on(f"{T}/trigger/reply") if r["status"] == "busy"]
     assert all(r["job_id"] is None and "2 trigger(s) already queued" in r["reason"] for r in busy)
     results = sub.json_on(f"{T}/result")
-    assert {r["verdict"] for r in results} == {"no-read"} and all("within 3 s" in r["reasons"][0] for r in results)
+    assert {r["verdict"] for r in results} == {"no-read"} and all(
+        "within 3 s" in r["reasons"][0] for r in results
+    )
     assert status["counters"]["busy"] == 2
 
 
@@ -261,7 +289,9 @@ def test_a_full_trigger_queue_answers_busy_and_every_accepted_trigger_still_gets
         (b"x" * 70_000, "over the 65536 byte limit"),
     ],
 )
-def test_malformed_triggers_get_bad_request_and_the_agent_stays_up(dirs, broker: Broker, payload, reason) -> None:
+def test_malformed_triggers_get_bad_request_and_the_agent_stays_up(
+    dirs, broker: Broker, payload, reason
+) -> None:
     sub = Subscriber(broker.port, [f"{T}/#"])
     cfg = line_config(dirs, triggered=True, mqtt=MqttConfig(url=broker.url))
     try:

@@ -39,9 +39,10 @@ EDGE_MARGIN = 2  # small-image pixels: an object touching the border is not whol
 #: a grab that returns sooner than this after a line trigger came from a buffer (the driver's,
 #: FFmpeg's, the network's): the frame was taken before the trigger and is dropped
 FRESH_WAIT_S = 0.002
-#: ... but a source that never makes the reader wait (a video file) gives its next frame after
-#: this many dropped
-MAX_DRAIN = 8
+#: ... but a video file never makes the reader wait: its next frame counts after this many dropped;
+MAX_DRAIN_FILE = 8
+#: and a live camera that outruns the reader (its buffer never empties) after this many (logged)
+MAX_DRAIN_LIVE = 240
 
 
 @dataclass(frozen=True)
@@ -215,8 +216,9 @@ class FreshFrames:
     drained), and once a trigger is taken every grab that does not wait is dropped as buffered from
     before it; the first frames that had to wait for the camera are the job's."""
 
-    def __init__(self, wanted: int) -> None:
+    def __init__(self, wanted: int, max_drain: int) -> None:
         self.wanted = wanted
+        self.max_drain = max_drain
         self.job: LineJob | None = None
         self.frames: list[np.ndarray] = []
         self._drained = 0
@@ -229,7 +231,14 @@ class FreshFrames:
         kept? Only frames grabbed after the trigger count, and buffered ones are dropped."""
         if self.job is None or started < self.job.requested_mono:
             return False
-        if waited >= FRESH_WAIT_S or self._drained >= MAX_DRAIN or self.frames:
+        if waited >= FRESH_WAIT_S or self.frames:
+            return True
+        if self._drained >= self.max_drain:
+            if self.max_drain == MAX_DRAIN_LIVE:
+                logger.warning(
+                    "camera: %d buffered frames dropped after a trigger; the camera outruns the reader",
+                    self._drained,
+                )
             return True
         self._drained += 1
         return False
@@ -442,7 +451,9 @@ class CameraSource:
         """trigger = "line": grab every frame the camera gives (decoding only those kept), answer each
         line trigger with the freshest frames after it; in continuous execution, a record every
         `interval` seconds."""
-        fresh = FreshFrames(self.cfg.consensus_frames)
+        fresh = FreshFrames(
+            self.cfg.consensus_frames, MAX_DRAIN_FILE if self.cfg.file is not None else MAX_DRAIN_LIVE
+        )
         burst: list[np.ndarray] = []
         next_continuous = time.monotonic() + self.cfg.interval
         if not self.started:

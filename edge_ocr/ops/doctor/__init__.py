@@ -12,6 +12,8 @@ disk       free space where the database and data live
 folders    watched folders readable; archive, quarantine, data and database folders writable
 cameras    video devices present and accessible, stream hosts reachable
 endpoint   the sync endpoint answers GET /v1/health, and the clock agrees with its Date header
+line       the MQTT broker takes the login, the OPC UA and Modbus ports are free (or the running
+           agent's), the OPC UA certificate is valid
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable
 from edge_ocr.config import Config
 from edge_ocr.ops.doctor.findings import DoctorOptions, Finding, Status
 from edge_ocr.ops.doctor.host import check_cpu, check_engines, check_models
+from edge_ocr.ops.doctor.line import check_line
 from edge_ocr.ops.doctor.network import check_cameras, check_endpoint
 from edge_ocr.ops.doctor.station import check_database, check_disk, check_folders
 
@@ -43,6 +46,7 @@ CHECKS: dict[str, CheckFn] = {
     "folders": check_folders,
     "cameras": check_cameras,
     "endpoint": check_endpoint,
+    "line": check_line,
 }
 CHECK_NAMES = ("config", *CHECKS)
 

@@ -1,0 +1,325 @@
+"""Triggered reads (issue 20): a camera answers a trigger with a frame taken after it, never one its
+buffers held from before; each trigger gives exactly one result, with its job id, on every channel
+and in the store; jobs an agent left behind still get theirs; the [line] config is validated."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socketserver
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from broker import Broker, Subscriber, held, line_config
+from support import label_image, query, running_agent, wait_for, write_label
+
+from edge_ocr.config import CameraSourceConfig, ModbusConfig, MqttConfig, OpcUaConfig, Trigger, parse_config
+from edge_ocr.errors import ConfigError
+from edge_ocr.line.hub import LineHub
+from edge_ocr.line.model import LineResult, LineVerdict, TriggerRequest, TriggerStatus, VisionState
+
+BITS = 12  # frame index drawn as 12 black/white squares, readable after JPEG
+
+
+def _stamp(base: np.ndarray, index: int) -> bytes:
+    """A frame: a label with its index drawn in the top-left corner, as JPEG."""
+    img = base.copy()
+    for b in range(BITS):
+        x = 8 + b * 30
+        img[6:30, x : x + 24] = 0 if index >> b & 1 else 255
+    return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def _index(img: np.ndarray) -> int:
+    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+    return sum(1 << b for b in range(BITS) if gray[10:26, 12 + b * 30 : 28 + b * 30].mean() < 128)
+
+
+class MjpegCamera:
+    """An IP camera: MJPEG over HTTP (what OpenCV's FFmpeg backend reads), sending its frames in
+    bursts, as a congested network delivers them; `sent[i]` is when frame i left."""
+
+    def __init__(self, burst: int = 30, period: float = 1.0) -> None:
+        self.sent: dict[int, float] = {}
+        self.burst_started = threading.Event()
+        self.stop = threading.Event()
+        self.bases = [cv2.resize(label_image(f"LOT {i:05d}", i), (640, 480)) for i in range(8)]
+        camera = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                index = 0
+                try:
+                    while not camera.stop.is_set():
+                        camera.burst_started.set()
+                        for _ in range(burst):
+                            jpg = _stamp(camera.bases[index % len(camera.bases)], index % (1 << BITS))
+                            camera.sent[index] = time.monotonic()
+                            self.wfile.write(
+                                b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
+                                + jpg + b"\r\n"
+                            )  # fmt: skip
+                            index += 1
+                        self.wfile.flush()
+                        camera.burst_started.clear()
+                        camera.stop.wait(period)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+
+    def index_sent_at(self, index: int) -> float:
+        return self.sent[index]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+def test_a_triggered_camera_reads_a_frame_sent_after_the_trigger_never_a_buffered_one(
+    dirs, broker: Broker
+) -> None:
+    camera = MjpegCamera(burst=30, period=0.8)
+    sub = Subscriber(broker.port, ["edge-ocr/st1/#"])
+    cam = CameraSourceConfig(
+        name="cam", url=camera.url, trigger=Trigger.LINE, consensus_frames=1, reconnect_max=1.0
+    )
+    cfg = replace(line_config(dirs, mqtt=MqttConfig(url=broker.url)), folders=(), cameras=(cam,))
+    triggered_at = []
+    try:
+        with running_agent(cfg):
+            wait_for(lambda: len(camera.sent) > 60, what="the camera streaming")
+            for n in range(6):
+                camera.burst_started.clear()
+                assert camera.burst_started.wait(10)
+                time.sleep(0.002 * n)  # while the reader is still taking the burst's frames
+                triggered_at.append(time.monotonic())
+                sub.publish("edge-ocr/st1/trigger", json.dumps({"request_id": str(n)}))
+                wait_for(lambda k=n: len(sub.json_on("edge-ocr/st1/result")) == k + 1, what=f"result {n}")
+    finally:
+        sub.close()
+        camera.close()
+    results = sub.json_on("edge-ocr/st1/result")
+    assert [r["verdict"] for r in results] == ["pass"] * 6
+    for r, t in zip(results, triggered_at, strict=True):
+        stored = cv2.imread(r["image"])
+        frame = _index(stored)
+        assert camera.index_sent_at(frame) >= t, (
+            f"job {r['job_id']} read frame {frame}, sent before its trigger"
+        )
+        assert r["timings_ms"]["grab"] > 0
+
+
+def test_each_trigger_gives_exactly_one_result_on_every_channel(dirs, broker: Broker) -> None:
+    """Triggers from MQTT, Modbus and OPC UA, mixed, some with nothing to read: one result per job
+    id on MQTT, one ResultReady event per job id on OPC UA, the Modbus counter, and the store."""
+    import asyncio
+
+    from asyncua import Client, ua
+    from pymodbus.client import ModbusTcpClient
+
+    from edge_ocr.line.modbus import COIL
+    from edge_ocr.line.opcua import NAMESPACE, node_id
+
+    sub = Subscriber(broker.port, ["edge-ocr/st1/#"])
+    cfg = line_config(
+        dirs,
+        triggered=True,
+        mqtt=MqttConfig(url=broker.url),
+        opcua=OpcUaConfig(endpoint="opc.tcp://127.0.0.1:0/edge-ocr/"),
+        modbus=ModbusConfig(port=0),
+        max_queued=16,
+    )
+    with running_agent(cfg) as agent:
+        ch = agent.line.channels
+        assert ch.opcua.wait_started(300)
+        modbus = ModbusTcpClient("127.0.0.1", port=wait_for(lambda: ch.modbus.port), timeout=10)
+        assert modbus.connect()
+
+        async def scenario() -> list[str]:
+            client = Client(ch.opcua.endpoint, timeout=30)
+            await client.connect()
+            try:
+                idx = await client.get_namespace_index(NAMESPACE)
+                node = lambda *p: client.get_node(ua.NodeId(node_id(*p), idx))  # noqa: E731
+                got: list[str] = []
+
+                class Handler:
+                    def event_notification(self, event) -> None:
+                        got.append(event.JobId)
+
+                sub_ua = await client.create_subscription(20, Handler())
+                await sub_ua.subscribe_events(node(), node("ResultReadyEventType"))
+                for i in range(9):
+                    if i % 3 != 2:  # every third trigger finds nothing new: a no-read
+                        write_label(dirs["in"] / f"f{i}.png", f"LOT {i}1234", i)
+                        for _ in range(600):
+                            if held(agent):
+                                break
+                            await asyncio.sleep(0.05)
+                    channel = ("mqtt", "modbus", "opcua")[i % 3]
+                    if channel == "mqtt":
+                        sub.publish("edge-ocr/st1/trigger", "")
+                    elif channel == "modbus":
+                        await asyncio.get_running_loop().run_in_executor(
+                            None, lambda: modbus.write_coil(COIL["TRIGGER"], True, device_id=1)
+                        )
+                    else:
+                        await node("VisionStateMachine").call_method(
+                            ua.QualifiedName("StartSingleJob", idx), "", "", "", ""
+                        )
+                    for _ in range(600):
+                        if len(got) == i + 1:
+                            break
+                        await asyncio.sleep(0.05)
+                await asyncio.sleep(1.0)  # nothing more comes
+                return got
+            finally:
+                await client.disconnect()
+
+        try:
+            events = asyncio.run(scenario())
+            counter = modbus.read_input_registers(0, count=1, device_id=1).registers[0]
+        finally:
+            modbus.close()
+            sub.close()
+    mqtt_ids = [r["job_id"] for r in sub.json_on("edge-ocr/st1/result")]
+    assert mqtt_ids == list(range(1, 10))
+    assert events == [str(i) for i in range(1, 10)]
+    assert counter == 9
+    jobs = query(dirs["db"], "SELECT id, origin, state, verdict FROM line_jobs ORDER BY id")
+    assert [(o, s) for _, o, s, _ in jobs] == [(("mqtt", "modbus", "opcua")[i % 3], "done") for i in range(9)]
+    assert [v for *_, v in jobs] == ["pass", "pass", "no-read"] * 3
+    replies = sub.json_on("edge-ocr/st1/trigger/reply")
+    assert [r["job_id"] for r in replies] == [1, 4, 7]
+
+
+def test_jobs_a_stopped_agent_left_behind_get_their_result_at_the_next_start(dirs, broker: Broker) -> None:
+    from edge_ocr.store import line as line_store
+    from edge_ocr.store.db import open_connection
+
+    cfg = line_config(dirs, triggered=True, mqtt=MqttConfig(url=broker.url))
+    conn = open_connection(dirs["db"])
+    try:  # what an agent killed between recording a trigger and reading it leaves
+        line_store.create_job(
+            conn, origin="modbus", source=f"folder:{dirs['in']}", recipe=None, part_id="P-1"
+        )
+    finally:
+        conn.close()
+    sub = Subscriber(broker.port, ["edge-ocr/st1/result"])
+    try:
+        with running_agent(cfg):
+            wait_for(lambda: sub.json_on("edge-ocr/st1/result"), what="the orphan's result")
+    finally:
+        sub.close()
+    (result,) = sub.json_on("edge-ocr/st1/result")
+    assert (result["job_id"], result["verdict"], result["part_id"]) == (1, "error", "P-1")
+    assert "stopped before the job was read" in result["reasons"][0]
+    assert query(dirs["db"], "SELECT state, verdict FROM line_jobs") == [("done", "error")]
+
+
+# -- the hub and the config, without an agent --------------------------------------------------
+
+
+def test_hub_states_and_answers() -> None:
+    hub = LineHub("s", ["a"], active_recipe="a", triggered_source="camera:c", max_queued=1)
+    assert hub.state is VisionState.PREOPERATIONAL
+    assert hub.trigger(TriggerRequest("x")).status is TriggerStatus.REFUSED
+    hub.set_ready(True)
+    assert hub.state is VisionState.READY
+    assert hub.trigger(TriggerRequest("x", recipe="b")).status is TriggerStatus.BAD_REQUEST
+    answers = []
+    t = threading.Thread(target=lambda: answers.append(hub.trigger(TriggerRequest("x"))))
+    t.start()
+    wait_for(lambda: hub.queue_depth() == 1, what="the trigger waiting")
+    assert hub.state is VisionState.SINGLE_EXECUTION
+    assert hub.trigger(TriggerRequest("y")).status is TriggerStatus.BUSY
+    from edge_ocr.line.model import LineJob
+
+    (pending,) = hub.take_triggers()
+    assert hub.accepted(pending, LineJob(7, "x"))
+    t.join(5)
+    assert answers[0].job_id == 7
+    hub.publish(LineResult(7, "s", "x", "camera:c", LineVerdict.PASS))
+    assert hub.state is VisionState.READY and hub.counters.busy == 1 and hub.counters.results == 1
+    assert hub.start_continuous().accepted and hub.state is VisionState.CONTINUOUS_EXECUTION
+    assert hub.trigger(TriggerRequest("x")).status is TriggerStatus.REFUSED
+    assert hub.stop().accepted and hub.halt().accepted and hub.state is VisionState.HALTED
+    assert not hub.dispatch_allowed()
+    hub.set_error("the store is gone")
+    assert hub.state is VisionState.ERROR and not hub.reset().accepted
+    hub.set_error(None)
+    assert hub.reset().accepted and hub.state is VisionState.READY
+
+
+def test_a_trigger_the_agent_never_records_is_refused_not_lost() -> None:
+    hub = LineHub("s", [], active_recipe=None, triggered_source="camera:c", max_queued=2)
+    hub.set_ready(True)
+    reply = hub.trigger(TriggerRequest("x"), timeout=0.2)
+    assert reply.status is TriggerStatus.REFUSED and "did not record" in reply.reason
+    assert hub.take_triggers() == [] and hub.queue_depth() == 0
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ({"mqtt": {"url": "tcp://x:1"}}, "line.mqtt.url"),
+        ({"mqtt": {"qos": 3}}, "line.mqtt.qos: 3 is out of range"),
+        ({"mqtt": {"prefix": "a/+/b"}}, "line.mqtt.prefix"),
+        ({"mqtt": {"cert_file": "/c.pem"}}, "cert_file and key_file"),
+        ({"mqtt": {"url": "mqtt://h:1", "ca_file": "/ca.pem"}}, "need an mqtts:// URL"),
+        ({"opcua": {"endpoint": "http://x"}}, "line.opcua.endpoint"),
+        ({"opcua": {"security": "rsa"}}, "line.opcua.security: invalid value 'rsa'"),
+        ({"opcua": {"security": "basic256sha256"}}, "needs username and password"),
+        ({"opcua": {"username": "u", "password": "p"}}, "username needs security"),
+        ({"modbus": {"port": -1}}, "line.modbus.port"),
+        ({"max_queued": 0, "modbus": {}}, "line.max_queued"),
+        ({"job_timeout": 0, "modbus": {}}, "line.job_timeout"),
+        ({"modbus": {}, "recipe": "nope"}, "line.recipe: recipe 'nope' is not defined"),
+        ({"modbus": {}, "source": "folder:/nowhere"}, "line.source"),
+        (
+            {"modbus": {}, "colour": "red"},
+            "line: unknown key 'colour' (known: job_timeout, max_queued, modbus, mqtt",
+        ),
+    ],
+)
+def test_line_config_errors_name_the_key(line, message, tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=message.replace("(", r"\(").replace("+", r"\+").replace(".", r"\.")
+    ):
+        parse_config({"sources": {"folder": [{"path": str(tmp_path)}]}, "line": line}, env={})
+
+
+def test_two_triggered_sources_need_line_source(tmp_path: Path) -> None:
+    raw = {
+        "sources": {
+            "folder": [
+                {"path": str(tmp_path / "a"), "trigger": "line"},
+                {"path": str(tmp_path / "b"), "trigger": "line"},
+            ]
+        },
+        "line": {"modbus": {}},
+    }
+    with pytest.raises(ConfigError, match="name the one triggers read with line.source"):
+        parse_config(raw, env={})
+    cfg = parse_config({**raw, "line": {"modbus": {}, "source": f"folder:{tmp_path / 'b'}"}}, env={})
+    assert cfg.triggered_source().path == tmp_path / "b"
+    with pytest.raises(ConfigError, match="needs a line channel"):
+        parse_config({"sources": raw["sources"]}, env={})

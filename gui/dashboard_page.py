@@ -54,6 +54,9 @@ class DashboardPage(QWidget):
         self.sync = QLabel("…")
         self.sync.setWordWrap(True)
         self.sync.setTextFormat(Qt.TextFormat.RichText)
+        self.line = QLabel("…")
+        self.line.setWordWrap(True)
+        self.line.setTextFormat(Qt.TextFormat.RichText)
 
         rate_box = QGroupBox("Read rate")
         rate_layout = QVBoxLayout(rate_box)
@@ -64,10 +67,12 @@ class DashboardPage(QWidget):
         QVBoxLayout(agent_box).addWidget(self.agent)
         sync_box = QGroupBox("Sync")
         QVBoxLayout(sync_box).addWidget(self.sync)
+        self.line_box = QGroupBox("Line")
+        QVBoxLayout(self.line_box).addWidget(self.line)
         status = QWidget()
         status_layout = QVBoxLayout(status)
         status_layout.setContentsMargins(0, 0, 0, 0)
-        for box in (rate_box, agent_box, sync_box):
+        for box in (rate_box, agent_box, self.line_box, sync_box):
             status_layout.addWidget(box)
         status_layout.addStretch(1)
 
@@ -114,6 +119,9 @@ class DashboardPage(QWidget):
             f"{data.window_start[:16].replace('T', ' ')} – {data.window_end[:16].replace('T', ' ')} UTC"
         )
         self.agent.setText(self._agent_html(data))
+        line_html = self._line_html(data)
+        self.line_box.setVisible(bool(line_html))
+        self.line.setText(line_html)
         s = data.sync
         error = (
             f"<br><span style='color:#d62728'>last error {s.last_error_at or ''}: {s.last_error}</span>"
@@ -125,6 +133,41 @@ class DashboardPage(QWidget):
             f"<br>last success: {s.last_success or 'never'}{error}"
         )
         self.updated.emit(data)
+
+    @staticmethod
+    def _line_html(data: Dashboard) -> str:
+        """The production line's channels of each agent that has any: state, recipe, queue, each
+        channel (green when connected or listening), the trigger counters."""
+        parts = []
+        for a in data.agents:
+            line = a.line
+            if not line:
+                continue
+            stale = a.heartbeat_age_s is None or a.heartbeat_age_s > STALE_HEARTBEAT_S
+            if a.state != "running" or stale:
+                parts.append(f"<b>{a.agent_id}</b>: the line is down with the agent")
+                continue
+            rows = [
+                f"<b>{a.agent_id}</b>: <b>{line.get('state', '?')}</b> · recipe {line.get('recipe') or '-'}"
+                f" · queue {line.get('queued', 0)}/{line.get('max_queued', '?')}"
+            ]
+            for ch in line.get("channels", []):
+                up = ch.get("state") in ("connected", "listening")
+                colour = "#1f9d3a" if up else "#d62728"
+                detail = f" — {ch['detail']}" if ch.get("detail") else ""
+                rows.append(
+                    f"{ch.get('name')}: <span style='color:{colour}'><b>{ch.get('state')}</b></span>"
+                    f" {ch.get('endpoint', '')}{detail}"
+                )
+            c = line.get("counters", {})
+            rows.append(
+                f"triggers {c.get('triggers', 0)} · busy {c.get('busy', 0)} · refused {c.get('refused', 0)}"
+                f" · results {c.get('results', 0)}"
+            )
+            if line.get("unsent_messages"):
+                rows.append(f"{line['unsent_messages']} MQTT message(s) wait for the broker")
+            parts.append("<br>".join(rows))
+        return "<br><br>".join(parts)
 
     @staticmethod
     def _agent_html(data: Dashboard) -> str:

@@ -108,9 +108,10 @@ class Agent:
         """Put work on the bounded queue; False when it stayed full for `timeout` (caller retries)."""
         try:
             self.jobs.put(item, timeout=timeout)
-            return True
         except queue.Full:
             return False
+        self._wake()  # dispatched now, not at the loop's next tick
+        return True
 
     # -- lifecycle --------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> AgentStats:
@@ -324,9 +325,9 @@ class Agent:
                     self._desk.versions = msg.versions
                 if all(x.ready is not None for x in self._workers):
                     if not self.ready.is_set():
-                        self._heartbeat("running")
                         if self._line is not None:
                             self._line.set_ready(msg.model)
+                        self._heartbeat("running")
                     self.ready.set()
             elif isinstance(msg, WorkerFatal):
                 err = EdgeOcrError(msg.error)

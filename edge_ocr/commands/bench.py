@@ -47,6 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-peer", action="store_true", help="skip the peers (RapidOCR 3.10, rapidocr-onnxruntime 1.4.4)"
     )
+    p.add_argument(
+        "--line",
+        action="store_true",
+        help="instead: trigger to verdict on the production line, over MQTT and OPC UA (docs/LINE.md), "
+        "for --models (default: ppocrv6-tiny,ppocrv6-small)",
+    )
+    p.add_argument("--triggers", type=int, default=100, help="--line: triggers per family and channel")
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     p.add_argument(
@@ -58,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+    if args.line:
+        return run_line(args, say)
 
     info, rows = run_bench(
         engines=args.engines.split(",") if args.engines else None,
@@ -80,5 +90,22 @@ def run(args: argparse.Namespace) -> int:
     print(rows_to_json(info, rows) if args.json else md)
     if args.write:
         update_section(args.write, "bench", md)
+        say(f"updated {args.write}")
+    return 0
+
+
+def run_line(args: argparse.Namespace, say) -> int:
+    import json
+
+    from edge_ocr.benchmarks import line_bench
+    from edge_ocr.benchmarks.ocr_bench import machine_info
+
+    families = args.models.split(",") if args.models else ["ppocrv6-tiny", "ppocrv6-small"]
+    figures = line_bench.bench_line(families, args.triggers, say)
+    info = machine_info()
+    md = line_bench.to_markdown(info, figures)
+    print(json.dumps({"machine": info, **figures}, indent=2) if args.json else md)
+    if args.write:
+        update_section(args.write, "line-bench", md)
         say(f"updated {args.write}")
     return 0

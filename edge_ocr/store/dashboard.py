@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -40,6 +40,9 @@ class AgentStatus:
     host: str | None
     pid: int | None
     model_versions: dict[str, Any]
+    #: the production line's state as the agent last reported it (vision state, recipe, queue,
+    #: channels with their state, counters); empty when it has no line channel
+    line: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,10 @@ def agent_statuses(conn: sqlite3.Connection, *, now: datetime | None = None) -> 
             details = json.loads(row[9]) if row[9] else {}
         except ValueError:
             details = {}
-        versions = details.get("model_versions", details) if isinstance(details, dict) else {}
+        if not isinstance(details, dict):
+            details = {}
+        line = details.get("line") if isinstance(details.get("line"), dict) else {}
+        versions = details.get("model_versions", {k: v for k, v in details.items() if k != "line"})
         out.append(
             AgentStatus(
                 agent_id=row[0],
@@ -122,6 +128,7 @@ def agent_statuses(conn: sqlite3.Connection, *, now: datetime | None = None) -> 
                 host=row[7],
                 pid=row[8],
                 model_versions=versions if isinstance(versions, dict) else {},
+                line=line,
             )
         )
     return tuple(out)

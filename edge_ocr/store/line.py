@@ -182,3 +182,20 @@ def job_counts(conn: sqlite3.Connection) -> dict[str, int]:
         key = "queued" if state == "queued" else str(verdict)
         out[key] = out.get(key, 0) + int(n)
     return out
+
+
+def result_timings(conn: sqlite3.Connection, job_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+    """The timings each job's result message carried (the line benchmark reads where time went)."""
+    import json
+
+    out: dict[int, dict[str, float]] = {}
+    for start in range(0, len(job_ids), 500):
+        chunk = list(job_ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT job_id, payload FROM line_messages WHERE job_id IN ({marks}) AND topic LIKE '%/result'",
+            chunk,
+        ).fetchall()
+        for job_id, payload in rows:
+            out[int(job_id)] = json.loads(payload).get("timings_ms", {})
+    return out

@@ -33,7 +33,8 @@ def test_example_parses_and_is_in_the_docs() -> None:
 def test_every_key_is_documented() -> None:
     doc = DOC.read_text()
     for cls in (C.AgentConfig, C.EngineConfig, C.FolderSourceConfig, C.CameraSourceConfig, C.FieldSpec,
-                C.ChecksSpec, C.OutputsConfig, C.RetentionConfig):  # fmt: skip
+                C.ChecksSpec, C.OutputsConfig, C.RetentionConfig, C.LineConfig, C.OpcUaConfig, C.MqttConfig,
+                C.ModbusConfig):  # fmt: skip
         for f in fields(cls):
             assert re.search(rf"`{f.name}`", doc), f"{cls.__name__}.{f.name} is not in docs/CONFIG.md"
 

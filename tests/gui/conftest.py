@@ -50,6 +50,9 @@ def no_leaked_widgets(request: pytest.FixtureRequest):
     leaked += [
         w
         for w in QApplication.topLevelWidgets()
-        if w not in before and w.parent() is None and w.isWindow() and type(w).__module__.startswith("gui")
+        if w not in before
+        and w.parent() is None
+        and w.isWindow()
+        and type(w).__module__.startswith("edge_ocr_gui")
     ]
     assert not leaked, f"widgets leaked: {sorted({type(w).__name__ for w in leaked})}"

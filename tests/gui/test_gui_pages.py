@@ -272,3 +272,36 @@ def test_gui_without_pyside6_is_a_clear_error(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'edge-ocr[gui]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dashboard_shows_the_line_channels_of_a_running_agent(qtbot, dirs, tmp_path: Path) -> None:
+    """A real agent with a Modbus server (listening) and an MQTT broker that is not there (down):
+    the dashboard's Line box says so, from the agent's own heartbeat."""
+    import time
+    from dataclasses import replace
+
+    from linekit import free_port, line_config
+    from support import running_agent, wait_for
+
+    from edge_ocr.config import ModbusConfig, MqttConfig
+
+    cfg = line_config(
+        dirs,
+        modbus=ModbusConfig(port=0),
+        mqtt=MqttConfig(url=f"mqtt://127.0.0.1:{free_port()}"),
+        station="gui-st",
+    )
+    cfg = replace(cfg, agent=replace(cfg.agent, heartbeat=0.2))
+    with running_agent(cfg) as agent:
+        wait_for(lambda: agent.line.channels.modbus.port, what="modbus listening")
+        wait_for(lambda: agent.line.channels.mqtt.status().state == "down", what="mqtt down")
+        time.sleep(0.6)  # a heartbeat with both channels' states
+        window = window_for(qtbot, dirs["db"])
+        with qtbot.waitSignal(window.dashboard.updated, timeout=10000):
+            window.tabs.setCurrentIndex(1)
+        text = window.dashboard.line.text()
+        visible = window.dashboard.line_box.isVisibleTo(window)
+    assert visible
+    assert "ContinuousExecution" in text
+    assert "modbus: <span style='color:#1f9d3a'><b>listening</b>" in text
+    assert "mqtt: <span style='color:#d62728'><b>down</b>" in text and "Connection refused" in text

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from broker import Broker
+from linekit import Broker
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from broker import free_port, held, line_config
+from linekit import free_port, held, line_config
 from support import query, running_agent, wait_for, write_label
 
 from edge_ocr.config import CameraSourceConfig, ModbusConfig, Trigger

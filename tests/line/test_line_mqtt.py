@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from broker import Broker, Subscriber, free_port, held, line_config
+from linekit import Broker, Subscriber, free_port, held, line_config
 from support import query, running_agent, wait_for, write_label
 
 from edge_ocr.config import CameraSourceConfig, MqttConfig, Trigger

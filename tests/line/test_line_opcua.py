@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import free_port, held, line_config
+from linekit import free_port, held, line_config
 from support import query, running_agent, wait_for, write_label
 
 from edge_ocr.config import OpcUaConfig, OpcUaSecurity

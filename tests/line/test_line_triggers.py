@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from broker import Broker, Subscriber, held, line_config
+from linekit import Broker, Subscriber, held, line_config
 from support import label_image, query, running_agent, wait_for, write_label
 
 from edge_ocr.config import CameraSourceConfig, ModbusConfig, MqttConfig, OpcUaConfig, Trigger, parse_config

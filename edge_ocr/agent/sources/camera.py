@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -212,9 +212,14 @@ class PresenceTracker:
 
 
 class FreshFrames:
-    """Picks the frames that answer a line trigger: the camera is read all the time (so buffers stay
-    drained), and once a trigger is taken every grab that does not wait is dropped as buffered from
-    before it; the first frames that had to wait for the camera are the job's."""
+    """Picks the frames that answer a line trigger. The camera is read all the time, so its buffers
+    stay drained. A grab that had to wait for the camera returns the frame that just arrived; one
+    that returns at once (in the time it takes to decode) returns a frame some buffer held (the
+    driver's, FFmpeg's, the network's) since some earlier time. So a frame answers a trigger only
+    when its grab began after the trigger and waited for it: at least a third of the camera's
+    frame period, measured between the frames it waited for (a steady camera's next frame is waited
+    for nearly a whole period; a buffered one comes in decoding time, far less), and never under
+    FRESH_WAIT_S. Frames buffered from before the trigger are dropped."""
 
     def __init__(self, wanted: int, max_drain: int) -> None:
         self.wanted = wanted
@@ -222,16 +227,31 @@ class FreshFrames:
         self.job: LineJob | None = None
         self.frames: list[np.ndarray] = []
         self._drained = 0
+        self._arrivals: deque[float] = deque(maxlen=16)  # when waited-for frames came
 
     def start(self, job: LineJob) -> None:
         self.job, self.frames, self._drained = job, [], 0
 
-    def offer(self, started: float, waited: float) -> bool:
-        """Should the frame whose grab started at `started` (monotonic) and waited `waited` s be
-        kept? Only frames grabbed after the trigger count, and buffered ones are dropped."""
+    def observe(self, started: float, returned: float) -> None:
+        """Every grab, triggered or not: learn the camera's frame period."""
+        if returned - started >= FRESH_WAIT_S:
+            self._arrivals.append(returned)
+
+    @property
+    def wait_needed(self) -> float:
+        """How long a grab must have waited for its frame to count as fresh."""
+        if len(self._arrivals) < 4:
+            return FRESH_WAIT_S
+        gaps = np.diff(np.asarray(self._arrivals))
+        return max(FRESH_WAIT_S, float(np.median(gaps)) / 3)
+
+    def offer(self, started: float, returned: float) -> bool:
+        """Should the frame whose grab ran from `started` to `returned` (monotonic) be kept? Only a
+        grab begun after the trigger counts: the one under way may be bringing a frame that was
+        already on its way."""
         if self.job is None or started < self.job.requested_mono:
             return False
-        if waited >= FRESH_WAIT_S or self.frames:
+        if returned - started >= self.wait_needed or self.frames:
             return True
         if self._drained >= self.max_drain:
             if self.max_drain == MAX_DRAIN_LIVE:
@@ -459,17 +479,19 @@ class CameraSource:
         if not self.started:
             self.started = time.monotonic()
         while not self._stop.is_set():
-            if fresh.job is None:
-                with contextlib.suppress(queue.Empty):
-                    fresh.start(self._line_jobs.get_nowait())
             started = time.monotonic()
             if not cap.grab():
                 if self.cfg.file is None:
                     logger.warning("%s: stream ended; reconnecting", self.name)
                 break
-            waited = time.monotonic() - started
+            returned = time.monotonic()
             self.frames_read += 1
-            if fresh.offer(started, waited):
+            if fresh.job is None:
+                with contextlib.suppress(queue.Empty):
+                    fresh.start(self._line_jobs.get_nowait())
+            keep = fresh.offer(started, returned)
+            fresh.observe(started, returned)
+            if keep:
                 ok, frame = cap.retrieve()
                 if ok and frame is not None:
                     job = fresh.add(frame.copy())

@@ -1,4 +1,4 @@
-"""A real Mosquitto broker for the line tests, on a free loopback port, and a real MQTT subscriber.
+"""The line tests' kit: a real Mosquitto broker, on a free loopback port, and a real MQTT subscriber.
 
 Mosquitto comes from Debian's packages (scripts/test.sh installs it where it is missing). The broker
 runs with persistence on, so a subscriber with a persistent session gets what was queued for it

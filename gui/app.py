@@ -37,7 +37,7 @@ def run(
     from PySide6.QtCore import QEventLoop, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow, unreadable_store_message
+    from edge_ocr_gui.main_window import MainWindow, unreadable_store_message
 
     db, config, config_path = resolve(db, config_path)
     app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
@@ -107,7 +107,7 @@ def run(
 def main(argv: list[str] | None = None) -> int:
     """The desktop launcher (`edge-ocr-gui`): the same options as `edge-ocr gui`."""
     from edge_ocr.ops.logsetup import configure_logging
-    from gui.options import add_arguments
+    from edge_ocr_gui.options import add_arguments
 
     parser = argparse.ArgumentParser(prog="edge-ocr-gui", description="Review and monitor edge-ocr results.")
     add_arguments(parser)

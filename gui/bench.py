@@ -1,4 +1,4 @@
-"""`python -m gui.bench --db PATH`: the GUI's figures on a store (docs/BENCHMARKS_GUI.md).
+"""`python -m edge_ocr_gui.bench --db PATH`: the GUI's figures on a store (docs/BENCHMARKS_GUI.md).
 
 Opens the main window offscreen and measures: window created to first page and count shown; a
 full-text search (filter applied, first page shown, count known); scrolling to the end (pages and
@@ -18,7 +18,7 @@ SEARCHES = ("LOT", "Sealant", "EXP 2027", "zzqqxx")
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    parser = argparse.ArgumentParser(prog="python -m gui.bench")
+    parser = argparse.ArgumentParser(prog="python -m edge_ocr_gui.bench")
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from edge_ocr.store.review import ResultFilter
-    from gui import workers
-    from gui.main_window import MainWindow
+    from edge_ocr_gui import workers
+    from edge_ocr_gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edge_ocr.errors import ConfigError
-from gui.options import add_arguments
+from edge_ocr_gui.options import add_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
         import PySide6  # noqa: F401
     except ImportError as exc:
         raise ConfigError("the GUI needs the gui extra: pip install 'edge-ocr[gui]'") from exc
-    from gui.app import run as run_gui
+    from edge_ocr_gui.app import run as run_gui
 
     return run_gui(args.db, config_path=args.config, screenshot=args.screenshot, page=args.page)

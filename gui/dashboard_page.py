@@ -10,9 +10,9 @@ from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidg
 
 from edge_ocr.store import dashboard as dashboard_store
 from edge_ocr.store.dashboard import Dashboard
-from gui import workers
-from gui.charts import StackedBarChart, TimeBarChart
-from gui.store import StoreSession
+from edge_ocr_gui import workers
+from edge_ocr_gui.charts import StackedBarChart, TimeBarChart
+from edge_ocr_gui.store import StoreSession
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from edge_ocr.store.review import ResultFilter
-from gui import workers
-from gui.export_formats import FORMATS, export_selection
+from edge_ocr_gui import workers
+from edge_ocr_gui.export_formats import FORMATS, export_selection
 
 
 class ExportDialog(QDialog):

@@ -12,13 +12,13 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QVBoxLayout, QWid
 
 from edge_ocr.config import Config
 from edge_ocr.errors import StoreError
-from gui import workers
-from gui.dashboard_page import DashboardPage
-from gui.evaluator import recipe_evaluator
-from gui.export_dialog import ExportDialog
-from gui.review_page import ReviewPage
-from gui.settings_page import SettingsPage
-from gui.store import StoreSession
+from edge_ocr_gui import workers
+from edge_ocr_gui.dashboard_page import DashboardPage
+from edge_ocr_gui.evaluator import recipe_evaluator
+from edge_ocr_gui.export_dialog import ExportDialog
+from edge_ocr_gui.review_page import ReviewPage
+from edge_ocr_gui.settings_page import SettingsPage
+from edge_ocr_gui.store import StoreSession
 
 logger = logging.getLogger(__name__)
 

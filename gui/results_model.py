@@ -18,7 +18,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from edge_ocr.store import review
 from edge_ocr.store.review import PAGE_SIZE, ResultFilter, ResultRow, Sort, SortColumn
-from gui import workers
+from edge_ocr_gui import workers
 
 logger = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from edge_ocr.errors import EdgeOcrError
 from edge_ocr.store import corrections, review
 from edge_ocr.store.corrections import Evaluator, ResultDetail
 from edge_ocr.store.review import ReviewError
-from gui.filter_bar import FilterBar
-from gui.image_view import ColourMode, ImageView, confidence_colour
-from gui.results_model import COLUMNS, ResultsModel
-from gui.store import StoreSession
+from edge_ocr_gui.filter_bar import FilterBar
+from edge_ocr_gui.image_view import ColourMode, ImageView, confidence_colour
+from edge_ocr_gui.results_model import COLUMNS, ResultsModel
+from edge_ocr_gui.store import StoreSession
 
 logger = logging.getLogger(__name__)
 

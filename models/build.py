@@ -26,11 +26,11 @@ from typing import Any
 
 from edge_ocr.errors import EdgeOcrError, ModelError
 from edge_ocr.ocr.modelstore import default_models_dir
-from models import verify as verify_mod
-from models.calibration import CalibrationData, CalibrationSpec
-from models.catalogue import Catalogue, Family, MemberRef, load_catalogue
-from models.checks import check_sets, reference_id
-from models.convert import (
+from edge_ocr_models import verify as verify_mod
+from edge_ocr_models.calibration import CalibrationData, CalibrationSpec
+from edge_ocr_models.catalogue import Catalogue, Family, MemberRef, load_catalogue
+from edge_ocr_models.checks import check_sets, reference_id
+from edge_ocr_models.convert import (
     ALL_SETS,
     PADDLE_DERIVED_REWRITES,
     ROLES,
@@ -43,11 +43,18 @@ from models.convert import (
     lite_rewrites,
     spec_for,
 )
-from models.fetch import FetchedFamily, fetch_family
-from models.manifest import file_record, files_intact, json_hash, read_manifest, utc_now, write_manifest
-from models.onnx_int8 import QuantSettings
-from models.rewrite import rewrite_settings
-from models.x2paddle import (
+from edge_ocr_models.fetch import FetchedFamily, fetch_family
+from edge_ocr_models.manifest import (
+    file_record,
+    files_intact,
+    json_hash,
+    read_manifest,
+    utc_now,
+    write_manifest,
+)
+from edge_ocr_models.onnx_int8 import QuantSettings
+from edge_ocr_models.rewrite import rewrite_settings
+from edge_ocr_models.x2paddle import (
     CONVERT_VERSION,
     TOOL_REQUIREMENTS,
     DerivedSetError,

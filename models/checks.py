@@ -14,11 +14,11 @@ from typing import Any
 from edge_ocr.errors import EdgeOcrError, ModelError
 from edge_ocr.ocr.engine import ModelFiles
 from edge_ocr.ocr.pipeline.fingerprint import code_fingerprint
-from models import agreement as agreement_mod
-from models import verify as verify_mod
-from models.catalogue import Catalogue, Family
-from models.convert import ROLES, set_id_of, spec_for
-from models.manifest import json_hash, utc_now
+from edge_ocr_models import agreement as agreement_mod
+from edge_ocr_models import verify as verify_mod
+from edge_ocr_models.catalogue import Catalogue, Family
+from edge_ocr_models.convert import ROLES, set_id_of, spec_for
+from edge_ocr_models.manifest import json_hash, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _needs_check(entry: dict[str, Any], check: verify_mod.CheckSpec, ref_id: str
 
 
 def _judged_by_tensors(set_id: str) -> bool:
-    """A float set converted from the family's ONNX files is judged by `models.agreement`."""
+    """A float set converted from the family's ONNX files is judged by `edge_ocr_models.agreement`."""
     spec = spec_for(set_id)
     return spec.derived and spec.variant == "fp32"
 

@@ -1,6 +1,6 @@
-"""`edge-ocr models build|list`: the command-line face of `models.build`.
+"""`edge-ocr models build|list`: the command-line face of `edge_ocr_models.build`.
 
-Wire it in with ``models.cli.add_parser(subparsers)``; each subcommand sets ``args.func`` to its
+Wire it in with ``edge_ocr_models.cli.add_parser(subparsers)``; each subcommand sets ``args.func`` to its
 ``run_*(args) -> int``. Progress goes to stderr; `list --json` prints JSON on stdout.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import EdgeOcrError
-from models.convert import ALL_SETS
+from edge_ocr_models.convert import ALL_SETS
 
 
 def _stderr(msg: str) -> None:
@@ -73,7 +73,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from models.build import build
+    from edge_ocr_models.build import build
 
     try:
         summary = build(
@@ -176,8 +176,8 @@ def arm_lite_unavailable() -> str | None:
 def lite_missing_reason(family: str) -> str | None:
     """Why a family that has Paddle models has no Lite set: Paddle Lite cannot run on this Python."""
     from edge_ocr.ocr.engines.lite import LiteEngine
-    from models.catalogue import load_catalogue
-    from models.convert import DERIVED_FAMILIES
+    from edge_ocr_models.catalogue import load_catalogue
+    from edge_ocr_models.convert import DERIVED_FAMILIES
 
     try:
         has_paddle = bool(load_catalogue().family(family).paddle) or family in DERIVED_FAMILIES
@@ -189,8 +189,8 @@ def lite_missing_reason(family: str) -> str | None:
 def engines_missing_reason(family: str, engine: str | None = None, models_dir: Path | None = None) -> str:
     """Why a family has no set for an engine: the catalogue carries no model in its format, or
     the conversion from its ONNX files failed (the build's recorded reason), or it is not built."""
-    from models.catalogue import load_catalogue
-    from models.convert import DERIVED_FAMILIES, SET_SPECS
+    from edge_ocr_models.catalogue import load_catalogue
+    from edge_ocr_models.convert import DERIVED_FAMILIES, SET_SPECS
 
     try:
         fam = load_catalogue().family(family)
@@ -203,7 +203,7 @@ def engines_missing_reason(family: str, engine: str | None = None, models_dir: P
         )
     if family in DERIVED_FAMILIES and engine in ("paddle", "lite"):
         from edge_ocr.ocr.modelstore import default_models_dir
-        from models.manifest import read_manifest
+        from edge_ocr_models.manifest import read_manifest
 
         try:
             skipped = read_manifest(Path(models_dir) if models_dir else default_models_dir()).get(

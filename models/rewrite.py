@@ -63,8 +63,8 @@ from typing import Any
 import numpy as np
 
 from edge_ocr.errors import ModelError
-from models.lite_plan import PROBE_INPUTS
-from models.program import (
+from edge_ocr_models.lite_plan import PROBE_INPUTS
+from edge_ocr_models.program import (
     MODEL_FILE,
     PARAMS_FILE,
     consumers,
@@ -78,7 +78,7 @@ from models.program import (
     tensor_dtypes,
     var_dims,
 )
-from models.rewrite_reuse import SIZED_MARGIN, reuse_memory
+from edge_ocr_models.rewrite_reuse import SIZED_MARGIN, reuse_memory
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.program import framework_pb2, io_args
+from edge_ocr_models.program import framework_pb2, io_args
 
 # ops whose operands must keep their own buffers: aliasing ops (Out may share X's memory),
 # control flow and I/O (the same list as Paddle Lite's own memory_optimize_pass, plus aliasing)

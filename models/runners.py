@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.program import MODEL_FILE, PARAMS_FILE
+from edge_ocr_models.program import MODEL_FILE, PARAMS_FILE
 
 
 def paddle_inference_run(

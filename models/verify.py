@@ -205,11 +205,11 @@ def reference_lines(
             logger.warning("ignoring unreadable reference cache %s", cache)
     t0 = time.perf_counter()
     if reference == "paddleocr-2.10":
-        from models.reference import reference_ocr
+        from edge_ocr_models.reference import reference_ocr
 
         pages = reference_ocr(images)
     else:
-        from models.reference import rapidocr_reference
+        from edge_ocr_models.reference import rapidocr_reference
 
         pages = rapidocr_reference(images, files)
     out = [[Line(text, aabb(quad)) for text, _score, quad in page] for page in pages]
@@ -276,7 +276,7 @@ def judge(
     Sets converted from a family's ONNX files are judged against the ONNX Runtime fp32 set's
     reading (`reference_name`). A float one must also be the same model: its networks' outputs on
     the reference's own tensors within float tolerance, and every line it decodes differently
-    explained by a near-tie (`metrics["agreement"]`, from `models.agreement`); identical text is
+    explained by a near-tie (`metrics["agreement"]`, from `edge_ocr_models.agreement`); identical text is
     not demanded, since another CPU's rounding turns such ties over (issue 21).
     """
     if variant == "fp32":

@@ -3,7 +3,7 @@
 Nobody publishes PP-OCRv6 in the legacy program format Paddle Lite's opt and our Paddle engine
 read, so the build converts the pinned ONNX files (docs/ARCHITECTURE.md, "Model families"):
 
-1. `models.onnx_fix` freezes run-time reshape targets, drops Identity nodes, cleans names
+1. `edge_ocr_models.onnx_fix` freezes run-time reshape targets, drops Identity nodes, cleans names
    (project environment: onnx + onnxruntime);
 2. X2Paddle 1.6.0's ``onnx2paddle`` writes ``model.pdmodel`` + ``model.pdiparams``. It needs
    paddlepaddle 2.6.2 (3.x cannot write a legacy program with ``gelu``: ``gelu(): argument must be
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ModelError
-from models.manifest import utc_now
-from models.onnx_fix import fix_onnx
-from models.program import MODEL_FILE, PARAMS_FILE
+from edge_ocr_models.manifest import utc_now
+from edge_ocr_models.onnx_fix import fix_onnx
+from edge_ocr_models.program import MODEL_FILE, PARAMS_FILE
 
 logger = logging.getLogger(__name__)
 

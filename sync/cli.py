@@ -1,4 +1,4 @@
-"""Subcommands contributed to `edge-ocr` (entry point `sync = "sync.cli:register"`):
+"""Subcommands contributed to `edge-ocr` (entry point `sync = "edge_ocr_sync.cli:register"`):
 
 - `edge-ocr sync [--once] [--db PATH] [--config PATH]`: run the sync service (or one pass).
 - `edge-ocr endpoint serve --host 127.0.0.1 --port N`: the endpoint as a local HTTP service, on
@@ -170,8 +170,8 @@ def _config_path(args: argparse.Namespace) -> Path:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    from sync.config import load_sync_config
-    from sync.service import SyncService
+    from edge_ocr_sync.config import load_sync_config
+    from edge_ocr_sync.service import SyncService
 
     config = load_sync_config(_config_path(args))
     if not config.enabled:
@@ -216,10 +216,10 @@ def run_endpoint_serve(args: argparse.Namespace) -> int:
         import uvicorn
     except ImportError as exc:
         raise ConfigError("the endpoint needs the cloud extra: pip install 'edge-ocr[cloud]'") from exc
-    from sync.endpoint.app import create_app
-    from sync.endpoint.aws_storage import create_resources
-    from sync.endpoint.core import build_core
-    from sync.endpoint.settings import EndpointSettings
+    from edge_ocr_sync.endpoint.app import create_app
+    from edge_ocr_sync.endpoint.aws_storage import create_resources
+    from edge_ocr_sync.endpoint.core import build_core
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
 
     settings = EndpointSettings.from_env(data_dir=args.data_dir)
     if args.create_resources:
@@ -240,7 +240,7 @@ def run_endpoint_serve(args: argparse.Namespace) -> int:
 
 
 def run_endpoint_add_device(args: argparse.Namespace) -> int:
-    from sync.endpoint.settings import (
+    from edge_ocr_sync.endpoint.settings import (
         ENV_SECRETS_FILE,
         LOCAL_SECRETS_NAME,
         EndpointSettings,
@@ -289,9 +289,9 @@ def _parse_since(text: str | None) -> float | None:
 def run_endpoint_reprocess(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from sync.endpoint.core import build_core
-    from sync.endpoint.reprocess import reprocess
-    from sync.endpoint.settings import EndpointSettings
+    from edge_ocr_sync.endpoint.core import build_core
+    from edge_ocr_sync.endpoint.reprocess import reprocess
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
 
     if args.batch < 1 or args.max_batches < 0:
         raise ConfigError("--batch must be at least 1 and --max-batches at least 0")
@@ -334,7 +334,7 @@ def run_endpoint_reprocess(args: argparse.Namespace) -> int:
 
 def run_endpoint_stats(args: argparse.Namespace) -> int:
     if args.cloudwatch:
-        from sync.endpoint.cloudwatch import read_stats
+        from edge_ocr_sync.endpoint.cloudwatch import read_stats
 
         if not 0 < args.hours <= 24 * 15:
             raise ConfigError(
@@ -344,7 +344,7 @@ def run_endpoint_stats(args: argparse.Namespace) -> int:
     else:
         import httpx
 
-        from sync.endpoint.metrics import parse_prometheus, summarize
+        from edge_ocr_sync.endpoint.metrics import parse_prometheus, summarize
 
         url = args.url.rstrip("/") + "/v1/metrics"
         try:
@@ -374,15 +374,15 @@ def run_endpoint_stats(args: argparse.Namespace) -> int:
 
 
 def _admin_core(args: argparse.Namespace):
-    from sync.endpoint.core import build_core
-    from sync.endpoint.settings import EndpointSettings
+    from edge_ocr_sync.endpoint.core import build_core
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
 
     return build_core(EndpointSettings.from_env(data_dir=args.data_dir), secrets={})
 
 
 def run_endpoint_delete_device(args: argparse.Namespace) -> int:
-    from sync.endpoint.erasure import erase_device
-    from sync.endpoint.layout import DEVICE_ID_RE, IMAGE_PREFIX
+    from edge_ocr_sync.endpoint.erasure import erase_device
+    from edge_ocr_sync.endpoint.layout import DEVICE_ID_RE, IMAGE_PREFIX
 
     if not DEVICE_ID_RE.match(args.device_id):
         raise ConfigError(f"not a device id: {args.device_id!r}")
@@ -406,7 +406,7 @@ def run_endpoint_delete_device(args: argparse.Namespace) -> int:
 def run_endpoint_expire(args: argparse.Namespace) -> int:
     import math
 
-    from sync.endpoint.erasure import expire
+    from edge_ocr_sync.endpoint.erasure import expire
 
     for name in ("images_days", "payloads_days"):
         v = getattr(args, name)
@@ -429,8 +429,8 @@ EXAMPLES = {
 
 
 def run_endpoint_query(args: argparse.Namespace) -> int:
-    from sync.endpoint.fleet import QUERIES, query_local
-    from sync.endpoint.settings import EndpointSettings
+    from edge_ocr_sync.endpoint.fleet import QUERIES, query_local
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
 
     if (args.sql is None) == (args.example is None):
         raise ConfigError("give the SQL or --example NAME (" + ", ".join(EXAMPLES) + ")")

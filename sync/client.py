@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from edge_ocr.ops.metrics import observe_sync
-from sync.auth import sign_headers
-from sync.config import SyncConfig
+from edge_ocr_sync.auth import sign_headers
+from edge_ocr_sync.config import SyncConfig
 
 logger = logging.getLogger(__name__)
 

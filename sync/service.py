@@ -21,10 +21,10 @@ import httpx
 
 from edge_ocr.store import outbox
 from edge_ocr.store.db import open_connection, utcnow
-from sync.backoff import Backoff, CircuitBreaker, CircuitState, parse_retry_after
-from sync.client import Answer, EndpointClient
-from sync.config import SyncConfig
-from sync.payload import make_serializer
+from edge_ocr_sync.backoff import Backoff, CircuitBreaker, CircuitState, parse_retry_after
+from edge_ocr_sync.client import Answer, EndpointClient
+from edge_ocr_sync.config import SyncConfig
+from edge_ocr_sync.payload import make_serializer
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,9 @@ RUNTIME_PYTHON = "3.12"  # template.yaml: Runtime: python3.12
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux2014_x86_64")
 LAMBDA_UNZIPPED_LIMIT = 262_144_000  # 250 MB, code and layers, unzipped
 MODEL_SET = ("onnx", "fp32")
-MODELS_SUBDIR = "edge_ocr_models"  # EDGE_OCR_MODELS_DIR=/var/task/edge_ocr_models in template.yaml
-SOURCE_PACKAGES = ("edge_ocr", "sync")
+MODELS_SUBDIR = "model-sets"  # EDGE_OCR_MODELS_DIR=/var/task/model-sets in template.yaml (not an import name)
+#: import name -> folder in the repository (the endpoint imports `edge_ocr_sync`, the repo's sync/)
+SOURCE_PACKAGES = {"edge_ocr": "edge_ocr", "edge_ocr_sync": "sync"}
 SOURCE_EXCLUDE = ("synth", "evaluation", "commands")  # edge_ocr subpackages the endpoint never imports
 PRUNE_DIRS = {"__pycache__", "tests", "testing"}
 # installed as dependencies but never imported by the endpoint (onnxruntime's optional tools)
@@ -125,8 +126,8 @@ def install_deps(target: Path, requirements: Path, wheelhouse: Path | None, offl
 
 def copy_sources(target: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
-    for pkg in SOURCE_PACKAGES:
-        src = REPO / pkg
+    for pkg, folder in SOURCE_PACKAGES.items():
+        src = REPO / folder
         dest = target / pkg
         shutil.copytree(src, dest, ignore=ignore, dirs_exist_ok=True)
         if pkg == "edge_ocr":
@@ -188,7 +189,7 @@ def prune(target: Path) -> int:
     for path in sorted(target.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         rel = path.relative_to(target).as_posix()
         if path.is_dir() and path.name in PRUNE_DIRS and rel not in KEEP_TEST_DIRS:
-            if rel.startswith(SOURCE_PACKAGES) and path.name != "__pycache__":
+            if rel.startswith(tuple(SOURCE_PACKAGES)) and path.name != "__pycache__":
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
@@ -225,19 +226,19 @@ SMOKE = r"""
 import json, os, sys
 import numpy as np
 import cv2
-from sync.endpoint import lambda_handler  # imports the handler as Lambda does
-from sync.endpoint.ocr_runner import OcrRunner
+from edge_ocr_sync.endpoint import lambda_handler  # imports the handler as Lambda does
+from edge_ocr_sync.endpoint.ocr_runner import OcrRunner
 img = np.full((64, 360, 3), 255, np.uint8)
 cv2.putText(img, "LOT 4711", (10, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.4, (0, 0, 0), 3)
 png = cv2.imencode(".png", img)[1].tobytes()
 result = OcrRunner("onnx").run(png, "smoke.png")  # decode (Pillow) + ONNX pipeline, as /v1/ocr does
-from sync.endpoint.schema import BodyError, parse_json, validate  # jsonschema, as every body is checked
+from edge_ocr_sync.endpoint.schema import BodyError, parse_json, validate  # jsonschema, as every body is checked
 try:
     validate(parse_json(b'{"sha256": "00", "size": 1, "content_type": ["image/png"]}'), "UploadRequest", "upload")
     raise SystemExit("an invalid upload request passed the schema")
 except BodyError as exc:
     refused = str(exc)
-from sync.endpoint.metrics import RequestRecord, emit_emf  # Powertools, pruned as shipped
+from edge_ocr_sync.endpoint.metrics import RequestRecord, emit_emf  # Powertools, pruned as shipped
 emit_emf(RequestRecord("/v1/ocr", 200, 0.5, True), "smoke")
 print(json.dumps({"python": sys.version.split()[0], "text": result.text, "confidence": result.confidence,
                   "refused": refused}))

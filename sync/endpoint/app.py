@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from sync.endpoint.core import EndpointCore, error_reply
+from edge_ocr_sync.endpoint.core import EndpointCore, error_reply
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from edge_ocr.errors import ConfigError
-from sync.endpoint.storage import TTL_ATTRIBUTE, MissingObject
+from edge_ocr_sync.endpoint.storage import TTL_ATTRIBUTE, MissingObject
 
 logger = logging.getLogger(__name__)
 

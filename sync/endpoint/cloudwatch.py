@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edge_ocr.errors import ConfigError
-from sync.endpoint.metrics import NAMESPACE, SERVICE
+from edge_ocr_sync.endpoint.metrics import NAMESPACE, SERVICE
 
 # metric name -> the statistic that summarises it over the window
 FIGURES = {

@@ -3,8 +3,8 @@
 events.
 
 Every route but `GET /v1/health` and `GET /v1/openapi.json` needs a valid signature
-(`sync.auth`); a request that fails authentication or validation changes nothing in storage.
-Bodies are checked against the OpenAPI document's schemas (`sync.endpoint.schema`); whatever a
+(`edge_ocr_sync.auth`); a request that fails authentication or validation changes nothing in storage.
+Bodies are checked against the OpenAPI document's schemas (`edge_ocr_sync.endpoint.schema`); whatever a
 client sends gets a JSON answer, a 4xx when the request is at fault.
 
 Beside it, by job: `ocr_runner` (the bounded OCR it reads with), `layout` (the object key layout),
@@ -31,15 +31,20 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, unquote_plus
 
 from edge_ocr.errors import EdgeOcrError, InputError
-from sync.auth import AuthFailure, verify_signature
-from sync.endpoint.fleet import record_objects
-from sync.endpoint.layout import CACHE_PREFIX, IMAGE_PREFIX, IMAGE_TYPES, RESULT_SUFFIX
-from sync.endpoint.metrics import PROMETHEUS_CONTENT_TYPE, EndpointMetrics, RequestRecord, route_label
-from sync.endpoint.ocr_runner import OcrBusy, OcrRunner, ocr_contract
-from sync.endpoint.schema import BodyError, openapi_bytes, parse_json, validate
-from sync.endpoint.settings import EndpointSettings
-from sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, Storage, StorageUnavailable
-from sync.payload import SCHEMA_VERSION
+from edge_ocr_sync.auth import AuthFailure, verify_signature
+from edge_ocr_sync.endpoint.fleet import record_objects
+from edge_ocr_sync.endpoint.layout import CACHE_PREFIX, IMAGE_PREFIX, IMAGE_TYPES, RESULT_SUFFIX
+from edge_ocr_sync.endpoint.metrics import (
+    PROMETHEUS_CONTENT_TYPE,
+    EndpointMetrics,
+    RequestRecord,
+    route_label,
+)
+from edge_ocr_sync.endpoint.ocr_runner import OcrBusy, OcrRunner, ocr_contract
+from edge_ocr_sync.endpoint.schema import BodyError, openapi_bytes, parse_json, validate
+from edge_ocr_sync.endpoint.settings import EndpointSettings
+from edge_ocr_sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, Storage, StorageUnavailable
+from edge_ocr_sync.payload import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
@@ -452,9 +457,9 @@ def _is_storage_failure(exc: Exception) -> bool:
 
 def build_core(settings: EndpointSettings | None = None, *, secrets=None) -> EndpointCore:
     """A core from the settings (default: the environment): local or AWS storage, device secrets."""
-    from sync.endpoint.aws_storage import AwsStorage
-    from sync.endpoint.local_storage import LocalStorage
-    from sync.endpoint.settings import load_device_secrets
+    from edge_ocr_sync.endpoint.aws_storage import AwsStorage
+    from edge_ocr_sync.endpoint.local_storage import LocalStorage
+    from edge_ocr_sync.endpoint.settings import load_device_secrets
 
     settings = settings or EndpointSettings.from_env()
     if settings.storage == "aws":

@@ -6,10 +6,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sync.endpoint.layout import CACHE_PREFIX, DEVICE_ID_RE, IMAGE_PREFIX, RESULT_SUFFIX, RESULTS_PREFIX
+from edge_ocr_sync.endpoint.layout import (
+    CACHE_PREFIX,
+    DEVICE_ID_RE,
+    IMAGE_PREFIX,
+    RESULT_SUFFIX,
+    RESULTS_PREFIX,
+)
 
 if TYPE_CHECKING:
-    from sync.endpoint.core import EndpointCore
+    from edge_ocr_sync.endpoint.core import EndpointCore
 
 logger = logging.getLogger(__name__)
 

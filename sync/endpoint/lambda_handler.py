@@ -1,4 +1,4 @@
-"""AWS Lambda entry point: `sync.endpoint.lambda_handler.handler`.
+"""AWS Lambda entry point: `edge_ocr_sync.endpoint.lambda_handler.handler`.
 
 API Gateway HTTP API (payload 2.0) events go through Mangum to the ASGI app; S3 object-created
 events go straight to the core; the scheduled event (EventBridge, `{"action": "reprocess"}` from
@@ -14,8 +14,8 @@ import os
 import time
 from typing import Any
 
-from sync.endpoint.core import EndpointCore
-from sync.endpoint.reprocess import reprocess as reprocess_images
+from edge_ocr_sync.endpoint.core import EndpointCore
+from edge_ocr_sync.endpoint.reprocess import reprocess as reprocess_images
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,11 @@ _http = None
 def get_core() -> EndpointCore:
     global _core
     if _core is None:
-        from sync.endpoint.core import build_core
+        from edge_ocr_sync.endpoint.core import build_core
 
         _core = build_core()
         if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda: each request as an EMF record
-            from sync.endpoint.metrics import emit_emf
+            from edge_ocr_sync.endpoint.metrics import emit_emf
 
             name = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
             _core.on_request = lambda rec: emit_emf(rec, name)
@@ -59,7 +59,7 @@ def handler(event: dict[str, Any], context: Any) -> Any:
     if _http is None:
         from mangum import Mangum
 
-        from sync.endpoint.app import create_app
+        from edge_ocr_sync.endpoint.app import create_app
 
         _http = Mangum(create_app(get_core()), lifespan="off")
     return _http(event, context)

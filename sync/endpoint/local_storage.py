@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from edge_ocr.errors import ConfigError
-from sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, check_key
+from edge_ocr_sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, check_key
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sync.endpoint.layout import IMAGE_PREFIX, IMAGE_TYPES, RESULT_SUFFIX
-from sync.endpoint.storage import MissingObject
+from edge_ocr_sync.endpoint.layout import IMAGE_PREFIX, IMAGE_TYPES, RESULT_SUFFIX
+from edge_ocr_sync.endpoint.storage import MissingObject
 
 if TYPE_CHECKING:
-    from sync.endpoint.core import EndpointCore
+    from edge_ocr_sync.endpoint.core import EndpointCore
 
 logger = logging.getLogger(__name__)
 

@@ -30,7 +30,9 @@ class BodyError(Exception):
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    return json.loads(resources.files("sync.endpoint").joinpath("openapi.json").read_text(encoding="utf-8"))
+    return json.loads(
+        resources.files("edge_ocr_sync.endpoint").joinpath("openapi.json").read_text(encoding="utf-8")
+    )
 
 
 @cache

@@ -9,7 +9,7 @@ from pathlib import Path
 from edge_ocr.ocr.pipeline.runner import PipelineOptions
 from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import standard_label
-from models.reference import reference_ocr
+from edge_ocr_models.reference import reference_ocr
 
 V4 = "ppocrv4-mobile"  # these tests pin PP-OCRv4 behaviour (golden text, parity with PaddleOCR 2.10)
 

@@ -16,7 +16,7 @@ V4 = "ppocrv4-mobile"  # these tests pin PP-OCRv4 behaviour (golden text, parity
 
 @pytest.fixture(scope="module")
 def parity_set():
-    from models.reference import reference_ocr
+    from edge_ocr_models.reference import reference_ocr
 
     opts = GeneratorOptions(rotation_deg=5.0, degradations=Degradations.mild())
     labels = [generate_label(np.random.default_rng([77, i]), opts) for i in range(6)]

@@ -74,7 +74,7 @@ def _assert_same(family: str, ref: list, ours: list, where: str) -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_raw_mode_reads_exactly_what_rapidocr_3_10_reads(family, images, line_crops):
-    from models.reference import rapidocr_reference
+    from edge_ocr_models.reference import rapidocr_reference
 
     files = built_v6_files(family)
     want = rapidocr_reference(images, files)
@@ -94,7 +94,7 @@ def test_raw_mode_reads_exactly_what_rapidocr_3_10_reads(family, images, line_cr
 def test_rapidocr_reference_is_offline_and_reads_the_given_files(tmp_path: Path):
     """Missing files are refused before RapidOCR could fall back to downloading its own."""
     from edge_ocr.errors import ModelError
-    from models.reference import rapidocr_reference
+    from edge_ocr_models.reference import rapidocr_reference
 
     files = built_v6_files("ppocrv6-small")
     missing = ModelFiles(

@@ -39,7 +39,7 @@ def no_leaked_widgets(request: pytest.FixtureRequest):
     from PySide6.QtCore import QCoreApplication, QEvent
     from PySide6.QtWidgets import QApplication
 
-    from gui import workers
+    from edge_ocr_gui import workers
 
     before = set(QApplication.topLevelWidgets())
     yield

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from edge_ocr.store.db import utcnow
-from gui.main_window import MainWindow
-from gui.settings_page import SettingsPage, set_engine, validate_text
+from edge_ocr_gui.main_window import MainWindow
+from edge_ocr_gui.settings_page import SettingsPage, set_engine, validate_text
 
 CONFIG = """# line 3 labels
 [engine]
@@ -87,7 +87,7 @@ def test_set_engine_adds_a_missing_section() -> None:
 
 
 def test_service_buttons_are_disabled_without_a_user_unit(qtbot, monkeypatch) -> None:
-    monkeypatch.setattr("gui.settings_page.UNIT_DIRS", ())
+    monkeypatch.setattr("edge_ocr_gui.settings_page.UNIT_DIRS", ())
     page = SettingsPage(None)
     qtbot.addWidget(page)
     assert not page.start_button.isEnabled()
@@ -122,7 +122,7 @@ def test_gui_export_writes_what_the_cli_writes(store: Path, tmp_path: Path) -> N
     for the same selection, and its PPOCRLabel folder is complete (line crops and rec_gt.txt)."""
     from edge_ocr.cli import main
     from edge_ocr.store.review import ResultFilter
-    from gui.export_formats import export_selection
+    from edge_ocr_gui.export_formats import export_selection
 
     conn = sqlite3.connect(store)
     try:
@@ -183,7 +183,7 @@ def test_gui_screenshot_of_a_store_smaller_than_a_page(
     from edge_ocr.store.db import open_connection
     from edge_ocr.store.demo import build_demo_store
 
-    monkeypatch.setattr("gui.app.SCREENSHOT_TIMEOUT_MS", 10_000)  # a failure costs 10 s, not 30
+    monkeypatch.setattr("edge_ocr_gui.app.SCREENSHOT_TIMEOUT_MS", 10_000)  # a failure costs 10 s, not 30
     db = tmp_path / "small.db"
     if rows:
         build_demo_store(db, rows, seed=rows, pool_size=2, days=1)
@@ -203,7 +203,7 @@ def test_gui_screenshot_of_a_damaged_store_says_why(
     from edge_ocr.cli import main
     from edge_ocr.store.demo import build_demo_store
 
-    monkeypatch.setattr("gui.app.SCREENSHOT_TIMEOUT_MS", 10_000)
+    monkeypatch.setattr("edge_ocr_gui.app.SCREENSHOT_TIMEOUT_MS", 10_000)
     db = tmp_path / "damaged.db"
     build_demo_store(db, 30, seed=4, pool_size=2, days=1)
     damage_results_table(db)

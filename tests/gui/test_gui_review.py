@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication
 from edge_ocr.store import review
 from edge_ocr.store.db import open_connection
 from edge_ocr.store.demo import build_demo_store
-from gui.main_window import MainWindow
+from edge_ocr_gui.main_window import MainWindow
 
 
 def open_window(qtbot, db: Path, **kwargs) -> MainWindow:

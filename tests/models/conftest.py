@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from edge_ocr.ocr.modelstore import default_models_dir
-from models.catalogue import CATALOGUE_PATH
-from models.fetch import SRC_DIR, safe_name
+from edge_ocr_models.catalogue import CATALOGUE_PATH
+from edge_ocr_models.fetch import SRC_DIR, safe_name
 
 
 @pytest.fixture(scope="session")
 def built_models_dir() -> Path:
     """The default models directory, built (a no-op taking about a second when already built)."""
-    from models.build import build
+    from edge_ocr_models.build import build
 
     root = default_models_dir()
     build(root)

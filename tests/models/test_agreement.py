@@ -15,7 +15,7 @@ import pytest
 from edge_ocr.ocr.engine import Engine, Session
 from edge_ocr.ocr.engines.onnx import OnnxEngine
 from edge_ocr.types import ModelRole
-from models.agreement import (
+from edge_ocr_models.agreement import (
     TIE_MARGIN,
     TOLERANCE,
     Agreement,
@@ -23,7 +23,7 @@ from models.agreement import (
     compare_engines,
     line_difference,
 )
-from models.verify import judge
+from edge_ocr_models.verify import judge
 
 CHARSET = ["blank", "A", "B", "C", " "]
 

@@ -11,9 +11,9 @@ import pytest
 from edge_ocr.errors import ModelError
 from edge_ocr.ocr.engines.lite import LiteEngine, lite_wheel_exists
 from edge_ocr.ocr.modelstore import ModelStore, sha256_tree
-from models.build import build
-from models.convert import ALL_SETS, spec_for
-from models.manifest import PREV_NAME, rollback
+from edge_ocr_models.build import build
+from edge_ocr_models.convert import ALL_SETS, spec_for
+from edge_ocr_models.manifest import PREV_NAME, rollback
 
 pytestmark = pytest.mark.models
 
@@ -92,7 +92,7 @@ def test_lite_sets_are_skipped_with_the_reason_where_paddle_lite_cannot_run(
     assert manifest["skipped"] == {s: f"not built here: {why}" for s in ("lite/fp32", "lite/int8@arm")}
     # a later build where Lite runs clears the record of the sets it built
     monkeypatch.setattr(LiteEngine, "unavailable_reason", classmethod(lambda cls: None))
-    monkeypatch.setattr("models.build._build_one", _fake_build_one)
+    monkeypatch.setattr("edge_ocr_models.build._build_one", _fake_build_one)
     build(tmp_path, variants=["lite/fp32"], **kw)
     assert json.loads((tmp_path / "manifest.json").read_text())["skipped"] == {
         "lite/int8@arm": f"not built here: {why}"

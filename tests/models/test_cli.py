@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from models import cli
+from edge_ocr_models import cli
 
 pytestmark = pytest.mark.models
 

@@ -10,9 +10,9 @@ import pytest
 
 from edge_ocr.errors import HashMismatchError, ModelError
 from edge_ocr.ocr.modelstore import ModelStore, sha256_file
-from models.build import build
-from models.catalogue import CATALOGUE_PATH, MemberRef, load_catalogue, parse_catalogue
-from models.fetch import CACHE_DIR, extract_member, fetch_source
+from edge_ocr_models.build import build
+from edge_ocr_models.catalogue import CATALOGUE_PATH, MemberRef, load_catalogue, parse_catalogue
+from edge_ocr_models.fetch import CACHE_DIR, extract_member, fetch_source
 
 pytestmark = pytest.mark.models
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.runners import LiteRunner, paddle_inference_run
+from edge_ocr_models.runners import LiteRunner, paddle_inference_run
 
 pytestmark = [pytest.mark.models, pytest.mark.lite]
 

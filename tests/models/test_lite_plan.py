@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.program import framework_pb2, load_program
-from models.rewrite_reuse import reuse_memory_sized
+from edge_ocr_models.program import framework_pb2, load_program
+from edge_ocr_models.rewrite_reuse import reuse_memory_sized
 
 V6_DERIVED = "ppocrv6-small"
 
@@ -68,7 +68,7 @@ def test_sized_plan_leaves_unsized_and_aliased_variables_alone():
 
 
 def _derived_program(model_store, family: str, role: str) -> Path:
-    from models.x2paddle import DERIVED_DIR
+    from edge_ocr_models.x2paddle import DERIVED_DIR
 
     found = sorted((model_store.root / DERIVED_DIR / family).glob(f"*/{role}"))
     if not found:
@@ -94,9 +94,9 @@ def _lite_run(nb: Path, x: np.ndarray) -> np.ndarray:
 def test_splits_are_exact_on_v6_det_small(model_store, tmp_path):
     """chsplit and insplit (with the probed shapes) change det small's output by float rounding only
     (Paddle Inference, original vs rewritten program)."""
-    from models.lite_plan import PROBE_INPUTS, probe_shapes
-    from models.rewrite import rewrite_model
-    from models.runners import paddle_inference_run
+    from edge_ocr_models.lite_plan import PROBE_INPUTS, probe_shapes
+    from edge_ocr_models.rewrite import rewrite_model
+    from edge_ocr_models.runners import paddle_inference_run
 
     src = _derived_program(model_store, V6_DERIVED, "det")
     model, params = src / "inference.pdmodel", src / "inference.pdiparams"
@@ -128,8 +128,8 @@ def test_lite_plan_is_bit_identical_and_a_fraction_of_the_unplanned_memory(model
     """The plan made with Lite's own run order and measured shapes: Lite reads bit-identically what it
     reads without any plan, on inputs that shrink and grow (each size in a fresh predictor, as the
     engine does), and the planned buffers are under a quarter of one buffer per tensor."""
-    from models.convert import lite_optimize
-    from models.lite_plan import PROBE_INPUTS, plan_memory
+    from edge_ocr_models.convert import lite_optimize
+    from edge_ocr_models.lite_plan import PROBE_INPUTS, plan_memory
 
     src = _derived_program(model_store, V6_DERIVED, role)
     summary = plan_memory(src, tmp_path / "planned", PROBE_INPUTS[role])

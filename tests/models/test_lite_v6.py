@@ -18,7 +18,7 @@ from support import assert_lite_survives
 from edge_ocr.ocr.engines.registry import engine_class
 from edge_ocr.ocr.reader import open_pipeline
 from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
-from models.agreement import compare_engines
+from edge_ocr_models.agreement import compare_engines
 
 pytestmark = pytest.mark.models
 
@@ -166,8 +166,8 @@ def test_v6_lite_recipes_record_the_conversion(model_store):
 def _offline_catalogue(model_store, tmp_path: Path) -> Path:
     """The packaged catalogue over the default models directory's extracted sources (no network,
     and unlike the `local_catalogue` fixture no build of the default directory first)."""
-    from models.catalogue import CATALOGUE_PATH
-    from models.fetch import SRC_DIR, safe_name
+    from edge_ocr_models.catalogue import CATALOGUE_PATH
+    from edge_ocr_models.fetch import SRC_DIR, safe_name
 
     data = json.loads(CATALOGUE_PATH.read_text(encoding="utf-8"))
     for sid, src in data["sources"].items():
@@ -181,8 +181,8 @@ def _offline_catalogue(model_store, tmp_path: Path) -> Path:
 def test_failed_conversion_leaves_the_sets_out_but_the_build_passes(model_store, tmp_path, monkeypatch):
     """No tool environment (offline, a crash): the converted sets are recorded as not built with the
     reason, the family's ONNX set is built, and the build does not raise."""
-    from models.build import build
-    from models.cli import engines_missing_reason
+    from edge_ocr_models.build import build
+    from edge_ocr_models.cli import engines_missing_reason
 
     local_catalogue = _offline_catalogue(model_store, tmp_path)
 
@@ -206,7 +206,7 @@ def test_failed_conversion_leaves_the_sets_out_but_the_build_passes(model_store,
 
 def test_a_failed_tool_environment_is_not_retried_by_every_build(tmp_path, monkeypatch):
     """Offline: the first build's pip failure is remembered, so the next builds stay fast."""
-    from models.x2paddle import DerivedSetError, ensure_tool_env, tool_env_dir
+    from edge_ocr_models.x2paddle import DerivedSetError, ensure_tool_env, tool_env_dir
 
     monkeypatch.delenv("EDGE_OCR_X2PADDLE_PYTHON", raising=False)
     env = tool_env_dir(tmp_path)

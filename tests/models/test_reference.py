@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.reference import reference_models, reference_ocr
-from models.verify import nospace
+from edge_ocr_models.reference import reference_models, reference_ocr
+from edge_ocr_models.verify import nospace
 
 pytestmark = pytest.mark.models
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.program import load_program, read_params
-from models.rewrite import rewrite_model
-from models.runners import paddle_inference_run
+from edge_ocr_models.program import load_program, read_params
+from edge_ocr_models.rewrite import rewrite_model
+from edge_ocr_models.runners import paddle_inference_run
 
 pytestmark = pytest.mark.models
 
@@ -77,7 +77,7 @@ def test_read_params_matches_program(built_models_dir: Path) -> None:
 
 
 def _lifetimes(prog) -> dict[str, tuple[int, int]]:
-    from models.program import io_args
+    from edge_ocr_models.program import io_args
 
     life: dict[str, list[int]] = {}
     for i, op in enumerate(prog.blocks[0].ops):
@@ -92,8 +92,8 @@ def _lifetimes(prog) -> dict[str, tuple[int, int]]:
 def test_memory_reuse_plan_is_safe(built_models_dir: Path, tmp_path: Path, role: str) -> None:
     """After the reuse rewrite no op reads and writes one buffer, no op that Lite may fuse with its
     neighbours sees a buffer another variable still holds, and weights and I/O keep their names."""
-    from models.program import io_args
-    from models.rewrite_reuse import NO_REUSE_OPS, REUSE_MARGIN
+    from edge_ocr_models.program import io_args
+    from edge_ocr_models.rewrite_reuse import NO_REUSE_OPS, REUSE_MARGIN
 
     src = built_models_dir / "paddle" / "fp32" / role
     before = load_program(src / "inference.pdmodel")
@@ -141,8 +141,8 @@ def test_memory_reuse_gives_bit_identical_lite_output(
     built_models_dir: Path, tmp_path: Path, request: pytest.FixtureRequest, role: str
 ) -> None:
     """The same program converted with and without the reuse rewrite gives the same bits on Lite."""
-    from models.convert import lite_optimize
-    from models.runners import LiteRunner
+    from edge_ocr_models.convert import lite_optimize
+    from edge_ocr_models.runners import LiteRunner
 
     src = built_models_dir / "paddle" / "fp32" / role
     x = request.getfixturevalue(f"{role}_tensor")

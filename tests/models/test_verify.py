@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.verify import Line, compare, judge, levenshtein, match, nospace
+from edge_ocr_models.verify import Line, compare, judge, levenshtein, match, nospace
 
 
 def _l(text: str, x: float, y: float = 0.0) -> Line:

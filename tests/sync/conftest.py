@@ -84,7 +84,7 @@ def aws(moto_server, monkeypatch, tmp_path) -> Aws:
     """A fresh bucket and table on the moto server, and the environment pointing at them."""
     import boto3
 
-    from sync.endpoint.aws_storage import create_resources
+    from edge_ocr_sync.endpoint.aws_storage import create_resources
 
     env = aws_env(moto_server, tmp_path)
     suffix = uuid.uuid4().hex[:10]
@@ -139,7 +139,7 @@ class AwsBackend(Backend):
         return self.aws.s3.get_object(Bucket=self.aws.bucket, Key=key)["Body"].read()
 
     def batch_items(self) -> list[dict]:
-        from sync.endpoint.aws_storage import _from_attr
+        from edge_ocr_sync.endpoint.aws_storage import _from_attr
 
         items = [{k: _from_attr(v) for k, v in i.items()} for i in self.aws.batch_items()]
         return sorted(items, key=lambda i: i["pk"])
@@ -289,8 +289,8 @@ class Endpoint:
         if self.server.thread.is_alive():
             self.server.stop()
         if fresh_core:
-            from sync.endpoint.app import create_app
-            from sync.endpoint.core import build_core
+            from edge_ocr_sync.endpoint.app import create_app
+            from edge_ocr_sync.endpoint.core import build_core
 
             self.core.close()
             self.core = build_core()
@@ -300,8 +300,8 @@ class Endpoint:
 
 @pytest.fixture
 def endpoint(backend):
-    from sync.endpoint.app import create_app
-    from sync.endpoint.core import build_core
+    from edge_ocr_sync.endpoint.app import create_app
+    from edge_ocr_sync.endpoint.core import build_core
 
     core = build_core()
     faults = Faults(create_app(core))
@@ -399,7 +399,7 @@ def assert_conforms(method: str, path: str, resp) -> None:
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT202012
 
-    from sync.endpoint.schema import openapi_document
+    from edge_ocr_sync.endpoint.schema import openapi_document
 
     doc = openapi_document()
     template = "/v1/objects/{key}" if path.startswith("/v1/objects/") else path
@@ -428,7 +428,7 @@ def post(endpoint, device_id, device_secret):
     """Signed POST/GET against the running endpoint; `sign=False` or `headers=` to misbehave."""
     import httpx
 
-    from sync.auth import sign_headers
+    from edge_ocr_sync.auth import sign_headers
 
     client = httpx.Client(base_url=endpoint.url, timeout=10)
 
@@ -510,7 +510,7 @@ def secret_file(tmp_path) -> Path:
 
 @pytest.fixture
 def make_config(secret_file):
-    from sync.config import SyncConfig
+    from edge_ocr_sync.config import SyncConfig
 
     def make(url: str, **overrides) -> SyncConfig:
         raw = {

@@ -11,7 +11,7 @@ import pytest
 from test_sync_endpoint import png_bytes
 from test_sync_lambda import Context, s3_event
 
-from sync.endpoint.ocr_runner import OcrRunner
+from edge_ocr_sync.endpoint.ocr_runner import OcrRunner
 
 
 class Counting:
@@ -89,7 +89,7 @@ def test_non_images_are_not_cached(post, endpoint, backend):
 
 @pytest.fixture
 def handler(aws, monkeypatch):
-    from sync.endpoint import lambda_handler
+    from edge_ocr_sync.endpoint import lambda_handler
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "edge-ocr-endpoint")
     lambda_handler.reset()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sync.auth import sign_headers
-from sync.payload import encode_document
+from edge_ocr_sync.auth import sign_headers
+from edge_ocr_sync.payload import encode_document
 
 
 def png_bytes(w: int = 160, h: int = 48) -> bytes:

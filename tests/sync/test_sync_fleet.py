@@ -9,9 +9,9 @@ import json
 import pytest
 from test_sync_service import main
 
-from sync.auth import sign_headers
-from sync.endpoint.fleet import QUERIES
-from sync.payload import encode_document
+from edge_ocr_sync.auth import sign_headers
+from edge_ocr_sync.endpoint.fleet import QUERIES
+from edge_ocr_sync.payload import encode_document
 
 DEVICES = {
     "line1-cam1": b"s3cr3t-for-line1-cam1-0123456789abcdef",

@@ -23,7 +23,7 @@ import pytest
 from test_sync_endpoint import batch_body, png_bytes
 
 from edge_ocr.errors import ConfigError
-from sync.auth import sign_headers
+from edge_ocr_sync.auth import sign_headers
 
 EXE = str(Path(sys.executable).with_name("edge-ocr"))
 DIGITS = "9" * 5000
@@ -93,7 +93,7 @@ def test_create_resources_outside_us_east_1(moto_server, tmp_path):
     import boto3
     from conftest import aws_env
 
-    from sync.endpoint.aws_storage import create_resources
+    from edge_ocr_sync.endpoint.aws_storage import create_resources
 
     for region in ("eu-central-1", "us-east-1", "ap-southeast-2"):
         s3 = boto3.client("s3", endpoint_url=moto_server, region_name=region)
@@ -111,7 +111,7 @@ def test_create_resources_failure_is_one_line_not_a_traceback(moto_server, tmp_p
     import boto3
     from botocore.config import Config
 
-    from sync.endpoint.aws_storage import create_resources
+    from edge_ocr_sync.endpoint.aws_storage import create_resources
 
     once = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2)
     nowhere = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -246,7 +246,7 @@ class GatedPipelines:
 
 
 def _ocr_endpoint(endpoint, max_in_flight: int, max_queued: int, wait_s: float) -> GatedPipelines:
-    from sync.endpoint.ocr_runner import OcrRunner
+    from edge_ocr_sync.endpoint.ocr_runner import OcrRunner
 
     gated = GatedPipelines()
     endpoint.core.ocr = OcrRunner(
@@ -326,7 +326,7 @@ def test_a_queued_ocr_request_waits_for_a_slot(post, endpoint):
 
 
 def test_ocr_limits_are_settings(monkeypatch):
-    from sync.endpoint.settings import EndpointSettings
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
 
     env = {
         "EDGE_OCR_OCR_MAX_IN_FLIGHT": "3",
@@ -362,7 +362,7 @@ def test_a_replay_is_refused_after_the_endpoint_restarts(post, endpoint, backend
 
 
 def test_local_nonces_expire_and_are_kept_in_sqlite(tmp_path):
-    from sync.endpoint.local_storage import LocalStorage
+    from edge_ocr_sync.endpoint.local_storage import LocalStorage
 
     now = [1000.0]
     st = LocalStorage(tmp_path / "d", clock=lambda: now[0])
@@ -392,7 +392,7 @@ def test_readme_serve_line_runs_on_local_storage_with_no_settings(
     """`edge-ocr endpoint serve --host 127.0.0.1 --port 8080` (here port 0) with no AWS or edge-ocr
     variables: local storage in the per-user data folder; a device added with `add-device`; the
     sync client drains to it; a restart keeps the batches and refuses replays."""
-    from sync.service import SyncService
+    from edge_ocr_sync.service import SyncService
 
     env = _clean_env(tmp_path)
     data = Path(env["XDG_DATA_HOME"]) / "edge-ocr" / "endpoint"
@@ -433,7 +433,7 @@ def test_readme_serve_line_runs_on_local_storage_with_no_settings(
 
 
 def test_settings_choose_the_storage():
-    from sync.endpoint.settings import EndpointSettings
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
 
     local = EndpointSettings.from_env({}, data_dir=None)
     assert local.storage == "local" and local.data_dir is not None
@@ -448,7 +448,7 @@ def test_settings_choose_the_storage():
 
 
 def test_object_keys_cannot_leave_the_data_folder(tmp_path):
-    from sync.endpoint.local_storage import LocalStorage
+    from edge_ocr_sync.endpoint.local_storage import LocalStorage
 
     st = LocalStorage(tmp_path / "d")
     try:

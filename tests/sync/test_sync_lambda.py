@@ -11,8 +11,8 @@ import uuid
 import pytest
 from test_sync_endpoint import batch_body, png_bytes
 
-from sync.auth import sign_headers
-from sync.endpoint import lambda_handler
+from edge_ocr_sync.auth import sign_headers
+from edge_ocr_sync.endpoint import lambda_handler
 
 
 @pytest.fixture

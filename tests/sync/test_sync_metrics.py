@@ -13,7 +13,7 @@ from test_sync_endpoint import batch_body, png_bytes
 from test_sync_lambda import Context, http_event, signed
 from test_sync_service import main
 
-from sync.endpoint.metrics import parse_prometheus, summarize
+from edge_ocr_sync.endpoint.metrics import parse_prometheus, summarize
 
 
 def test_the_local_endpoint_counts_requests_per_route(post, endpoint, device_id, capsys, cli_logging):
@@ -92,7 +92,7 @@ def _ingest(cloudwatch, records: list[dict]) -> None:
 
 @pytest.fixture
 def lambda_env(aws, monkeypatch):
-    from sync.endpoint import lambda_handler
+    from edge_ocr_sync.endpoint import lambda_handler
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "edge-ocr-endpoint")
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH", aws.url)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from sync.auth import sign_headers
-from sync.endpoint.schema import openapi_document
+from edge_ocr_sync.auth import sign_headers
+from edge_ocr_sync.endpoint.schema import openapi_document
 
 
 def test_the_document_is_valid_openapi_3_1():
@@ -28,9 +28,9 @@ def test_the_endpoint_serves_its_document_unsigned(post):
 
 
 def test_every_route_the_core_serves_is_documented(tmp_path):
-    from sync.endpoint.core import EndpointCore
-    from sync.endpoint.local_storage import LocalStorage
-    from sync.endpoint.settings import EndpointSettings
+    from edge_ocr_sync.endpoint.core import EndpointCore
+    from edge_ocr_sync.endpoint.local_storage import LocalStorage
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
 
     core = EndpointCore(EndpointSettings(data_dir=tmp_path), LocalStorage(tmp_path), {})
     try:

@@ -74,7 +74,7 @@ def test_template_matches_the_code_and_the_rules(template, build_module):
         for rule in e["Properties"]["Filter"]["S3Key"]["Rules"]
         if rule["Name"] == "suffix"
     }
-    from sync.endpoint.layout import IMAGE_TYPES, RESULT_SUFFIX
+    from edge_ocr_sync.endpoint.layout import IMAGE_TYPES, RESULT_SUFFIX
 
     assert s3_suffixes == set(IMAGE_TYPES.values())
     assert not RESULT_SUFFIX.endswith(tuple(s3_suffixes))  # results never re-trigger OCR
@@ -100,24 +100,24 @@ def test_build_step_lays_out_the_package(tmp_path, build_module):
     out = tmp_path / "build"
     assert build_module.main(["--models-dir", str(models), "--out", str(out), "--skip-deps"]) == 0
     pkg = out / "lambda"
-    assert (pkg / "sync" / "endpoint" / "lambda_handler.py").is_file()
+    assert (pkg / "edge_ocr_sync" / "endpoint" / "lambda_handler.py").is_file()
     assert (pkg / "edge_ocr" / "ocr" / "reader.py").is_file()
-    assert (pkg / "sync" / "endpoint" / "openapi.json").is_file()  # served and used to validate bodies
+    assert (pkg / "edge_ocr_sync" / "endpoint" / "openapi.json").is_file()  # served and used to validate bodies
     assert not (pkg / "edge_ocr" / "synth").exists()
     assert not list(pkg.rglob("__pycache__"))
-    shipped = json.loads((pkg / "edge_ocr_models" / "manifest.json").read_text())
+    shipped = json.loads((pkg / "model-sets" / "manifest.json").read_text())
     assert list(shipped["sets"]) == ["onnx/fp32"]  # never paddle
     assert (
-        pkg / "edge_ocr_models" / shipped["sets"]["onnx/fp32"]["files"]["det"]["path"]
+        pkg / "model-sets" / shipped["sets"]["onnx/fp32"]["files"]["det"]["path"]
     ).read_bytes() == b"det.onnx"
     # the shipped model store resolves as the function will see it
     from edge_ocr.ocr.modelstore import ModelStore
 
-    resolved = ModelStore(pkg / "edge_ocr_models").resolve("onnx", "fp32", verify=True)
+    resolved = ModelStore(pkg / "model-sets").resolve("onnx", "fp32", verify=True)
     assert resolved.det.name == "det.onnx"
     with zipfile.ZipFile(out / "edge-ocr-lambda.zip") as zf:
         names = zf.namelist()
-    assert "sync/endpoint/lambda_handler.py" in names and "edge_ocr_models/manifest.json" in names
+    assert "edge_ocr_sync/endpoint/lambda_handler.py" in names and "model-sets/manifest.json" in names
 
 
 def test_build_refuses_a_models_dir_without_an_active_onnx_set(tmp_path, build_module):

@@ -10,7 +10,7 @@ import time
 from test_sync_endpoint import batch_body, png_bytes
 from test_sync_service import main
 
-from sync.auth import sign_headers
+from edge_ocr_sync.auth import sign_headers
 
 
 def _image(core, device: str, data: bytes) -> str:
@@ -68,7 +68,7 @@ def test_delete_device_refuses_a_path_as_device_id(backend, capsys, cli_logging)
 def test_expire_deletes_what_is_older_than_the_days(backend, capsys, cli_logging):
     if backend.kind != "local":
         return  # on S3 the lifecycle rules do it (the template test below)
-    from sync.endpoint.core import build_core
+    from edge_ocr_sync.endpoint.core import build_core
 
     core = build_core(secrets={})
     try:

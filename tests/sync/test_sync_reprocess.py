@@ -14,8 +14,8 @@ from test_sync_endpoint import png_bytes
 from test_sync_lambda import Context
 from test_sync_service import main
 
-from sync.endpoint.layout import RESULT_SUFFIX
-from sync.endpoint.reprocess import reprocess
+from edge_ocr_sync.endpoint.layout import RESULT_SUFFIX
+from edge_ocr_sync.endpoint.reprocess import reprocess
 
 
 def _store_images(storage, n: int, device: str = "line1-cam1", start: int = 0) -> list[str]:
@@ -29,7 +29,7 @@ def _store_images(storage, n: int, device: str = "line1-cam1", start: int = 0) -
 
 
 def _result(storage, key: str) -> dict | None:
-    from sync.endpoint.storage import MissingObject
+    from edge_ocr_sync.endpoint.storage import MissingObject
 
     try:
         return json.loads(storage.get_object(key + RESULT_SUFFIX, 10**7))
@@ -38,7 +38,7 @@ def _result(storage, key: str) -> dict | None:
 
 
 def _core(counting: Counting):
-    from sync.endpoint.core import build_core
+    from edge_ocr_sync.endpoint.core import build_core
 
     core = build_core(secrets={})
     core.ocr = _runner(counting)
@@ -112,7 +112,7 @@ def test_a_non_image_is_recorded_once_not_retried_forever(backend):
 
 
 def test_the_scheduled_lambda_event_reprocesses_a_bounded_batch(aws, monkeypatch):
-    from sync.endpoint import lambda_handler
+    from edge_ocr_sync.endpoint import lambda_handler
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "edge-ocr-endpoint")
     lambda_handler.reset()
@@ -199,7 +199,7 @@ def test_cli_reprocess_model_names_the_family_to_read_with(backend, monkeypatch,
 def test_cli_reprocess_with_the_real_onnx_models_reads_again_only_when_the_family_changes(
     backend, monkeypatch, capsys, cli_logging
 ):
-    from sync.endpoint.core import build_core
+    from edge_ocr_sync.endpoint.core import build_core
 
     monkeypatch.setenv("EDGE_OCR_OCR_ENGINE", "onnx")
     core = build_core(secrets={})

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edge_ocr.store.db import open_connection
-from sync.service import SyncService, sync_status
+from edge_ocr_sync.service import SyncService, sync_status
 
 
 def acked_counts(db_path) -> tuple[int, int]:
@@ -53,7 +53,7 @@ def test_queued_results_are_sent_and_acked(endpoint, backend, store_path, enqueu
 
 def test_batches_are_cut_by_count_and_age(store_path, enqueue_results, make_config):
     from edge_ocr.store import outbox
-    from sync.payload import make_serializer
+    from edge_ocr_sync.payload import make_serializer
 
     enqueue_results(store_path, 1100)
     conn = open_connection(store_path)
@@ -101,7 +101,7 @@ def test_conflicting_reuse_is_409_and_the_rows_are_sent_again_under_a_new_id(
     endpoint, backend, store_path, enqueue_results, make_config
 ):
     from edge_ocr.store import outbox
-    from sync.payload import encode_document
+    from edge_ocr_sync.payload import encode_document
 
     enqueue_results(store_path, 5)
     config = make_config(endpoint.url)
@@ -309,7 +309,7 @@ def main(argv: list[str]) -> int:
     import argparse
 
     from edge_ocr.errors import EdgeOcrError
-    from sync.cli import register
+    from edge_ocr_sync.cli import register
 
     parser = argparse.ArgumentParser(prog="edge-ocr")
     register(parser.add_subparsers(dest="command", required=True))
@@ -324,7 +324,7 @@ def test_sync_commands_are_registered_through_the_entry_point():
     from importlib.metadata import entry_points
 
     (ep,) = [e for e in entry_points(group="edge_ocr.commands") if e.name == "sync"]
-    assert ep.value == "sync.cli:register"
+    assert ep.value == "edge_ocr_sync.cli:register"
     import argparse
 
     parser = argparse.ArgumentParser(prog="edge-ocr")
@@ -373,7 +373,7 @@ def test_every_endpoint_command_is_documented():
 
     from test_sync_packaging import REPO
 
-    from sync.cli import register
+    from edge_ocr_sync.cli import register
 
     parser = argparse.ArgumentParser(prog="edge-ocr")
     sub = parser.add_subparsers(dest="command")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from edge_ocr.errors import ConfigError
-from sync.auth import AuthFailure, sign_headers, verify_signature
-from sync.backoff import Backoff, CircuitBreaker, CircuitState, parse_retry_after
-from sync.config import SyncConfig
+from edge_ocr_sync.auth import AuthFailure, sign_headers, verify_signature
+from edge_ocr_sync.backoff import Backoff, CircuitBreaker, CircuitState, parse_retry_after
+from edge_ocr_sync.config import SyncConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -92,7 +92,7 @@ def test_secret_errors_never_show_the_secret(tmp_path):
 
 
 def test_no_secret_in_the_results_database(endpoint, store_path, enqueue_results, make_config, device_secret):
-    from sync.service import SyncService
+    from edge_ocr_sync.service import SyncService
 
     enqueue_results(store_path, 20)
     service = SyncService(make_config(endpoint.url), store_path)
@@ -111,7 +111,7 @@ def test_no_secret_in_the_results_database(endpoint, store_path, enqueue_results
 def test_ack_requires_our_hash_and_is_idempotent(store_path, enqueue_results):
     from edge_ocr.store import outbox
     from edge_ocr.store.db import open_connection
-    from sync.payload import make_serializer
+    from edge_ocr_sync.payload import make_serializer
 
     enqueue_results(store_path, 3)
     conn = open_connection(store_path)
@@ -148,8 +148,8 @@ def test_the_endpoint_imports_without_the_agent_only_packages():
         "import sys\n"
         "for name in ('sqlite_utils', 'watchdog', 'pypdfium2', 'psutil', 'httpx', 'uvicorn'):\n"
         "    sys.modules[name] = None\n"
-        "import sync.endpoint.lambda_handler, sync.endpoint.core, sync.endpoint.app, sync.endpoint.storage,"
-        " sync.endpoint.local_storage, sync.endpoint.aws_storage\n"
+        "import edge_ocr_sync.endpoint.lambda_handler, edge_ocr_sync.endpoint.core, edge_ocr_sync.endpoint.app, edge_ocr_sync.endpoint.storage,"
+        " edge_ocr_sync.endpoint.local_storage, edge_ocr_sync.endpoint.aws_storage\n"
         "import edge_ocr.ocr.reader, edge_ocr.ocr.imageio\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

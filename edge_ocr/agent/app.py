@@ -44,7 +44,7 @@ from edge_ocr.errors import EdgeOcrError
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
 from edge_ocr.store import agents, files
-from edge_ocr.store.db import open_connection, transaction, utcnow
+from edge_ocr.store.db import open_connection, set_busy_timeout, transaction, utcnow
 from edge_ocr.store.events import log_event
 from edge_ocr.store.retention import apply_retention
 
@@ -110,7 +110,7 @@ class Agent:
             # the only writer: wait out another process's write lock instead of failing
             self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
             self._conn.lock_wait = self._lock_wait
-            self._conn.execute(f"PRAGMA busy_timeout = {LOCK_POLL_MS}")
+            set_busy_timeout(self._conn, LOCK_POLL_MS)
             self._desk = FileDesk(
                 self.cfg,
                 self._conn,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +19,11 @@ from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
 from edge_ocr.agent.sources.moves import after_success, quarantine
 from edge_ocr.agent.workers import FileJob, JobDone, JobFailed
 from edge_ocr.config import Config, FolderSourceConfig
-from edge_ocr.errors import StoreError
 from edge_ocr.store import files
-from edge_ocr.store.db import transaction
+from edge_ocr.store.db import Connection, is_store_failure, transaction
 from edge_ocr.store.events import log_event
 from edge_ocr.store.files import clean_text, display_path
-from edge_ocr.store.results import PageOutcome, StoredResult
+from edge_ocr.store.results import PageOutcome, StoredResult, move_stored_images
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ class FileDesk:
     def __init__(
         self,
         cfg: Config,
-        conn: sqlite3.Connection,
+        conn: Connection,
         stats: AgentStats,
         *,
         recheck: Callable[[FileCandidate, float], None],
@@ -178,7 +176,7 @@ class FileDesk:
         """An unexpected error while handling one file: log its traceback, quarantine the file with
         the reason recorded, and go on. A database that cannot be written (locked past the stop
         grace, full, damaged) is not the file's fault: that propagates."""
-        if isinstance(exc, StoreError) or type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError):
+        if is_store_failure(exc):
             raise exc
         shown = display_path(item.path)
         reason = clean_text(f"internal error while handling it: {type(exc).__name__}: {exc} (see the log)")
@@ -201,13 +199,8 @@ class FileDesk:
                 "%s: done, but cannot %s it: %s", display_path(path), folder.after.value, exc.strerror
             )
             return
-        if capture_ids and where != path:
-            with transaction(self.conn):
-                marks = ",".join("?" * len(capture_ids))
-                self.conn.execute(
-                    f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})",
-                    (display_path(where) if where else None, *capture_ids),
-                )
+        if where != path:
+            move_stored_images(self.conn, capture_ids, display_path(where) if where else None)
 
     def quarantine_move(self, folder: FolderSourceConfig, path: Path, error: str) -> None:
         self.stats.files_quarantined += 1

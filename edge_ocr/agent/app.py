@@ -18,8 +18,7 @@ import shutil
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_connections
 
@@ -29,6 +28,7 @@ from edge_ocr.agent.lockwait import LOCK_POLL_MS, WriterLockWait
 from edge_ocr.agent.outputs import Outputs
 from edge_ocr.agent.preflight import check_folders
 from edge_ocr.agent.records import AgentStats, emit_verdicts, store_camera_record
+from edge_ocr.agent.retries import RetryQueue
 from edge_ocr.agent.sources.camera import CameraCapture, CameraSource
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected, FolderSource
 from edge_ocr.agent.workers import (
@@ -44,7 +44,7 @@ from edge_ocr.errors import EdgeOcrError
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
 from edge_ocr.store import agents, files
-from edge_ocr.store.db import open_connection, transaction, utcnow
+from edge_ocr.store.db import open_connection, set_busy_timeout, transaction, utcnow
 from edge_ocr.store.events import log_event
 from edge_ocr.store.retention import apply_retention
 
@@ -76,7 +76,7 @@ class Agent:
         self.agent_id = agent_id or socket.gethostname()
         self.stats = AgentStats()
         self.jobs: queue.Queue[Work] = queue.Queue(cfg.agent.queue_size)
-        self._retry: deque[tuple[Work, int]] = deque()
+        self._retries: RetryQueue[Work] = RetryQueue()
         self._inflight: dict[int, Flight] = {}
         self._next_job = 0
         self._workers: list[WorkerHandle] = []
@@ -87,7 +87,6 @@ class Agent:
         self._lock_wait: WriterLockWait | None = None
         self._outputs: Outputs | None = None
         self._engine: tuple[str, str] | None = None
-        self._versions: dict[str, str] = {}
         self._started_at = utcnow()
         self._startup_failures = 0
         self.ready = threading.Event()  # set once every worker has loaded its pipeline
@@ -110,20 +109,21 @@ class Agent:
             # the only writer: wait out another process's write lock instead of failing
             self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
             self._conn.lock_wait = self._lock_wait
-            self._conn.execute(f"PRAGMA busy_timeout = {LOCK_POLL_MS}")
+            set_busy_timeout(self._conn, LOCK_POLL_MS)
+            self._outputs = Outputs.from_config(self.cfg.outputs)
+            self._folders = [FolderSource(folder, self.submit) for folder in self.cfg.folders]
             self._desk = FileDesk(
                 self.cfg,
                 self._conn,
                 self.stats,
-                recheck=self._recheck,
-                emit=lambda stored, pages, image: emit_verdicts(self._outputs, stored, pages, image),
-                retry=lambda item, attempts: self._retry.append((item, attempts)),
+                sources={src.folder: src for src in self._folders},
+                outputs=self._outputs,
+                retries=self._retries,
             )
             files.recover_processing(self._conn)
             with transaction(self._conn):
                 log_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
             self._heartbeat("starting")
-            self._outputs = Outputs.from_config(self.cfg.outputs)
             self._start_workers()
             self._start_sources()
             self._loop(stop)
@@ -143,24 +143,17 @@ class Agent:
         logger.info("started %d worker(s), %d thread(s) each", n, threads)
 
     def _start_sources(self) -> None:
-        for folder in self.cfg.folders:
-            src = FolderSource(folder, self.submit)
-            self._folders.append(src)
+        for src in self._folders:
             src.start()
         for cam in self.cfg.cameras:
             csrc = CameraSource(cam, self.submit)
             self._cameras.append(csrc)
             csrc.start()
 
-    def _recheck(self, item: FileCandidate, after: float) -> None:
-        for src in self._folders:
-            if src.folder is item.folder:
-                src.debouncer.recheck(item.path, after)
-
     def queue_depth(self) -> int:
         return (
             self.jobs.qsize()
-            + len(self._retry)
+            + len(self._retries)
             + len(self._inflight)
             + sum(s.pending() for s in self._folders)
         )
@@ -168,9 +161,9 @@ class Agent:
     def _idle(self) -> bool:
         return (
             self.jobs.empty()
-            and not self._retry
+            and not self._retries
             and not self._inflight
-            and all(s.debouncer.scanned.is_set() and s.pending() == 0 for s in self._folders)
+            and all(s.settled() for s in self._folders)
             and all(c.finished.is_set() for c in self._cameras)
         )
 
@@ -201,7 +194,7 @@ class Agent:
         grace_until = time.monotonic() + self.cfg.agent.shutdown_grace
         with contextlib.suppress(EdgeOcrError):
             self._heartbeat("stopping")
-        for src in (*self._folders, *self._cameras):
+        for src in (*self._folders, *self._cameras):  # a folder source never started stops at once
             try:
                 src.stop()
             except Exception:  # keep stopping the others
@@ -234,7 +227,7 @@ class Agent:
                     self._conn = None
 
     def _has_camera_work(self) -> bool:
-        return any(isinstance(i, CameraCapture) for i, _ in self._retry) or any(
+        return any(isinstance(i, CameraCapture) for i in self._retries) or any(
             isinstance(i, CameraCapture) for i in list(self.jobs.queue)
         )
 
@@ -274,9 +267,6 @@ class Agent:
             if isinstance(msg, WorkerReady):
                 w.ready = msg
                 self._engine = (msg.engine, msg.model)
-                self._versions = msg.versions
-                if self._desk is not None:
-                    self._desk.versions = msg.versions
                 if all(x.ready is not None for x in self._workers):
                     if not self.ready.is_set():
                         self._heartbeat("running")
@@ -287,7 +277,7 @@ class Agent:
                 raise err
             else:
                 w.job = None
-                self._finish(msg)
+                self._finish(msg, w.versions)
 
     def _dispatch(self, cameras_only: bool = False) -> None:
         for w in self._workers:
@@ -305,8 +295,9 @@ class Agent:
                     break
 
     def _next_item(self, cameras_only: bool) -> tuple[Work, int] | None:
-        if self._retry and (not cameras_only or isinstance(self._retry[0][0], CameraCapture)):
-            return self._retry.popleft()
+        retry = self._retries.take(lambda item: not cameras_only or isinstance(item, CameraCapture))
+        if retry is not None:
+            return retry
         try:
             item = self.jobs.get_nowait()
         except queue.Empty:
@@ -341,7 +332,8 @@ class Agent:
             return None
 
     # -- results ----------------------------------------------------------------------------------
-    def _finish(self, msg: JobDone | JobFailed) -> None:
+    def _finish(self, msg: JobDone | JobFailed, versions: Mapping[str, str]) -> None:
+        """A worker's answer; `versions`: its runtime versions, stored with the results."""
         flight = self._inflight.pop(msg.job_id, None)
         if flight is None:
             logger.warning("reply for unknown job %s", msg.job_id)
@@ -349,13 +341,13 @@ class Agent:
         metrics.record_job(flight.item, msg)
         if isinstance(flight, _CameraFlight):
             if isinstance(msg, JobDone):
-                self._store_camera(flight.item, msg)
+                self._store_camera(flight.item, msg, versions)
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, msg.error)
             return
         assert self._desk is not None
         try:
-            self._desk.finish(flight, msg)
+            self._desk.finish(flight, msg, versions)
         except Exception as exc:  # one file must not stop the agent
             self._desk.contain(flight.item, exc, flight.file_id)
 
@@ -365,7 +357,7 @@ class Agent:
             return
         if isinstance(flight, _CameraFlight):
             if flight.attempts < CAMERA_ATTEMPTS:
-                self._retry.append((flight.item, flight.attempts + 1))
+                self._retries.put(flight.item, flight.attempts + 1)
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, error)
             return
@@ -375,7 +367,7 @@ class Agent:
         except Exception as exc:  # one file must not stop the agent
             self._desk.contain(flight.item, exc, flight.file_id)
 
-    def _store_camera(self, cap: CameraCapture, msg: JobDone) -> None:
+    def _store_camera(self, cap: CameraCapture, msg: JobDone, versions: Mapping[str, str]) -> None:
         cam = cap.camera
         stored, outcome, path = store_camera_record(
             self._conn,
@@ -383,7 +375,7 @@ class Agent:
             msg,
             captures_dir=self.cfg.data_dir() / "captures",
             recipe=self.cfg.recipes.get(cam.recipe) if cam.recipe else None,
-            versions=self._versions,
+            versions=dict(versions),
         )
         self.stats.camera_records += 1
         emit_verdicts(self._outputs, [stored], [outcome], str(path))

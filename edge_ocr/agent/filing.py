@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from edge_ocr.agent.records import AgentStats, page_outcomes
+from edge_ocr.agent.outputs import Outputs
+from edge_ocr.agent.records import AgentStats, emit_verdicts, page_outcomes
+from edge_ocr.agent.retries import RetryQueue
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
 from edge_ocr.agent.sources.moves import after_success, quarantine
 from edge_ocr.agent.workers import FileJob, JobDone, JobFailed
 from edge_ocr.config import Config, FolderSourceConfig
-from edge_ocr.errors import StoreError
 from edge_ocr.store import files
-from edge_ocr.store.db import transaction
+from edge_ocr.store.db import Connection, is_store_failure, transaction
 from edge_ocr.store.events import log_event
 from edge_ocr.store.files import clean_text, display_path
-from edge_ocr.store.results import PageOutcome, StoredResult
+from edge_ocr.store.results import move_stored_images
 
 logger = logging.getLogger(__name__)
 
@@ -43,28 +44,33 @@ class FileFlight:
     attempts: int = 1
 
 
+class Rechecking(Protocol):
+    """A folder source: it looks at a path again and hands it over once it is complete."""
+
+    def recheck(self, path: Path, after: float = 0.0) -> None: ...
+
+
 class FileDesk:
-    """Claims, stores and moves folder files, counting in `stats`. `recheck(item, after)` hands a
-    path back to its folder source; `emit(stored, pages, image)` sends verdicts out;
-    `retry(item, attempts)` queues a file for another attempt."""
+    """Claims, stores and moves folder files, counting in `stats`. Its collaborators: each folder's
+    source (`sources`, by folder: a file handed back is looked at again there), the verdict
+    `outputs`, and the agent's `retries` (a failed file's next attempt)."""
 
     def __init__(
         self,
         cfg: Config,
-        conn: sqlite3.Connection,
+        conn: Connection,
         stats: AgentStats,
         *,
-        recheck: Callable[[FileCandidate, float], None],
-        emit: Callable[[list[StoredResult], list[PageOutcome], str], None],
-        retry: Callable[[FileCandidate, int], None],
+        sources: Mapping[FolderSourceConfig, Rechecking],
+        outputs: Outputs,
+        retries: RetryQueue,
     ) -> None:
         self.cfg = cfg
         self.conn = conn
         self.stats = stats
-        self.versions: dict[str, str] = {}  # the workers' runtime versions, set when they are ready
-        self._recheck = recheck
-        self._emit = emit
-        self._retry = retry
+        self.sources = sources
+        self.outputs = outputs
+        self.retries = retries
 
     # -- before a worker --------------------------------------------------------------------------
     def prepare(self, item: FileCandidate, attempts: int, job_id: int) -> FileFlight | None:
@@ -107,10 +113,11 @@ class FileDesk:
         self.quarantine_move(item.folder, item.path, row.last_error or item.reason)
 
     # -- a worker's answer ------------------------------------------------------------------------
-    def finish(self, flight: FileFlight, msg: JobDone | JobFailed) -> None:
+    def finish(self, flight: FileFlight, msg: JobDone | JobFailed, versions: Mapping[str, str]) -> None:
+        """A worker's answer; `versions`: that worker's runtime versions, stored with its results."""
         cand = flight.item
         if isinstance(msg, JobDone):
-            self._store(flight, msg)
+            self._store(flight, msg, versions)
         elif msg.changed:
             self._hand_back(flight, msg.error, after=0.0)
         elif msg.incomplete and msg.mtime is not None and time.time() - msg.mtime < INCOMPLETE_GRACE:
@@ -132,7 +139,7 @@ class FileDesk:
             self.quarantine_move(cand.folder, cand.path, error)
         else:
             self.stats.files_failed += 1
-            self._retry(cand, flight.attempts + 1)
+            self.retries.put(cand, flight.attempts + 1)
 
     def release(self, flight: FileFlight) -> None:
         """Shutdown before the worker answered: the file goes back to `seen` (rescanned at start)."""
@@ -146,21 +153,20 @@ class FileDesk:
         dupes = files.forget_file(self.conn, flight.file_id, why)
         self.stats.files_incomplete += 1
         logger.info("%s: %s; looking again in %.1f s", display_path(cand.path), why, after)
-        self._recheck(cand, after)
+        self.sources[cand.folder].recheck(cand.path, after)
         self._recheck_paths(cand, dupes)
 
     def _recheck_paths(self, cand: FileCandidate, keys: list[str | bytes]) -> None:
         for key in keys:
-            path = Path(os.fsdecode(key))
-            self._recheck(FileCandidate(path, "", 0, 0.0, cand.folder, time.monotonic()), 0.0)
+            self.sources[cand.folder].recheck(Path(os.fsdecode(key)), 0.0)
 
-    def _store(self, flight: FileFlight, msg: JobDone) -> None:
+    def _store(self, flight: FileFlight, msg: JobDone, versions: Mapping[str, str]) -> None:
         cand = flight.item
         folder = cand.folder
         recipe = self.cfg.recipes.get(folder.recipe) if folder.recipe else None
         pages = page_outcomes(folder, cand, msg, recipe)
         try:
-            stored = files.complete_file(self.conn, flight.file_id, pages, model_versions=self.versions)
+            stored = files.complete_file(self.conn, flight.file_id, pages, model_versions=dict(versions))
         except files.StaleClaimError as exc:
             logger.warning("%s: %s; result discarded", display_path(cand.path), exc)
             return
@@ -168,7 +174,7 @@ class FileDesk:
         latency = time.monotonic() - cand.seen_at
         self.stats.latencies_s.append(latency)
         (self.stats.latencies_renamed_s if cand.arrived else self.stats.latencies_written_s).append(latency)
-        self._emit(stored, pages, display_path(cand.path))
+        emit_verdicts(self.outputs, stored, pages, display_path(cand.path))
         self.after_success(folder, cand.path, [s.capture_id for s in stored])
 
     # -- containment ------------------------------------------------------------------------------
@@ -178,7 +184,7 @@ class FileDesk:
         """An unexpected error while handling one file: log its traceback, quarantine the file with
         the reason recorded, and go on. A database that cannot be written (locked past the stop
         grace, full, damaged) is not the file's fault: that propagates."""
-        if isinstance(exc, StoreError) or type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError):
+        if is_store_failure(exc):
             raise exc
         shown = display_path(item.path)
         reason = clean_text(f"internal error while handling it: {type(exc).__name__}: {exc} (see the log)")
@@ -201,13 +207,8 @@ class FileDesk:
                 "%s: done, but cannot %s it: %s", display_path(path), folder.after.value, exc.strerror
             )
             return
-        if capture_ids and where != path:
-            with transaction(self.conn):
-                marks = ",".join("?" * len(capture_ids))
-                self.conn.execute(
-                    f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})",
-                    (display_path(where) if where else None, *capture_ids),
-                )
+        if where != path:
+            move_stored_images(self.conn, capture_ids, display_path(where) if where else None)
 
     def quarantine_move(self, folder: FolderSourceConfig, path: Path, error: str) -> None:
         self.stats.files_quarantined += 1

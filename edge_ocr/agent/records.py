@@ -4,7 +4,6 @@ verdicts, camera records (with the frame kept as the record's image)."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from edge_ocr.agent.workers import JobDone
 from edge_ocr.config import AfterSuccess, FolderSourceConfig, RecipeConfig
 from edge_ocr.ops import metrics
 from edge_ocr.rules.verdict import Verdict, evaluate
+from edge_ocr.store.db import Connection
 from edge_ocr.store.files import display_path
 from edge_ocr.store.results import CaptureInfo, PageOutcome, StoredResult, VerdictInfo, store_capture
 
@@ -67,7 +67,7 @@ def page_outcomes(
 
 
 def store_camera_record(
-    conn: sqlite3.Connection,
+    conn: Connection,
     cap: CameraCapture,
     msg: JobDone,
     *,

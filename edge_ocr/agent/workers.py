@@ -309,6 +309,11 @@ class WorkerHandle:
     def idle(self) -> bool:
         return self.ready is not None and self.job is None
 
+    @property
+    def versions(self) -> dict[str, str]:
+        """The runtime versions this worker reported when it was ready (stored with its results)."""
+        return dict(self.ready.versions) if self.ready is not None else {}
+
     def send(self, job: FileJob | FramesJob) -> None:
         assert self.conn is not None
         self.job = job

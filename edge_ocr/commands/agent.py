@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import socket
-import sqlite3
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig, default_db_path, load_config
 from edge_ocr.errors import ConfigError
-from edge_ocr.store.db import damaged_error, open_connection
+from edge_ocr.store.db import open_connection, reading_damaged
 
 logger = logging.getLogger(__name__)
 
@@ -104,15 +101,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_export)
 
 
-@contextlib.contextmanager
-def reading_store(db: Path) -> Iterator[None]:
-    """A damaged page met while reading becomes one line with doctor's fix, never a traceback."""
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        raise damaged_error(db, exc) from None
-
-
 # -- run / watch ----------------------------------------------------------------------------------
 
 
@@ -187,13 +175,13 @@ def agent_running(status: dict) -> bool:
 def run_status(args: argparse.Namespace) -> int:
     from edge_ocr.store.agents import read_agent_status, read_lock_wait
     from edge_ocr.store.files import file_state_counts
-    from edge_ocr.store.outbox import sync_summary
     from edge_ocr.store.query import status_counts
+    from edge_ocr.store.sync_state import sync_summary
 
     db = args.db or default_db_path()
     conn = open_connection(db, readonly=True)
     try:
-        with reading_store(db):
+        with reading_damaged(db):
             agents = read_agent_status(conn)
             files = file_state_counts(conn)
             counts = status_counts(conn)
@@ -265,7 +253,7 @@ def run_results(args: argparse.Namespace) -> int:
     db = args.db or default_db_path()
     conn = open_connection(db, readonly=True)
     try:
-        with reading_store(db):
+        with reading_damaged(db):
             since = parse_since(args.since) if args.since else None
             rows = list(
                 iter_results(
@@ -303,7 +291,7 @@ def run_export(args: argparse.Namespace) -> int:
     db = args.db or default_db_path()
     conn = open_connection(db, readonly=True)
     try:
-        with reading_store(db):
+        with reading_damaged(db):
             since = parse_since(args.since) if args.since else None
             states = ("accepted", "corrected") if args.reviewed else ("unreviewed", "accepted", "corrected")
             rows = iter_results(conn, since=since, verdict=args.verdict, review_states=states)

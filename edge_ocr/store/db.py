@@ -6,10 +6,12 @@ The file is a plain SQLite database: it opens as is in `sqlite3` and Datasette.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -39,6 +41,31 @@ class Connection(sqlite3.Connection):
     """The store's connection: `lock_wait`, when set, makes `transaction` wait out a lock."""
 
     lock_wait: LockWait | None = None
+
+
+#: SQLite's base error, for code outside the store: only `edge_ocr.store` imports sqlite3 (an
+#: import-linter contract), so the GUI and the commands catch the driver's errors by this name
+SqliteError = sqlite3.Error
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether an error is the database's own (locked past every wait, full, damaged), not a
+    record's: those propagate instead of being blamed on the file being handled."""
+    return isinstance(exc, StoreError) or type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
+
+
+def set_busy_timeout(conn: sqlite3.Connection, ms: int) -> None:
+    """How long a statement waits for another connection's lock before it fails."""
+    conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
+
+@contextlib.contextmanager
+def reading_damaged(path: Path) -> Iterator[None]:
+    """A damaged page met while reading becomes one StoreError with doctor's fix, never a traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise damaged_error(path, exc) from None
 
 
 def is_lock_error(exc: sqlite3.Error) -> bool:
@@ -127,6 +154,50 @@ def _set_wal_and_migrate(conn: sqlite3.Connection, path: Path) -> None:
         logger.warning("%s: journal mode is %s, not WAL", path, mode)
     conn.execute("PRAGMA synchronous = NORMAL")
     migrate(conn, path)
+
+
+class IntegrityProblem(enum.Enum):
+    """Why `check_integrity` could not give the file a clean answer."""
+
+    UNOPENABLE = "cannot be opened"
+    LOCKED = "is locked"
+    UNREADABLE = "is not a readable SQLite database"
+    CORRUPT = "is corrupt"
+
+
+@dataclass(frozen=True)
+class IntegrityCheck:
+    """SQLite's own check of a database file (`PRAGMA quick_check`, or `integrity_check`)."""
+
+    pragma: str
+    answers: tuple[str, ...] = ()  # ("ok",) when sound, else the damage SQLite lists
+    version: int = 0  # the schema version recorded in the file
+    problem: IntegrityProblem | None = None
+    reason: str = ""  # SQLite's words for the problem
+
+    @property
+    def sound(self) -> bool:
+        return self.problem is None and self.answers == ("ok",)
+
+
+def check_integrity(path: Path, *, thorough: bool = False) -> IntegrityCheck:
+    """Open the file read-only (never migrating, never waiting long) and run SQLite's check."""
+    pragma = "integrity_check" if thorough else "quick_check"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        return IntegrityCheck(pragma, problem=IntegrityProblem.UNOPENABLE, reason=sqlite_reason(exc))
+    try:
+        answers = tuple(str(r[0]) for r in conn.execute(f"PRAGMA {pragma}").fetchall())
+        version = schema_version(conn)
+    except sqlite3.OperationalError as exc:
+        problem = IntegrityProblem.LOCKED if is_lock_error(exc) else IntegrityProblem.UNREADABLE
+        return IntegrityCheck(pragma, problem=problem, reason=sqlite_reason(exc))
+    except sqlite3.DatabaseError as exc:
+        return IntegrityCheck(pragma, problem=IntegrityProblem.CORRUPT, reason=sqlite_reason(exc))
+    finally:
+        conn.close()
+    return IntegrityCheck(pragma, answers, version)
 
 
 def utcnow() -> str:

@@ -189,3 +189,12 @@ def status_counts(conn: sqlite3.Connection) -> dict[str, Any]:
     )
     last = conn.execute("SELECT MAX(created_at) FROM results").fetchone()[0]
     return {"results": results, "verdicts": verdicts, "last_result_at": last}
+
+
+def results_per_source_path(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many results each source path has (one per page read: a file read twice shows 2 per page)."""
+    return dict(
+        conn.execute(
+            "SELECT c.source_path, count(*) FROM results r JOIN captures c ON c.id = r.capture_id GROUP BY 1"
+        ).fetchall()
+    )

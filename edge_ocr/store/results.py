@@ -182,3 +182,14 @@ def store_capture(
         return insert_result(
             conn, page.capture, page.result, model_versions=model_versions, verdict=page.verdict
         )
+
+
+def move_stored_images(conn: sqlite3.Connection, capture_ids: list[int], stored_image: str | None) -> None:
+    """Captures whose image was moved after success (archived) or deleted (None): where it is now."""
+    if not capture_ids:
+        return
+    marks = ",".join("?" * len(capture_ids))
+    with transaction(conn):
+        conn.execute(
+            f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})", (stored_image, *capture_ids)
+        )

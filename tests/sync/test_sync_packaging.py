@@ -102,7 +102,9 @@ def test_build_step_lays_out_the_package(tmp_path, build_module):
     pkg = out / "lambda"
     assert (pkg / "edge_ocr_sync" / "endpoint" / "lambda_handler.py").is_file()
     assert (pkg / "edge_ocr" / "ocr" / "reader.py").is_file()
-    assert (pkg / "edge_ocr_sync" / "endpoint" / "openapi.json").is_file()  # served and used to validate bodies
+    assert (
+        pkg / "edge_ocr_sync" / "endpoint" / "openapi.json"
+    ).is_file()  # served and used to validate bodies
     assert not (pkg / "edge_ocr" / "synth").exists()
     assert not list(pkg.rglob("__pycache__"))
     shipped = json.loads((pkg / "model-sets" / "manifest.json").read_text())

@@ -421,6 +421,15 @@ class FolderSource:
     def pending(self) -> int:
         return self.debouncer.pending()
 
+    def settled(self) -> bool:
+        """The startup rescan is done and no file is waiting to be complete."""
+        return self.debouncer.scanned.is_set() and self.pending() == 0
+
+    def recheck(self, path: Path, after: float = 0.0) -> None:
+        """Look at a file again `after` seconds from now (it changed, or was still being written,
+        or a copy of it vanished): it is handed over once it is complete again."""
+        self.debouncer.recheck(path, after)
+
     def stop(self) -> None:
         self._stop.set()
         try:

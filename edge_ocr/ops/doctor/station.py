@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ LOW_FREE_BYTES = 1024 * 1024 * 1024
 
 
 def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
-    from edge_ocr.store.db import damaged_fix, schema_version, sqlite_reason
+    from edge_ocr.store.db import IntegrityProblem, check_integrity, damaged_fix
     from edge_ocr.store.migrations import LATEST_VERSION
 
     path = cfg.db_path()
@@ -30,31 +29,16 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
             Finding("database", Status.FAIL, f"{path} is not a file", "remove it or set [agent] db elsewhere")
         ]
     restore = damaged_fix(path)
-    pragma = "integrity_check" if opts.thorough else "quick_check"
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error as exc:
-        return [Finding("database", Status.FAIL, f"{path} cannot be opened: {sqlite_reason(exc)}", restore)]
-    try:
-        rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
-        version = schema_version(conn)
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            return [
-                Finding("database", Status.WARN, f"{path} is locked ({exc})", "run doctor again in a moment")
-            ]
+    check = check_integrity(path, thorough=opts.thorough)
+    if check.problem is IntegrityProblem.LOCKED:
         return [
             Finding(
-                "database",
-                Status.FAIL,
-                f"{path} is not a readable SQLite database: {sqlite_reason(exc)}",
-                restore,
+                "database", Status.WARN, f"{path} is locked ({check.reason})", "run doctor again in a moment"
             )
         ]
-    except sqlite3.DatabaseError as exc:
-        return [Finding("database", Status.FAIL, f"{path} is corrupt: {sqlite_reason(exc)}", restore)]
-    finally:
-        conn.close()
+    if check.problem is not None:
+        return [Finding("database", Status.FAIL, f"{path} {check.problem.value}: {check.reason}", restore)]
+    rows, pragma, version = list(check.answers), check.pragma, check.version
     if rows != ["ok"]:
         detail = "; ".join(rows[:3]) + (f" (+{len(rows) - 3} more)" if len(rows) > 3 else "")
         return [Finding("database", Status.FAIL, f"{path} failed its {pragma}: {detail}", restore)]

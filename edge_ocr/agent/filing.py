@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_ocr.agent.records import AgentStats, page_outcomes
+from edge_ocr.agent.sources.dirfd import Identity
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
-from edge_ocr.agent.sources.moves import after_success, quarantine
+from edge_ocr.agent.sources.moves import NOTE_SUFFIX, NoteNotWritten, after_success, quarantine
 from edge_ocr.agent.workers import FileJob, JobDone, JobFailed
 from edge_ocr.config import Config, FolderSourceConfig
 from edge_ocr.errors import StoreError
@@ -75,10 +76,10 @@ class FileDesk:
         if row.state is files.FileState.DONE:
             if row.duplicate_of is not None and attempts == 1:
                 self.stats.files_duplicate += 1
-            self.after_success(folder, item.path, [])
+            self.after_success(folder, item.path, [], expect=item.ident)
             return None
         if row.state is files.FileState.QUARANTINED:
-            self.quarantine_move(folder, item.path, row.last_error or "quarantined")
+            self.quarantine_move(folder, item.path, row.last_error or "quarantined", expect=item.ident)
             return None
         if not files.claim_file(self.conn, row.id):
             return None
@@ -120,7 +121,7 @@ class FileDesk:
             self._recheck_paths(cand, dupes)
         elif msg.bad_input:
             files.quarantine_file(self.conn, flight.file_id, msg.error)
-            self.quarantine_move(cand.folder, cand.path, msg.error)
+            self.quarantine_move(cand.folder, cand.path, msg.error, expect=cand.ident)
         else:
             self.failed(flight, msg.error)
 
@@ -129,7 +130,7 @@ class FileDesk:
         cand = flight.item
         state = files.fail_file(self.conn, flight.file_id, error, cand.folder.max_attempts)
         if state is files.FileState.QUARANTINED:
-            self.quarantine_move(cand.folder, cand.path, error)
+            self.quarantine_move(cand.folder, cand.path, error, expect=cand.ident)
         else:
             self.stats.files_failed += 1
             self._retry(cand, flight.attempts + 1)
@@ -169,7 +170,7 @@ class FileDesk:
         self.stats.latencies_s.append(latency)
         (self.stats.latencies_renamed_s if cand.arrived else self.stats.latencies_written_s).append(latency)
         self._emit(stored, pages, display_path(cand.path))
-        self.after_success(folder, cand.path, [s.capture_id for s in stored])
+        self.after_success(folder, cand.path, [s.capture_id for s in stored], expect=cand.ident)
 
     # -- containment ------------------------------------------------------------------------------
     def contain(
@@ -190,15 +191,22 @@ class FileDesk:
                 files.reject_file(self.conn, item.folder.source_name, item.path, reason)
         except UNEXPECTED:
             logger.exception("%s: the quarantine could not be recorded either", shown)
-        self.quarantine_move(item.folder, item.path, reason)
+        self.quarantine_move(item.folder, item.path, reason, expect=getattr(item, "ident", None))
 
     # -- moves ------------------------------------------------------------------------------------
-    def after_success(self, folder: FolderSourceConfig, path: Path, capture_ids: list[int]) -> None:
+    def after_success(
+        self,
+        folder: FolderSourceConfig,
+        path: Path,
+        capture_ids: list[int],
+        *,
+        expect: Identity | None = None,
+    ) -> None:
         try:
-            where = after_success(folder, path, self.cfg.archive_dir(folder))
+            where = after_success(folder, path, self.cfg.archive_dir(folder), expect=expect)
         except OSError as exc:
             logger.error(
-                "%s: done, but cannot %s it: %s", display_path(path), folder.after.value, exc.strerror
+                "%s: done, but cannot %s it: %s", display_path(path), folder.after.value, exc.strerror or exc
             )
             return
         if capture_ids and where != path:
@@ -209,11 +217,23 @@ class FileDesk:
                     (display_path(where) if where else None, *capture_ids),
                 )
 
-    def quarantine_move(self, folder: FolderSourceConfig, path: Path, error: str) -> None:
+    def quarantine_move(
+        self, folder: FolderSourceConfig, path: Path, error: str, *, expect: Identity | None = None
+    ) -> None:
         self.stats.files_quarantined += 1
         shown = display_path(path)
         try:
-            target = quarantine(folder, path, self.cfg.quarantine_dir(folder), error)
+            target = quarantine(folder, path, self.cfg.quarantine_dir(folder), error, expect=expect)
+        except NoteNotWritten as exc:
+            logger.error(
+                "quarantined %s -> %s: %s; its note (%s) could not be written: %s",
+                shown,
+                display_path(exc.target),
+                clean_text(error),
+                display_path(exc.target.name) + NOTE_SUFFIX,
+                exc.strerror,
+            )
+            return
         except OSError as exc:
             logger.error("%s: cannot move to quarantine: %s", shown, exc.strerror or exc)
             return

@@ -4,10 +4,10 @@ The parent (agent/app.py) owns the database; workers never touch it. A worker ho
 job; if it dies, the parent sees EOF on its pipe (or its exit code), restarts it and retries the
 job. Workers ignore SIGINT (the parent coordinates shutdown) and exit when the parent disappears.
 
-A file job reads exactly the bytes the folder source hashed: the worker opens the file once
-(never through a final symlink, never outside the watched folder), copies it to its scratch
-folder while hashing, and answers `changed` when the hash differs; the pipeline then reads the
-copy. Error messages never carry the file's bytes.
+A file job reads exactly the bytes the folder source hashed: the worker opens the file once, from
+a handle on the watched folder (`sources.dirfd`: never through a link, so never outside it),
+copies it to its scratch folder while hashing, and answers `changed` when the hash differs; the
+pipeline then reads the copy. Error messages never carry the file's bytes.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_ocr.agent.sources import dirfd
 from edge_ocr.config import EngineConfig, Roi
 from edge_ocr.errors import EdgeOcrError, InputError
 from edge_ocr.types import OcrResult, PrintProfile
@@ -132,8 +133,20 @@ def scrub(message: str) -> str:
     return _BYTES_REPR.sub("<file bytes withheld>", message)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+def _open_job_file(job: FileJob) -> int | JobFailed:
+    """A descriptor on the job's file: found from the watched folder's handle (`dirfd`), never
+    through a link; or the JobFailed saying why not."""
+    name = job.name or job.path
+    try:
+        if job.root:
+            return dirfd.open_file(job.root, dirfd.parts_under(job.path, job.root))
+        return os.open(job.path, dirfd.READ_FLAGS)
+    except FileNotFoundError:
+        return JobFailed(job.job_id, f"{name}: no such file", bad_input=False, vanished=True)
+    except (dirfd.LinkInTheWay, dirfd.NotUnderRoot) as exc:  # swapped since it was hashed: look again
+        return JobFailed(job.job_id, f"{name}: {exc.strerror}", bad_input=False, changed=True)
+    except OSError as exc:
+        return JobFailed(job.job_id, f"{name}: cannot open ({exc.strerror}); not read", bad_input=True)
 
 
 def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed:
@@ -141,21 +154,13 @@ def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed
     from edge_ocr.ocr.imageio import MAX_FILE_BYTES
 
     name = job.name or job.path
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(job.path, flags)
-    except FileNotFoundError:
-        return JobFailed(job.job_id, f"{name}: no such file", bad_input=False, vanished=True)
-    except OSError as exc:
-        return JobFailed(job.job_id, f"{name}: cannot open ({exc.strerror}); not read", bad_input=True)
+    fd = _open_job_file(job)
+    if isinstance(fd, JobFailed):
+        return fd
     with os.fdopen(fd, "rb") as src:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return JobFailed(job.job_id, f"{name}: not a regular file; not read", bad_input=True)
-        if job.root:
-            real = _opened_path(fd, job.path)
-            if not _inside(real, job.root):
-                return JobFailed(job.job_id, f"{name}: outside the watched folder; not read", bad_input=True)
         if st.st_size > MAX_FILE_BYTES:
             return JobFailed(
                 job.job_id,
@@ -170,14 +175,6 @@ def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed
     if job.sha256 and h.hexdigest() != job.sha256:
         return JobFailed(job.job_id, f"{name}: changed since it was hashed", bad_input=False, changed=True)
     return scratch, st.st_mtime
-
-
-def _opened_path(fd: int, fallback: str) -> str:
-    """The real path of an open file (Linux: /proc/self/fd), else the resolved path it was opened by."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return os.path.realpath(fallback)
 
 
 def _do_file(pipe, job: FileJob, use_cls: bool, scratch_dir: Path) -> JobDone | JobFailed:

@@ -25,6 +25,7 @@ from multiprocessing.connection import wait as wait_connections
 
 from edge_ocr import __version__
 from edge_ocr.agent.filing import FileDesk, FileFlight
+from edge_ocr.agent.health import Health
 from edge_ocr.agent.lockwait import LOCK_POLL_MS, WriterLockWait
 from edge_ocr.agent.outputs import Outputs
 from edge_ocr.agent.preflight import check_folders
@@ -44,6 +45,7 @@ from edge_ocr.errors import EdgeOcrError
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
 from edge_ocr.store import agents, files
+from edge_ocr.store.agentlock import AgentLocks
 from edge_ocr.store.db import open_connection, transaction, utcnow
 from edge_ocr.store.events import log_event
 from edge_ocr.store.retention import apply_retention
@@ -90,6 +92,8 @@ class Agent:
         self._versions: dict[str, str] = {}
         self._started_at = utcnow()
         self._startup_failures = 0
+        self._locks: AgentLocks | None = None
+        self.health = Health()
         self.ready = threading.Event()  # set once every worker has loaded its pipeline
 
     # -- sources' side --------------------------------------------------------------------------
@@ -105,7 +109,13 @@ class Agent:
     def run(self, stop: threading.Event) -> AgentStats:
         check_folders(self.cfg)
         db_path = self.cfg.db_path()
-        self._conn = open_connection(db_path)
+        # one agent per database and data folder: a second one stops here, naming the first
+        self._locks = AgentLocks.take(db_path, self.cfg.data_dir(), self.agent_id)
+        try:
+            self._conn = open_connection(db_path)
+        except BaseException:
+            self._locks.release()
+            raise
         try:
             # the only writer: wait out another process's write lock instead of failing
             self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
@@ -118,6 +128,7 @@ class Agent:
                 recheck=self._recheck,
                 emit=lambda stored, pages, image: emit_verdicts(self._outputs, stored, pages, image),
                 retry=lambda item, attempts: self._retry.append((item, attempts)),
+                health=self.health,
             )
             files.recover_processing(self._conn)
             with transaction(self._conn):
@@ -226,12 +237,16 @@ class Agent:
                 w.stop()
             if self._outputs is not None:
                 self._outputs.close()
-            if self._conn is not None:
-                try:
-                    self._heartbeat("stopped")
-                finally:
-                    self._conn.close()
-                    self._conn = None
+            try:
+                if self._conn is not None:
+                    try:
+                        self._heartbeat("stopped")
+                    finally:
+                        self._conn.close()
+                        self._conn = None
+            finally:
+                if self._locks is not None:
+                    self._locks.release()
 
     def _has_camera_work(self) -> bool:
         return any(isinstance(i, CameraCapture) for i, _ in self._retry) or any(
@@ -390,6 +405,11 @@ class Agent:
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _heartbeat(self, state: str) -> None:
+        if state == "running" and not self.health.healthy:
+            state = "unhealthy"
+        problems = self.health.problems()
+        if self._locks is not None:
+            self._locks.note(state=state, problems=problems or None)
         if self._conn is None:
             return
         engine, model = self._engine or (self.cfg.engine.name, None)
@@ -413,6 +433,7 @@ class Agent:
                 "worker_restarts": self.stats.worker_restarts,
                 "lock_waits": waits.waits if waits else 0,
                 "lock_waited_s": round(waits.waited_s, 1) if waits else 0.0,
+                "problems": problems,
             },
         )
 

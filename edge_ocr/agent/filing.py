@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_ocr.agent.health import Health
 from edge_ocr.agent.records import AgentStats, page_outcomes
 from edge_ocr.agent.sources.dirfd import Identity
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
@@ -30,6 +31,7 @@ from edge_ocr.store.results import PageOutcome, StoredResult
 
 logger = logging.getLogger(__name__)
 
+SCRATCH = "scratch folder"  # the Health kind of the workers' own copies failing
 INCOMPLETE_GRACE = 5.0  # seconds: a truncated file modified more recently may still be written
 UNEXPECTED = (Exception,)
 
@@ -58,8 +60,10 @@ class FileDesk:
         recheck: Callable[[FileCandidate, float], None],
         emit: Callable[[list[StoredResult], list[PageOutcome], str], None],
         retry: Callable[[FileCandidate, int], None],
+        health: Health | None = None,
     ) -> None:
         self.cfg = cfg
+        self.health = health or Health()
         self.conn = conn
         self.stats = stats
         self.versions: dict[str, str] = {}  # the workers' runtime versions, set when they are ready
@@ -111,7 +115,10 @@ class FileDesk:
     def finish(self, flight: FileFlight, msg: JobDone | JobFailed) -> None:
         cand = flight.item
         if isinstance(msg, JobDone):
+            self.health.recovered(SCRATCH)
             self._store(flight, msg)
+        elif msg.internal:
+            self._own_trouble(flight, msg.error)
         elif msg.changed:
             self._hand_back(flight, msg.error, after=0.0)
         elif msg.incomplete and msg.mtime is not None and time.time() - msg.mtime < INCOMPLETE_GRACE:
@@ -134,6 +141,17 @@ class FileDesk:
         else:
             self.stats.files_failed += 1
             self._retry(cand, flight.attempts + 1)
+
+    def _own_trouble(self, flight: FileFlight, error: str) -> None:
+        """The agent's own trouble (its scratch folder, its disk), not the file's: the file goes back
+        to `seen` without counting the attempt and is read again after a pause that grows while
+        the trouble lasts (`Health`)."""
+        cand = flight.item
+        files.release_file(self.conn, flight.file_id)
+        self.health.failed(SCRATCH, error)
+        after = self.health.retry_after(SCRATCH)
+        logger.warning("%s: %s; reading it again in %.1f s", display_path(cand.path), error, after)
+        self._recheck(cand, after)
 
     def release(self, flight: FileFlight) -> None:
         """Shutdown before the worker answered: the file goes back to `seen` (rescanned at start)."""

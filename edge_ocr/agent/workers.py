@@ -12,6 +12,7 @@ pipeline then reads the copy. Error messages never carry the file's bytes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import multiprocessing as mp
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -87,6 +89,7 @@ class JobFailed:
     changed: bool = False  # the content is not what was hashed (still being written): look again
     incomplete: bool = False  # empty or truncated: maybe still being written
     mtime: float | None = None  # the file's mtime when it was read (time.time() scale)
+    internal: bool = False  # the agent's own trouble (its scratch folder, its disk): not the file's
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,25 @@ def _open_job_file(job: FileJob) -> int | JobFailed:
         return JobFailed(job.job_id, f"{name}: cannot open ({exc.strerror}); not read", bad_input=True)
 
 
+def _open_scratch(scratch: Path) -> BinaryIO:
+    """The copy's file in the worker's scratch folder; a folder removed under the agent (a
+    temporary-file cleaner, a second agent of old) is made again."""
+    try:
+        return scratch.open("wb")
+    except FileNotFoundError:
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        return scratch.open("wb")
+
+
+def _own_trouble(job: FileJob, what: str) -> JobFailed:
+    return JobFailed(
+        job.job_id,
+        f"the agent {what}; not the file's fault: it is kept and read again",
+        bad_input=False,
+        internal=True,
+    )
+
+
 def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed:
     """Copy the job's file to `scratch` while hashing it; a JobFailed when it must not be read."""
     from edge_ocr.ocr.imageio import MAX_FILE_BYTES
@@ -168,10 +190,24 @@ def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed
                 bad_input=True,
             )
         h = hashlib.sha256()
-        with scratch.open("wb") as dst:
-            while block := src.read(1 << 20):
+        try:
+            dst = _open_scratch(scratch)
+        except OSError as exc:
+            return _own_trouble(job, f"cannot write its copy in {scratch.parent} ({exc.strerror or exc})")
+        try:
+            while block := src.read(1 << 20):  # an error reading is the input's: raised as before
                 h.update(block)
-                dst.write(block)
+                try:
+                    dst.write(block)
+                except OSError as exc:  # a full disk, the scratch folder gone: the agent's
+                    return _own_trouble(job, f"cannot write its copy in {scratch.parent} ({exc.strerror})")
+            try:
+                dst.close()
+            except OSError as exc:
+                return _own_trouble(job, f"cannot write its copy in {scratch.parent} ({exc.strerror})")
+        finally:
+            with contextlib.suppress(OSError):
+                dst.close()
     if job.sha256 and h.hexdigest() != job.sha256:
         return JobFailed(job.job_id, f"{name}: changed since it was hashed", bad_input=False, changed=True)
     return scratch, st.st_mtime
@@ -194,6 +230,8 @@ def _do_file(pipe, job: FileJob, use_cls: bool, scratch_dir: Path) -> JobDone | 
             result = pipe.run(page.image, cls=use_cls, print_profile=job.print_profile)
             pages.append(PageRead(page.index, page.count, result))
     except InputError as exc:
+        if not path.exists():  # the copy was removed while it was read: not the file's fault
+            return _own_trouble(job, f"lost its copy in {path.parent} while reading it")
         message = scrub(str(exc).replace(str(path), job.name or job.path))
         incomplete = "truncated" in message or "file is empty" in message
         return JobFailed(job.job_id, message, bad_input=True, incomplete=incomplete, mtime=mtime)

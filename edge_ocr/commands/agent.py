@@ -185,6 +185,7 @@ def agent_running(status: dict) -> bool:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from edge_ocr.store.agentlock import read_holder
     from edge_ocr.store.agents import read_agent_status, read_lock_wait
     from edge_ocr.store.files import file_state_counts
     from edge_ocr.store.outbox import sync_summary
@@ -206,7 +207,10 @@ def run_status(args: argparse.Namespace) -> int:
         lock_wait.get("host") == socket.gethostname() and _pid_alive(lock_wait.get("pid"))
     ):
         lock_wait = None  # left by an agent that is gone
-    running = bool(agent) and (agent_running(agent) or lock_wait is not None)
+    holder = read_holder(db)  # the agent holding the database's lock, whatever its heartbeat says
+    running = holder is not None or (bool(agent) and (agent_running(agent) or lock_wait is not None))
+    problems = (holder or {}).get("problems") or (agent.get("details") or {}).get("problems") or []
+    healthy = running and not problems
     report = {
         "db": str(db),
         "running": running,
@@ -222,10 +226,13 @@ def run_status(args: argparse.Namespace) -> int:
         **counts,
         "sync": sync,
         "waiting_for_lock": lock_wait,
+        "agent_lock": holder,
+        "healthy": healthy,
+        "problems": problems,
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
-        return 0 if running else 1
+        return 0 if healthy else 1
     print(f"database:   {db}")
     if agent:
         state = "running" if running else f"not running (last state: {agent.get('state')})"
@@ -238,8 +245,17 @@ def run_status(args: argparse.Namespace) -> int:
                 f"database:   locked by another process; the agent has waited {lock_wait.get('waited_s')} s "
                 f"(since {lock_wait.get('since')}) and goes on when it is released"
             )
+    elif holder is not None:
+        print(
+            f"agent:      running, pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
+        )
     else:
         print("agent:      never ran on this database")
+    for p in problems:
+        print(
+            f"health:     UNHEALTHY: {p.get('kind')}: {p.get('message')} "
+            f"({p.get('count')} times in a row since {p.get('since')})"
+        )
     print("files:      " + ", ".join(f"{k} {v}" for k, v in files.items()))
     pending = sync["queued_records"] + sync["pending_batch_records"]
     sync_line = f"{pending} record(s) to send in {sync['pending_batches']} batch(es), {sync['acked_records']} acknowledged"
@@ -252,7 +268,7 @@ def run_status(args: argparse.Namespace) -> int:
     print(
         f"results:    {counts['results']} (verdicts: {verdicts}); last at {counts['last_result_at'] or '-'}"
     )
-    return 0 if running else 1
+    return 0 if healthy else 1
 
 
 # -- results / export ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import socket
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_connections
 
 from edge_ocr import __version__
+from edge_ocr.agent.diskwait import DiskFullWait
 from edge_ocr.agent.filing import FileDesk, FileFlight
 from edge_ocr.agent.health import Health
 from edge_ocr.agent.lockwait import LOCK_POLL_MS, WriterLockWait
@@ -32,6 +34,7 @@ from edge_ocr.agent.preflight import check_folders
 from edge_ocr.agent.records import AgentStats, emit_verdicts, store_camera_record
 from edge_ocr.agent.sources.camera import CameraCapture, CameraSource
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected, FolderSource
+from edge_ocr.agent.storeguard import STORE_GONE, StoreGuard
 from edge_ocr.agent.workers import (
     FramesJob,
     JobDone,
@@ -40,15 +43,16 @@ from edge_ocr.agent.workers import (
     WorkerHandle,
     WorkerReady,
 )
-from edge_ocr.config import Config
-from edge_ocr.errors import EdgeOcrError
+from edge_ocr.config import AfterSuccess, Config
+from edge_ocr.errors import EdgeOcrError, StoreError
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
 from edge_ocr.store import agents, files
 from edge_ocr.store.agentlock import AgentLocks
-from edge_ocr.store.db import open_connection, transaction, utcnow
-from edge_ocr.store.events import log_event
-from edge_ocr.store.retention import apply_retention
+from edge_ocr.store.db import is_full_error, open_connection, utcnow
+from edge_ocr.store.events import record_event
+from edge_ocr.store.files import display_path
+from edge_ocr.store.retention import RetentionReport, apply_retention
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +97,8 @@ class Agent:
         self._started_at = utcnow()
         self._startup_failures = 0
         self._locks: AgentLocks | None = None
+        self._guard: StoreGuard | None = None
+        self._store_lost_said = False
         self.health = Health()
         self.ready = threading.Event()  # set once every worker has loaded its pipeline
 
@@ -121,6 +127,14 @@ class Agent:
             self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
             self._conn.lock_wait = self._lock_wait
             self._conn.execute(f"PRAGMA busy_timeout = {LOCK_POLL_MS}")
+            # a full disk: pause until there is space (and say so), as for a lock
+            self._conn.space_wait = DiskFullWait(
+                db_path, stop, self.cfg.agent.shutdown_grace, locks=self._locks, health=self.health
+            )
+            if any(f.after is not AfterSuccess.KEEP for f in self.cfg.folders):
+                # an input is archived or deleted only once its result is on disk, power loss or not
+                self._conn.execute("PRAGMA synchronous = FULL")
+            self._guard = StoreGuard(db_path)  # the file opened; checked before each move and tick
             self._desk = FileDesk(
                 self.cfg,
                 self._conn,
@@ -129,10 +143,10 @@ class Agent:
                 emit=lambda stored, pages, image: emit_verdicts(self._outputs, stored, pages, image),
                 retry=lambda item, attempts: self._retry.append((item, attempts)),
                 health=self.health,
+                guard=self._guard,
             )
             files.recover_processing(self._conn)
-            with transaction(self._conn):
-                log_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
+            record_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
             self._heartbeat("starting")
             self._outputs = Outputs.from_config(self.cfg.outputs)
             self._start_workers()
@@ -191,7 +205,8 @@ class Agent:
         idle_since: float | None = None
         while not stop.is_set():
             self._supervise()
-            self._dispatch()
+            if self._store_intact():
+                self._dispatch()
             self._collect(TICK)
             now = time.monotonic()
             if now - last_beat >= self.cfg.agent.heartbeat:
@@ -247,6 +262,30 @@ class Agent:
             finally:
                 if self._locks is not None:
                     self._locks.release()
+
+    def _store_intact(self) -> bool:
+        """False once the database file is not the one the agent opened (deleted, replaced): then
+        nothing more is taken, stored, archived or deleted, and the agent says so once."""
+        guard = self._guard
+        if guard is None or (guard.lost is None and guard.check() is None):
+            return True
+        if not self._store_lost_said:
+            self._store_lost_said = True
+            rescued = guard.rescue(self._conn) if self._conn is not None else None
+            message = (
+                f"the database {guard.path} {guard.lost} while the agent was running; it has stopped "
+                "taking files (nothing more is read, archived or deleted: the files stay in the watched "
+                "folders)"
+                + (f"; what it had written is saved in {rescued}" if rescued else "")
+                + "; restart the agent to go on with a database at that path"
+            )
+            logger.critical("%s", message)
+            self.health.failed(STORE_GONE, message, at_once=True)
+            if self._locks is not None:
+                self._locks.note(state="stopped taking files", problems=self.health.problems())
+            if self.once:
+                raise StoreError(message)
+        return False
 
     def _has_camera_work(self) -> bool:
         return any(isinstance(i, CameraCapture) for i, _ in self._retry) or any(
@@ -369,6 +408,9 @@ class Agent:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, msg.error)
             return
         assert self._desk is not None
+        if not self._store_intact():  # kept where it is: read again by the next agent
+            logger.info("%s: result not stored: the database is gone", display_path(flight.item.path))
+            return
         try:
             self._desk.finish(flight, msg)
         except Exception as exc:  # one file must not stop the agent
@@ -408,9 +450,11 @@ class Agent:
         if state == "running" and not self.health.healthy:
             state = "unhealthy"
         problems = self.health.problems()
+        if self._guard is not None and self._guard.lost is not None:
+            state = "stopped taking files"
         if self._locks is not None:
             self._locks.note(state=state, problems=problems or None)
-        if self._conn is None:
+        if self._conn is None or (self._guard is not None and self._guard.lost is not None):
             return
         engine, model = self._engine or (self.cfg.engine.name, None)
         waits = self._lock_wait
@@ -441,14 +485,13 @@ class Agent:
         r = self.cfg.retention
         if r.max_age_days is None and r.max_rows is None and r.max_images_mb is None:
             return
-        report = apply_retention(
-            self._conn,
-            owned_images_dir=self.cfg.data_dir() / "captures",
-            max_age_days=r.max_age_days,
-            max_rows=r.max_rows,
-            max_images_mb=r.max_images_mb,
-            protect_unsynced=bool(self.cfg.sync),
-        )
+        try:
+            report = self._apply_retention()
+        except sqlite3.OperationalError as exc:
+            if not is_full_error(exc, self.cfg.db_path()):
+                raise
+            logger.warning("retention skipped this time: %s", exc)
+            return
         if report.results_deleted or report.images_deleted:
             logger.info(
                 "retention: %d result(s), %d image(s), %.1f MB freed",
@@ -456,6 +499,17 @@ class Agent:
                 report.images_deleted,
                 report.bytes_freed / 1e6,
             )
+
+    def _apply_retention(self) -> RetentionReport:
+        r = self.cfg.retention
+        return apply_retention(
+            self._conn,
+            owned_images_dir=self.cfg.data_dir() / "captures",
+            max_age_days=r.max_age_days,
+            max_rows=r.max_rows,
+            max_images_mb=r.max_images_mb,
+            protect_unsynced=bool(self.cfg.sync),
+        )
 
 
 @contextlib.contextmanager

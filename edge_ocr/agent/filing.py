@@ -20,14 +20,14 @@ from edge_ocr.agent.records import AgentStats, page_outcomes
 from edge_ocr.agent.sources.dirfd import Identity
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
 from edge_ocr.agent.sources.moves import NOTE_SUFFIX, NoteNotWritten, after_success, quarantine
+from edge_ocr.agent.storeguard import StoreGuard
 from edge_ocr.agent.workers import FileJob, JobDone, JobFailed
-from edge_ocr.config import Config, FolderSourceConfig
+from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig
 from edge_ocr.errors import StoreError
 from edge_ocr.store import files
-from edge_ocr.store.db import transaction
-from edge_ocr.store.events import log_event
+from edge_ocr.store.events import record_event
 from edge_ocr.store.files import clean_text, display_path
-from edge_ocr.store.results import PageOutcome, StoredResult
+from edge_ocr.store.results import PageOutcome, StoredResult, set_stored_image
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,11 @@ class FileDesk:
         emit: Callable[[list[StoredResult], list[PageOutcome], str], None],
         retry: Callable[[FileCandidate, int], None],
         health: Health | None = None,
+        guard: StoreGuard | None = None,
     ) -> None:
         self.cfg = cfg
         self.health = health or Health()
+        self.guard = guard  # archive or delete an input only while the database is the one opened
         self.conn = conn
         self.stats = stats
         self.versions: dict[str, str] = {}  # the workers' runtime versions, set when they are ready
@@ -102,10 +104,7 @@ class FileDesk:
         """Record an entry that is never read; quarantine it unless it is a folder."""
         shown = display_path(item.path)
         if not item.move:
-            with transaction(self.conn):
-                log_event(
-                    self.conn, "file.skipped", f"{shown}: {item.reason}", level="warning", subject=shown
-                )
+            record_event(self.conn, "file.skipped", f"{shown}: {item.reason}", level="warning", subject=shown)
             logger.warning("skipped %s: %s", shown, item.reason)
             return
         row = files.reject_file(self.conn, item.folder.source_name, item.path, item.reason)
@@ -220,6 +219,15 @@ class FileDesk:
         *,
         expect: Identity | None = None,
     ) -> None:
+        lost = self.guard.check() if self.guard is not None else None
+        if lost is not None and folder.after is not AfterSuccess.KEEP:
+            logger.error(
+                "%s: not %sd: the database %s, so its result is not kept; it stays where it is",
+                display_path(path),
+                folder.after.value,
+                lost,
+            )
+            return
         try:
             where = after_success(folder, path, self.cfg.archive_dir(folder), expect=expect)
         except OSError as exc:
@@ -228,12 +236,7 @@ class FileDesk:
             )
             return
         if capture_ids and where != path:
-            with transaction(self.conn):
-                marks = ",".join("?" * len(capture_ids))
-                self.conn.execute(
-                    f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})",
-                    (display_path(where) if where else None, *capture_ids),
-                )
+            set_stored_image(self.conn, capture_ids, display_path(where) if where else None)
 
     def quarantine_move(
         self, folder: FolderSourceConfig, path: Path, error: str, *, expect: Identity | None = None

@@ -38,15 +38,18 @@ class Health:
     def __init__(self) -> None:
         self._troubles: dict[str, Trouble] = {}
 
-    def failed(self, kind: str, message: str) -> Trouble:
-        """Another failure of this kind; returns its count so far."""
+    def failed(self, kind: str, message: str, *, at_once: bool = False) -> Trouble:
+        """Another failure of this kind. `at_once`: it is news from the first time (the caller
+        logs it)."""
         trouble = self._troubles.get(kind)
         if trouble is None:
             trouble = self._troubles[kind] = Trouble(kind, message, utcnow())
         else:
             trouble.count += 1
             trouble.message = message
-        if trouble.count == PERSIST_FAILURES:
+        if at_once:
+            trouble.count = max(trouble.count, PERSIST_FAILURES + 1)
+        elif trouble.count == PERSIST_FAILURES:
             logger.error(
                 "the agent is unhealthy: %s (%d times in a row since %s); the files it meets are kept "
                 "and read again, none is quarantined for it",

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig, default_db_path, load_config
-from edge_ocr.errors import ConfigError
+from edge_ocr.errors import ConfigError, StoreError
 from edge_ocr.store.db import damaged_error, open_connection
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,13 @@ def run_status(args: argparse.Namespace) -> int:
     from edge_ocr.store.query import status_counts
 
     db = args.db or default_db_path()
-    conn = open_connection(db, readonly=True)
+    holder = read_holder(db)  # the agent holding the database's lock, whatever its heartbeat says
+    try:
+        conn = open_connection(db, readonly=True)
+    except StoreError as exc:
+        if holder is None:
+            raise
+        return _status_from_note(db, holder, exc, args.json)  # an agent runs: say what it says
     try:
         with reading_store(db):
             agents = read_agent_status(conn)
@@ -207,7 +213,6 @@ def run_status(args: argparse.Namespace) -> int:
         lock_wait.get("host") == socket.gethostname() and _pid_alive(lock_wait.get("pid"))
     ):
         lock_wait = None  # left by an agent that is gone
-    holder = read_holder(db)  # the agent holding the database's lock, whatever its heartbeat says
     running = holder is not None or (bool(agent) and (agent_running(agent) or lock_wait is not None))
     problems = (holder or {}).get("problems") or (agent.get("details") or {}).get("problems") or []
     healthy = running and not problems
@@ -251,11 +256,7 @@ def run_status(args: argparse.Namespace) -> int:
         )
     else:
         print("agent:      never ran on this database")
-    for p in problems:
-        print(
-            f"health:     UNHEALTHY: {p.get('kind')}: {p.get('message')} "
-            f"({p.get('count')} times in a row since {p.get('since')})"
-        )
+    _print_problems(problems)
     print("files:      " + ", ".join(f"{k} {v}" for k, v in files.items()))
     pending = sync["queued_records"] + sync["pending_batch_records"]
     sync_line = f"{pending} record(s) to send in {sync['pending_batches']} batch(es), {sync['acked_records']} acknowledged"
@@ -269,6 +270,38 @@ def run_status(args: argparse.Namespace) -> int:
         f"results:    {counts['results']} (verdicts: {verdicts}); last at {counts['last_result_at'] or '-'}"
     )
     return 0 if healthy else 1
+
+
+def _print_problems(problems: list[dict]) -> None:
+    for p in problems:
+        print(f"health:     UNHEALTHY: {p.get('kind')}: {p.get('message')} (since {p.get('since')})")
+
+
+def _status_from_note(db: Path, holder: dict, error: StoreError, as_json: bool) -> int:
+    """An agent holds the database's lock but the database cannot be read (deleted under it, on
+    a full disk): what the agent's note beside it says."""
+    problems = holder.get("problems") or []
+    if as_json:
+        report = {
+            "db": str(db),
+            "running": True,
+            "state": holder.get("state"),
+            "pid": holder.get("pid"),
+            "host": holder.get("host"),
+            "agent_lock": holder,
+            "healthy": False,
+            "problems": problems,
+            "database_error": str(error),
+        }
+        print(json.dumps(report, ensure_ascii=False))
+        return 1
+    print(f"database:   {db}: {error}")
+    print(
+        f"agent:      running ({holder.get('state')}), pid {holder.get('pid')} on {holder.get('host')} "
+        f"(since {holder.get('since')})"
+    )
+    _print_problems(problems)
+    return 1
 
 
 # -- results / export ----------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from edge_ocr.store import outbox
-from edge_ocr.store.db import transaction, utcnow
+from edge_ocr.store.db import transaction, utcnow, waits_for_space
 from edge_ocr.types import OcrResult
 
 
@@ -174,6 +175,7 @@ class PageOutcome:
     verdict: VerdictInfo | None = None
 
 
+@waits_for_space
 def store_capture(
     conn: sqlite3.Connection, page: PageOutcome, *, model_versions: dict[str, str] | None = None
 ) -> StoredResult:
@@ -182,3 +184,13 @@ def store_capture(
         return insert_result(
             conn, page.capture, page.result, model_versions=model_versions, verdict=page.verdict
         )
+
+
+@waits_for_space
+def set_stored_image(conn: sqlite3.Connection, capture_ids: Sequence[int], image: str | None) -> None:
+    """Where the captures' image now is (archived: its new path; deleted: None)."""
+    if not capture_ids:
+        return
+    with transaction(conn):
+        marks = ",".join("?" * len(capture_ids))
+        conn.execute(f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})", (image, *capture_ids))

@@ -34,11 +34,19 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
-        return [Finding("database", Status.FAIL, f"{path} cannot be opened: {sqlite_reason(exc)}", restore)]
+        return [
+            _full_disk(path, exc)
+            or Finding("database", Status.FAIL, f"{path} cannot be opened: {sqlite_reason(exc)}", restore)
+        ]
     try:
         rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
         version = schema_version(conn)
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
+        full = _full_disk(path, exc)
+        if full is not None:
+            return [full]
+        if not isinstance(exc, sqlite3.OperationalError):
+            return [Finding("database", Status.FAIL, f"{path} is corrupt: {sqlite_reason(exc)}", restore)]
         if "locked" in str(exc) or "busy" in str(exc):
             return [
                 Finding("database", Status.WARN, f"{path} is locked ({exc})", "run doctor again in a moment")
@@ -51,8 +59,6 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
                 restore,
             )
         ]
-    except sqlite3.DatabaseError as exc:
-        return [Finding("database", Status.FAIL, f"{path} is corrupt: {sqlite_reason(exc)}", restore)]
     finally:
         conn.close()
     if rows != ["ok"]:
@@ -79,6 +85,24 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
     else:
         out.append(ok("database", f"schema version {version} (current)"))
     return out
+
+
+def _full_disk(path: Path, exc: sqlite3.Error) -> Finding | None:
+    """On a full disk SQLite cannot even read a database in WAL mode (it needs its -shm file): say
+    "disk full", never "damaged" with the advice to start an empty one."""
+    from edge_ocr.store.db import disk_full, sqlite_reason
+
+    full = disk_full(path)
+    if full is None:
+        return None
+    return Finding(
+        "database",
+        Status.FAIL,
+        f"{path} cannot be checked: disk full: {full} ({sqlite_reason(exc)}); the database is most "
+        "likely intact",
+        "free space on that disk (delete old archives, set [retention] max_age_days / max_images_mb); "
+        "do not move or replace the database: a running agent waits for space and goes on by itself",
+    )
 
 
 # -- disk and folders -----------------------------------------------------------------------------
@@ -162,6 +186,8 @@ def check_folders(cfg: Config, opts: DoctorOptions) -> list[Finding]:
 
 
 def check_disk(cfg: Config, opts: DoctorOptions) -> list[Finding]:
+    from edge_ocr.store.db import FULL_BELOW_BYTES
+
     out = []
     seen = set()
     for what, path in (("database", cfg.db_path().parent), ("data", cfg.data_dir())):
@@ -178,7 +204,11 @@ def check_disk(cfg: Config, opts: DoctorOptions) -> list[Finding]:
         free = usage.free
         msg = f"{what} ({base}): {free / 1e9:.1f} GB free of {usage.total / 1e9:.1f} GB"
         fix = "free space, or set [retention] max_age_days / max_images_mb so the agent prunes old data"
-        if free < MIN_FREE_BYTES:
+        if free < FULL_BELOW_BYTES:
+            msg = f"{what} ({base}): disk full: {free / 1e3:.0f} kB free of {usage.total / 1e6:.0f} MB"
+            fix += "; a running agent waits for space and goes on by itself, losing nothing"
+            out.append(Finding("disk", Status.FAIL, msg, fix))
+        elif free < MIN_FREE_BYTES:
             out.append(Finding("disk", Status.FAIL, msg, fix))
         elif free < LOW_FREE_BYTES:
             out.append(Finding("disk", Status.WARN, msg, fix))

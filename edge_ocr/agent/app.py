@@ -23,7 +23,9 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_connections
 
 from edge_ocr import __version__
+from edge_ocr.agent.diskwait import DiskFullWait
 from edge_ocr.agent.filing import FileDesk, FileFlight
+from edge_ocr.agent.health import Health
 from edge_ocr.agent.lockwait import LOCK_POLL_MS, WriterLockWait
 from edge_ocr.agent.outputs import Outputs
 from edge_ocr.agent.preflight import check_folders
@@ -31,6 +33,7 @@ from edge_ocr.agent.records import AgentStats, emit_verdicts, store_camera_recor
 from edge_ocr.agent.retries import RetryQueue
 from edge_ocr.agent.sources.camera import CameraCapture, CameraSource
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected, FolderSource
+from edge_ocr.agent.storeguard import STORE_GONE, StoreGuard
 from edge_ocr.agent.workers import (
     FramesJob,
     JobDone,
@@ -39,14 +42,23 @@ from edge_ocr.agent.workers import (
     WorkerHandle,
     WorkerReady,
 )
-from edge_ocr.config import Config
-from edge_ocr.errors import EdgeOcrError
+from edge_ocr.config import AfterSuccess, Config
+from edge_ocr.errors import EdgeOcrError, StoreError
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
 from edge_ocr.store import agents, files
-from edge_ocr.store.db import open_connection, set_busy_timeout, transaction, utcnow
-from edge_ocr.store.events import log_event
-from edge_ocr.store.retention import apply_retention
+from edge_ocr.store.agentlock import AgentLocks
+from edge_ocr.store.db import (
+    SqliteError,
+    is_full_error,
+    open_connection,
+    set_busy_timeout,
+    set_durable,
+    utcnow,
+)
+from edge_ocr.store.events import record_event
+from edge_ocr.store.files import display_path
+from edge_ocr.store.retention import RetentionReport, apply_retention
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +101,10 @@ class Agent:
         self._engine: tuple[str, str] | None = None
         self._started_at = utcnow()
         self._startup_failures = 0
+        self._locks: AgentLocks | None = None
+        self._guard: StoreGuard | None = None
+        self._store_lost_said = False
+        self.health = Health()
         self.ready = threading.Event()  # set once every worker has loaded its pipeline
 
     # -- sources' side --------------------------------------------------------------------------
@@ -104,12 +120,26 @@ class Agent:
     def run(self, stop: threading.Event) -> AgentStats:
         check_folders(self.cfg)
         db_path = self.cfg.db_path()
-        self._conn = open_connection(db_path)
+        # one agent per database and data folder: a second one stops here, naming the first
+        self._locks = AgentLocks.take(db_path, self.cfg.data_dir(), self.agent_id)
+        try:
+            self._conn = open_connection(db_path)
+        except BaseException:
+            self._locks.release()
+            raise
         try:
             # the only writer: wait out another process's write lock instead of failing
             self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
             self._conn.lock_wait = self._lock_wait
             set_busy_timeout(self._conn, LOCK_POLL_MS)
+            # a full disk: pause until there is space (and say so), as for a lock
+            self._conn.space_wait = DiskFullWait(
+                db_path, stop, self.cfg.agent.shutdown_grace, locks=self._locks, health=self.health
+            )
+            if any(f.after is not AfterSuccess.KEEP for f in self.cfg.folders):
+                # an input is archived or deleted only once its result is on disk, power loss or not
+                set_durable(self._conn)
+            self._guard = StoreGuard(db_path)  # the file opened; checked before each move and tick
             self._outputs = Outputs.from_config(self.cfg.outputs)
             self._folders = [FolderSource(folder, self.submit) for folder in self.cfg.folders]
             self._desk = FileDesk(
@@ -119,10 +149,11 @@ class Agent:
                 sources={src.folder: src for src in self._folders},
                 outputs=self._outputs,
                 retries=self._retries,
+                health=self.health,
+                guard=self._guard,
             )
             files.recover_processing(self._conn)
-            with transaction(self._conn):
-                log_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
+            record_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
             self._heartbeat("starting")
             self._start_workers()
             self._start_sources()
@@ -173,7 +204,8 @@ class Agent:
         idle_since: float | None = None
         while not stop.is_set():
             self._supervise()
-            self._dispatch()
+            if self._store_intact():
+                self._dispatch()
             self._collect(TICK)
             now = time.monotonic()
             if now - last_beat >= self.cfg.agent.heartbeat:
@@ -219,12 +251,40 @@ class Agent:
                 w.stop()
             if self._outputs is not None:
                 self._outputs.close()
-            if self._conn is not None:
-                try:
-                    self._heartbeat("stopped")
-                finally:
-                    self._conn.close()
-                    self._conn = None
+            try:
+                if self._conn is not None:
+                    try:
+                        self._heartbeat("stopped")
+                    finally:
+                        self._conn.close()
+                        self._conn = None
+            finally:
+                if self._locks is not None:
+                    self._locks.release()
+
+    def _store_intact(self) -> bool:
+        """False once the database file is not the one the agent opened (deleted, replaced): then
+        nothing more is taken, stored, archived or deleted, and the agent says so once."""
+        guard = self._guard
+        if guard is None or (guard.lost is None and guard.check() is None):
+            return True
+        if not self._store_lost_said:
+            self._store_lost_said = True
+            rescued = guard.rescue(self._conn) if self._conn is not None else None
+            message = (
+                f"the database {guard.path} {guard.lost} while the agent was running; it has stopped "
+                "taking files (nothing more is read, archived or deleted: the files stay in the watched "
+                "folders)"
+                + (f"; what it had written is saved in {rescued}" if rescued else "")
+                + "; restart the agent to go on with a database at that path"
+            )
+            logger.critical("%s", message)
+            self.health.failed(STORE_GONE, message, at_once=True)
+            if self._locks is not None:
+                self._locks.note(state="stopped taking files", problems=self.health.problems())
+            if self.once:
+                raise StoreError(message)
+        return False
 
     def _has_camera_work(self) -> bool:
         return any(isinstance(i, CameraCapture) for i in self._retries) or any(
@@ -346,6 +406,9 @@ class Agent:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, msg.error)
             return
         assert self._desk is not None
+        if not self._store_intact():  # kept where it is: read again by the next agent
+            logger.info("%s: result not stored: the database is gone", display_path(flight.item.path))
+            return
         try:
             self._desk.finish(flight, msg, versions)
         except Exception as exc:  # one file must not stop the agent
@@ -382,7 +445,14 @@ class Agent:
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _heartbeat(self, state: str) -> None:
-        if self._conn is None:
+        if state == "running" and not self.health.healthy:
+            state = "unhealthy"
+        problems = self.health.problems()
+        if self._guard is not None and self._guard.lost is not None:
+            state = "stopped taking files"
+        if self._locks is not None:
+            self._locks.note(state=state, problems=problems or None)
+        if self._conn is None or (self._guard is not None and self._guard.lost is not None):
             return
         engine, model = self._engine or (self.cfg.engine.name, None)
         waits = self._lock_wait
@@ -405,6 +475,7 @@ class Agent:
                 "worker_restarts": self.stats.worker_restarts,
                 "lock_waits": waits.waits if waits else 0,
                 "lock_waited_s": round(waits.waited_s, 1) if waits else 0.0,
+                "problems": problems,
             },
         )
 
@@ -412,14 +483,13 @@ class Agent:
         r = self.cfg.retention
         if r.max_age_days is None and r.max_rows is None and r.max_images_mb is None:
             return
-        report = apply_retention(
-            self._conn,
-            owned_images_dir=self.cfg.data_dir() / "captures",
-            max_age_days=r.max_age_days,
-            max_rows=r.max_rows,
-            max_images_mb=r.max_images_mb,
-            protect_unsynced=bool(self.cfg.sync),
-        )
+        try:
+            report = self._apply_retention()
+        except SqliteError as exc:
+            if not is_full_error(exc, self.cfg.db_path()):
+                raise
+            logger.warning("retention skipped this time: %s", exc)
+            return
         if report.results_deleted or report.images_deleted:
             logger.info(
                 "retention: %d result(s), %d image(s), %.1f MB freed",
@@ -427,6 +497,17 @@ class Agent:
                 report.images_deleted,
                 report.bytes_freed / 1e6,
             )
+
+    def _apply_retention(self) -> RetentionReport:
+        r = self.cfg.retention
+        return apply_retention(
+            self._conn,
+            owned_images_dir=self.cfg.data_dir() / "captures",
+            max_age_days=r.max_age_days,
+            max_rows=r.max_rows,
+            max_images_mb=r.max_images_mb,
+            protect_unsynced=bool(self.cfg.sync),
+        )
 
 
 @contextlib.contextmanager

@@ -15,21 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from edge_ocr.agent.health import Health
 from edge_ocr.agent.outputs import Outputs
 from edge_ocr.agent.records import AgentStats, emit_verdicts, page_outcomes
 from edge_ocr.agent.retries import RetryQueue
+from edge_ocr.agent.sources.dirfd import Identity
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected
-from edge_ocr.agent.sources.moves import after_success, quarantine
+from edge_ocr.agent.sources.moves import NOTE_SUFFIX, NoteNotWritten, after_success, quarantine
+from edge_ocr.agent.storeguard import StoreGuard
 from edge_ocr.agent.workers import FileJob, JobDone, JobFailed
-from edge_ocr.config import Config, FolderSourceConfig
+from edge_ocr.config import AfterSuccess, Config, FolderSourceConfig
 from edge_ocr.store import files
-from edge_ocr.store.db import Connection, is_store_failure, transaction
-from edge_ocr.store.events import log_event
+from edge_ocr.store.db import Connection, is_store_failure
+from edge_ocr.store.events import record_event
 from edge_ocr.store.files import clean_text, display_path
-from edge_ocr.store.results import move_stored_images
+from edge_ocr.store.results import set_stored_image
 
 logger = logging.getLogger(__name__)
 
+SCRATCH = "scratch folder"  # the Health kind of the workers' own copies failing
 INCOMPLETE_GRACE = 5.0  # seconds: a truncated file modified more recently may still be written
 UNEXPECTED = (Exception,)
 
@@ -64,8 +68,12 @@ class FileDesk:
         sources: Mapping[FolderSourceConfig, Rechecking],
         outputs: Outputs,
         retries: RetryQueue,
+        health: Health | None = None,
+        guard: StoreGuard | None = None,
     ) -> None:
         self.cfg = cfg
+        self.health = health or Health()
+        self.guard = guard  # archive or delete an input only while the database is the one opened
         self.conn = conn
         self.stats = stats
         self.sources = sources
@@ -81,10 +89,10 @@ class FileDesk:
         if row.state is files.FileState.DONE:
             if row.duplicate_of is not None and attempts == 1:
                 self.stats.files_duplicate += 1
-            self.after_success(folder, item.path, [])
+            self.after_success(folder, item.path, [], expect=item.ident)
             return None
         if row.state is files.FileState.QUARANTINED:
-            self.quarantine_move(folder, item.path, row.last_error or "quarantined")
+            self.quarantine_move(folder, item.path, row.last_error or "quarantined", expect=item.ident)
             return None
         if not files.claim_file(self.conn, row.id):
             return None
@@ -103,10 +111,7 @@ class FileDesk:
         """Record an entry that is never read; quarantine it unless it is a folder."""
         shown = display_path(item.path)
         if not item.move:
-            with transaction(self.conn):
-                log_event(
-                    self.conn, "file.skipped", f"{shown}: {item.reason}", level="warning", subject=shown
-                )
+            record_event(self.conn, "file.skipped", f"{shown}: {item.reason}", level="warning", subject=shown)
             logger.warning("skipped %s: %s", shown, item.reason)
             return
         row = files.reject_file(self.conn, item.folder.source_name, item.path, item.reason)
@@ -117,7 +122,10 @@ class FileDesk:
         """A worker's answer; `versions`: that worker's runtime versions, stored with its results."""
         cand = flight.item
         if isinstance(msg, JobDone):
+            self.health.recovered(SCRATCH)
             self._store(flight, msg, versions)
+        elif msg.internal:
+            self._own_trouble(flight, msg.error)
         elif msg.changed:
             self._hand_back(flight, msg.error, after=0.0)
         elif msg.incomplete and msg.mtime is not None and time.time() - msg.mtime < INCOMPLETE_GRACE:
@@ -127,7 +135,7 @@ class FileDesk:
             self._recheck_paths(cand, dupes)
         elif msg.bad_input:
             files.quarantine_file(self.conn, flight.file_id, msg.error)
-            self.quarantine_move(cand.folder, cand.path, msg.error)
+            self.quarantine_move(cand.folder, cand.path, msg.error, expect=cand.ident)
         else:
             self.failed(flight, msg.error)
 
@@ -136,10 +144,21 @@ class FileDesk:
         cand = flight.item
         state = files.fail_file(self.conn, flight.file_id, error, cand.folder.max_attempts)
         if state is files.FileState.QUARANTINED:
-            self.quarantine_move(cand.folder, cand.path, error)
+            self.quarantine_move(cand.folder, cand.path, error, expect=cand.ident)
         else:
             self.stats.files_failed += 1
             self.retries.put(cand, flight.attempts + 1)
+
+    def _own_trouble(self, flight: FileFlight, error: str) -> None:
+        """The agent's own trouble (its scratch folder, its disk), not the file's: the file goes back
+        to `seen` without counting the attempt and is read again after a pause that grows while
+        the trouble lasts (`Health`)."""
+        cand = flight.item
+        files.release_file(self.conn, flight.file_id)
+        self.health.failed(SCRATCH, error)
+        after = self.health.retry_after(SCRATCH)
+        logger.warning("%s: %s; reading it again in %.1f s", display_path(cand.path), error, after)
+        self.sources[cand.folder].recheck(cand.path, after)
 
     def release(self, flight: FileFlight) -> None:
         """Shutdown before the worker answered: the file goes back to `seen` (rescanned at start)."""
@@ -175,7 +194,7 @@ class FileDesk:
         self.stats.latencies_s.append(latency)
         (self.stats.latencies_renamed_s if cand.arrived else self.stats.latencies_written_s).append(latency)
         emit_verdicts(self.outputs, stored, pages, display_path(cand.path))
-        self.after_success(folder, cand.path, [s.capture_id for s in stored])
+        self.after_success(folder, cand.path, [s.capture_id for s in stored], expect=cand.ident)
 
     # -- containment ------------------------------------------------------------------------------
     def contain(
@@ -196,25 +215,53 @@ class FileDesk:
                 files.reject_file(self.conn, item.folder.source_name, item.path, reason)
         except UNEXPECTED:
             logger.exception("%s: the quarantine could not be recorded either", shown)
-        self.quarantine_move(item.folder, item.path, reason)
+        self.quarantine_move(item.folder, item.path, reason, expect=getattr(item, "ident", None))
 
     # -- moves ------------------------------------------------------------------------------------
-    def after_success(self, folder: FolderSourceConfig, path: Path, capture_ids: list[int]) -> None:
-        try:
-            where = after_success(folder, path, self.cfg.archive_dir(folder))
-        except OSError as exc:
+    def after_success(
+        self,
+        folder: FolderSourceConfig,
+        path: Path,
+        capture_ids: list[int],
+        *,
+        expect: Identity | None = None,
+    ) -> None:
+        lost = self.guard.check() if self.guard is not None else None
+        if lost is not None and folder.after is not AfterSuccess.KEEP:
             logger.error(
-                "%s: done, but cannot %s it: %s", display_path(path), folder.after.value, exc.strerror
+                "%s: not %sd: the database %s, so its result is not kept; it stays where it is",
+                display_path(path),
+                folder.after.value,
+                lost,
             )
             return
-        if where != path:
-            move_stored_images(self.conn, capture_ids, display_path(where) if where else None)
+        try:
+            where = after_success(folder, path, self.cfg.archive_dir(folder), expect=expect)
+        except OSError as exc:
+            logger.error(
+                "%s: done, but cannot %s it: %s", display_path(path), folder.after.value, exc.strerror or exc
+            )
+            return
+        if capture_ids and where != path:
+            set_stored_image(self.conn, capture_ids, display_path(where) if where else None)
 
-    def quarantine_move(self, folder: FolderSourceConfig, path: Path, error: str) -> None:
+    def quarantine_move(
+        self, folder: FolderSourceConfig, path: Path, error: str, *, expect: Identity | None = None
+    ) -> None:
         self.stats.files_quarantined += 1
         shown = display_path(path)
         try:
-            target = quarantine(folder, path, self.cfg.quarantine_dir(folder), error)
+            target = quarantine(folder, path, self.cfg.quarantine_dir(folder), error, expect=expect)
+        except NoteNotWritten as exc:
+            logger.error(
+                "quarantined %s -> %s: %s; its note (%s) could not be written: %s",
+                shown,
+                display_path(exc.target),
+                clean_text(error),
+                display_path(exc.target.name) + NOTE_SUFFIX,
+                exc.strerror,
+            )
+            return
         except OSError as exc:
             logger.error("%s: cannot move to quarantine: %s", shown, exc.strerror or exc)
             return

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from edge_ocr.store import outbox
-from edge_ocr.store.db import transaction, utcnow
+from edge_ocr.store.db import transaction, utcnow, waits_for_space
 from edge_ocr.types import OcrResult
 
 
@@ -174,6 +175,7 @@ class PageOutcome:
     verdict: VerdictInfo | None = None
 
 
+@waits_for_space
 def store_capture(
     conn: sqlite3.Connection, page: PageOutcome, *, model_versions: dict[str, str] | None = None
 ) -> StoredResult:
@@ -184,12 +186,11 @@ def store_capture(
         )
 
 
-def move_stored_images(conn: sqlite3.Connection, capture_ids: list[int], stored_image: str | None) -> None:
-    """Captures whose image was moved after success (archived) or deleted (None): where it is now."""
+@waits_for_space
+def set_stored_image(conn: sqlite3.Connection, capture_ids: Sequence[int], image: str | None) -> None:
+    """Where the captures' image now is (archived: its new path; deleted: None)."""
     if not capture_ids:
         return
-    marks = ",".join("?" * len(capture_ids))
     with transaction(conn):
-        conn.execute(
-            f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})", (stored_image, *capture_ids)
-        )
+        marks = ",".join("?" * len(capture_ids))
+        conn.execute(f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})", (image, *capture_ids))

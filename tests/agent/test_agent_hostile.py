@@ -247,3 +247,22 @@ def test_a_truncated_file_modified_long_ago_is_still_quarantined(
     with running_agent(replace(make_config(dirs))) as agent:
         wait_for(lambda: agent.stats.files_quarantined == 1, what="quarantined")
     assert agent.stats.files_incomplete == 0
+
+
+# -- 5. names at the file-name limit (issue 21.6) -------------------------------------------------------
+
+
+def test_a_name_at_the_file_name_limit_is_quarantined_with_a_note_that_fits(
+    dirs: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    name = "x" * 251 + ".png"  # 255 bytes: `<name>.error.txt` would be 265
+    (dirs["in"] / name).write_text("not an image")
+    with caplog.at_level(logging.WARNING), running_agent(make_config(dirs)) as agent:
+        wait_for(lambda: agent.stats.files_quarantined == 1, what="quarantined")
+    moved = [p for p in (dirs["data"] / "quarantine").rglob("*") if p.is_file()]
+    assert sorted(p.name.endswith(".error.txt") for p in moved) == [False, True]
+    note = next(p for p in moved if p.name.endswith(".error.txt"))
+    assert len(os.fsencode(note.name)) <= 255 and note.name.startswith("x" * 200)
+    assert note.read_text().splitlines()[0] == str(dirs["in"] / name)  # the full name inside
+    assert (note.parent / name).read_text() == "not an image"
+    assert "cannot move to quarantine" not in caplog.text and "could not be written" not in caplog.text

@@ -21,6 +21,7 @@ import httpx
 
 from edge_ocr.store import outbox
 from edge_ocr.store.db import open_connection, utcnow
+from edge_ocr.store.query import exact_path
 from edge_ocr_sync.backoff import Backoff, CircuitBreaker, CircuitState, parse_retry_after
 from edge_ocr_sync.client import Answer, EndpointClient
 from edge_ocr_sync.config import SyncConfig
@@ -266,7 +267,7 @@ class SyncService:
     # --- images ---------------------------------------------------------------------------------
     def _upload_images(self, conn, client: EndpointClient, report: SyncReport) -> None:
         rows = conn.execute(
-            "SELECT DISTINCT c.id, c.sha256, c.stored_image FROM outbox o "
+            "SELECT DISTINCT c.id, c.sha256, c.stored_image, c.stored_image_raw FROM outbox o "
             "JOIN results r ON o.kind = 'result' AND r.id = o.ref_id "
             "JOIN captures c ON c.id = r.capture_id "
             "LEFT JOIN sync_uploads u ON u.capture_id = c.id "
@@ -276,14 +277,16 @@ class SyncService:
         ).fetchall()
         from edge_ocr.ocr.imageio import sniff_format
 
-        for capture_id, _sha, stored in rows:
+        for capture_id, _sha, stored, stored_raw in rows:
             if self.stop_event.is_set():
                 return
-            path = Path(stored)
+            path = exact_path(stored_raw, stored) or Path(stored)  # the exact name, never a look-alike
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                self._upload_state(conn, capture_id, "", None, "skipped", f"cannot read {path}: {exc}")
+                self._upload_state(
+                    conn, capture_id, "", None, "skipped", f"cannot read {stored}: {exc.strerror}"
+                )
                 continue
             fmt = sniff_format(data[:16])
             ctype = {

@@ -254,7 +254,7 @@ class ReviewPage(QWidget):
         line = self.lines.currentRow() if keep_line else 0
         self.detail = detail
         size = (detail.width, detail.height) if detail.width and detail.height else None
-        self.image.show_result(detail.image_path, detail.lines, detail.verdict, size)
+        self.image.show_result(detail.image_path, detail.lines, detail.verdict, size, detail.image_file)
         self.lines.show_lines(detail)
         if detail.lines:
             line = min(max(line, 0), len(detail.lines) - 1)

@@ -264,11 +264,17 @@ class SyncService:
             if self.stop_event.is_set():
                 return
             capture_id = image.capture_id
-            path = Path(image.stored_image)
+            path = image.path  # the exact name, never a look-alike
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                sync_state.record_upload(conn, capture_id, "", SKIPPED, error=f"cannot read {path}: {exc}")
+                sync_state.record_upload(
+                    conn,
+                    capture_id,
+                    "",
+                    SKIPPED,
+                    error=f"cannot read {image.stored_image}: {exc.strerror or exc}",
+                )
                 continue
             fmt = sniff_format(data[:16])
             ctype = {

@@ -33,7 +33,7 @@ from edge_ocr.agent.records import AgentStats, emit_verdicts, store_camera_recor
 from edge_ocr.agent.retries import RetryQueue
 from edge_ocr.agent.sources.camera import CameraCapture, CameraSource
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected, FolderSource
-from edge_ocr.agent.storeguard import STORE_GONE, StoreGuard
+from edge_ocr.agent.storeguard import StoreGuard
 from edge_ocr.agent.workers import (
     FramesJob,
     JobDone,
@@ -58,7 +58,7 @@ from edge_ocr.store.db import (
 )
 from edge_ocr.store.events import record_event
 from edge_ocr.store.files import display_path
-from edge_ocr.store.retention import RetentionReport, apply_retention
+from edge_ocr.store.retention import apply_retention
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,6 @@ class Agent:
         self._startup_failures = 0
         self._locks: AgentLocks | None = None
         self._guard: StoreGuard | None = None
-        self._store_lost_said = False
         self.health = Health()
         self.ready = threading.Event()  # set once every worker has loaded its pipeline
 
@@ -263,27 +262,12 @@ class Agent:
                     self._locks.release()
 
     def _store_intact(self) -> bool:
-        """False once the database file is not the one the agent opened (deleted, replaced): then
-        nothing more is taken, stored, archived or deleted, and the agent says so once."""
-        guard = self._guard
-        if guard is None or (guard.lost is None and guard.check() is None):
+        """False once the database file is not the one the agent opened (`StoreGuard`): then
+        nothing more is taken, stored, archived or deleted; `--once` ends with the reason."""
+        if self._guard is None or self._guard.intact(self._conn, self.health, self._locks):
             return True
-        if not self._store_lost_said:
-            self._store_lost_said = True
-            rescued = guard.rescue(self._conn) if self._conn is not None else None
-            message = (
-                f"the database {guard.path} {guard.lost} while the agent was running; it has stopped "
-                "taking files (nothing more is read, archived or deleted: the files stay in the watched "
-                "folders)"
-                + (f"; what it had written is saved in {rescued}" if rescued else "")
-                + "; restart the agent to go on with a database at that path"
-            )
-            logger.critical("%s", message)
-            self.health.failed(STORE_GONE, message, at_once=True)
-            if self._locks is not None:
-                self._locks.note(state="stopped taking files", problems=self.health.problems())
-            if self.once:
-                raise StoreError(message)
+        if self.once:
+            raise StoreError(self._guard.message or "the database is gone")
         return False
 
     def _has_camera_work(self) -> bool:
@@ -484,8 +468,15 @@ class Agent:
         if r.max_age_days is None and r.max_rows is None and r.max_images_mb is None:
             return
         try:
-            report = self._apply_retention()
-        except SqliteError as exc:
+            report = apply_retention(
+                self._conn,
+                owned_images_dir=self.cfg.data_dir() / "captures",
+                max_age_days=r.max_age_days,
+                max_rows=r.max_rows,
+                max_images_mb=r.max_images_mb,
+                protect_unsynced=bool(self.cfg.sync),
+            )
+        except SqliteError as exc:  # a full disk: retention runs again next time
             if not is_full_error(exc, self.cfg.db_path()):
                 raise
             logger.warning("retention skipped this time: %s", exc)
@@ -497,17 +488,6 @@ class Agent:
                 report.images_deleted,
                 report.bytes_freed / 1e6,
             )
-
-    def _apply_retention(self) -> RetentionReport:
-        r = self.cfg.retention
-        return apply_retention(
-            self._conn,
-            owned_images_dir=self.cfg.data_dir() / "captures",
-            max_age_days=r.max_age_days,
-            max_rows=r.max_rows,
-            max_images_mb=r.max_images_mb,
-            protect_unsynced=bool(self.cfg.sync),
-        )
 
 
 @contextlib.contextmanager

@@ -243,7 +243,7 @@ class FileDesk:
             )
             return
         if capture_ids and where != path:
-            set_stored_image(self.conn, capture_ids, display_path(where) if where else None)
+            set_stored_image(self.conn, capture_ids, os.fsencode(where) if where else None)
 
     def quarantine_move(
         self, folder: FolderSourceConfig, path: Path, error: str, *, expect: Identity | None = None

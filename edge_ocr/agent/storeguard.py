@@ -13,6 +13,8 @@ import os
 import time
 from pathlib import Path
 
+from edge_ocr.agent.health import Health
+from edge_ocr.store.agentlock import AgentLocks
 from edge_ocr.store.db import Connection, SqliteError, copy_database
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,27 @@ class StoreGuard:
         st = os.stat(path)
         self._ident = (st.st_dev, st.st_ino)
         self.lost: str | None = None  # why, once the file is no longer the one opened
+        self.message: str | None = None  # what the agent said about it (once)
+
+    def intact(self, conn: Connection | None, health: Health, locks: AgentLocks | None) -> bool:
+        """True while the file is the one opened. The first time it is not: rescue what `conn`
+        holds, say so (log, health, the note beside the database) and answer False from then on."""
+        if self.lost is None and self.check() is None:
+            return True
+        if self.message is None:
+            rescued = self.rescue(conn) if conn is not None else None
+            self.message = (
+                f"the database {self.path} {self.lost} while the agent was running; it has stopped "
+                "taking files (nothing more is read, archived or deleted: the files stay in the watched "
+                "folders)"
+                + (f"; what it had written is saved in {rescued}" if rescued else "")
+                + "; restart the agent to go on with a database at that path"
+            )
+            logger.critical("%s", self.message)
+            health.failed(STORE_GONE, self.message, at_once=True)
+            if locks is not None:
+                locks.note(state="stopped taking files", problems=health.problems())
+        return False
 
     def check(self) -> str | None:
         """None while the path is the file that was opened; else what happened to it (sticky)."""

@@ -29,6 +29,8 @@ class CaptureInfo:
     stored_image: str | None = None
     station: str | None = None
     recipe: str | None = None
+    source_path_raw: bytes | None = None  # the exact bytes of the name (source_path: its display form)
+    stored_image_raw: bytes | None = None  # the exact bytes of stored_image
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class StoredResult:
 def _insert_capture(conn: sqlite3.Connection, cap: CaptureInfo, captured_at: str) -> int:
     cur = conn.execute(
         "INSERT INTO captures (source, source_path, page, sha256, size, width, height, captured_at, "
-        "stored_image, station, recipe) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "stored_image, station, recipe, source_path_raw, stored_image_raw) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             cap.source,
             cap.source_path,
@@ -62,6 +65,8 @@ def _insert_capture(conn: sqlite3.Connection, cap: CaptureInfo, captured_at: str
             cap.stored_image,
             cap.station,
             cap.recipe,
+            cap.source_path_raw,
+            cap.stored_image_raw,
         ),
     )
     return int(cur.lastrowid)
@@ -187,10 +192,15 @@ def store_capture(
 
 
 @waits_for_space
-def set_stored_image(conn: sqlite3.Connection, capture_ids: Sequence[int], image: str | None) -> None:
-    """Where the captures' image now is (archived: its new path; deleted: None)."""
+def set_stored_image(conn: sqlite3.Connection, capture_ids: Sequence[int], image: bytes | None) -> None:
+    """Where the captures' image now is (archived: the exact bytes of its new path; deleted: None),
+    kept with its display form."""
     if not capture_ids:
         return
+    shown = image.decode("utf-8", "backslashreplace") if image is not None else None
     with transaction(conn):
         marks = ",".join("?" * len(capture_ids))
-        conn.execute(f"UPDATE captures SET stored_image = ? WHERE id IN ({marks})", (image, *capture_ids))
+        conn.execute(
+            f"UPDATE captures SET stored_image = ?, stored_image_raw = ? WHERE id IN ({marks})",
+            (shown, image, *capture_ids),
+        )

@@ -10,10 +10,12 @@ from __future__ import annotations
 import enum
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge_ocr.store.db import utcnow
 from edge_ocr.store.outbox import outbox_stats
+from edge_ocr.store.query import exact_path
 
 #: what the sync service records about itself (`set_state`); `sync_summary` reads them back
 STATE_KEYS = (
@@ -38,7 +40,13 @@ class UploadState(str, enum.Enum):
 class ImageToUpload:
     capture_id: int
     sha256: str | None  # the capture's content hash (None for camera records)
-    stored_image: str  # where the image is kept on this station
+    stored_image: str  # where the image is kept on this station (its display form)
+    stored_image_raw: bytes | None = None  # the exact bytes of that name (migration 3)
+
+    @property
+    def path(self) -> Path:
+        """The image's exact name: two names that show the same never meet."""
+        return exact_path(self.stored_image_raw, self.stored_image) or Path(self.stored_image)
 
 
 def set_state(conn: sqlite3.Connection, **values: Any) -> None:
@@ -56,7 +64,7 @@ def images_to_upload(conn: sqlite3.Connection, limit: int) -> list[ImageToUpload
     """Images of shipped results that are kept on this station and not uploaded yet (never tried,
     or still pending), oldest capture first."""
     rows = conn.execute(
-        "SELECT DISTINCT c.id, c.sha256, c.stored_image FROM outbox o "
+        "SELECT DISTINCT c.id, c.sha256, c.stored_image, c.stored_image_raw FROM outbox o "
         "JOIN results r ON o.kind = 'result' AND r.id = o.ref_id "
         "JOIN captures c ON c.id = r.capture_id "
         "LEFT JOIN sync_uploads u ON u.capture_id = c.id "
@@ -64,7 +72,7 @@ def images_to_upload(conn: sqlite3.Connection, limit: int) -> list[ImageToUpload
         "ORDER BY c.id LIMIT ?",
         (UploadState.PENDING.value, limit),
     ).fetchall()
-    return [ImageToUpload(int(r[0]), r[1], r[2]) for r in rows]
+    return [ImageToUpload(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
 
 def record_upload(

@@ -30,7 +30,6 @@ CORE_COMMANDS = (
     "edge_ocr.commands.demo_store",
     "edge_ocr.commands.doctor",
     "edge_ocr.commands.service",
-    "edge_ocr.commands.models_admin",
 )
 
 

@@ -47,6 +47,10 @@ class StoreError(EdgeOcrError):
     exit_code = 6
 
 
+class StoreInUseError(StoreError):
+    """Another agent already runs on this database or data folder (one agent per store)."""
+
+
 class SchemaTooNewError(StoreError):
     """The database was written by a newer edge-ocr; upgrade edge-ocr to open it."""
 

@@ -3,7 +3,6 @@ and cancel."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from edge_ocr.store.db import Connection
 from edge_ocr.store.review import ResultFilter
 from edge_ocr_gui import workers
 from edge_ocr_gui.export_formats import FORMATS, export_selection
@@ -79,9 +79,7 @@ class ExportDialog(QDialog):
             return
         fmt, target, flt = self.format.currentData(), Path(self.path.text()), self.filter
 
-        def work(
-            conn: sqlite3.Connection, report: Callable[[int, int], None], token: workers.CancelToken
-        ) -> int:
+        def work(conn: Connection, report: Callable[[int, int], None], token: workers.CancelToken) -> int:
             return export_selection(
                 conn, flt, fmt, target, progress=report, cancelled=lambda: token.cancelled
             )

@@ -10,12 +10,12 @@ CLI, rejected results are left out of PPOCRLabel folders.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edge_ocr.errors import EdgeOcrError
 from edge_ocr.store import export
+from edge_ocr.store.db import Connection
 from edge_ocr.store.query import ResultRow, results_by_id
 from edge_ocr.store.review import ResultFilter, count_results, iter_result_ids
 
@@ -28,7 +28,7 @@ class ExportCancelled(EdgeOcrError):
 
 
 def _selected(
-    conn: sqlite3.Connection,
+    conn: Connection,
     flt: ResultFilter,
     total: int,
     progress: Callable[[int, int], None] | None,
@@ -46,7 +46,7 @@ def _selected(
 
 
 def export_selection(
-    conn: sqlite3.Connection,
+    conn: Connection,
     flt: ResultFilter,
     fmt: str,
     target: Path,

@@ -7,10 +7,11 @@ import enum
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
+    QImage,
     QImageReader,
     QKeyEvent,
     QPainter,
@@ -33,6 +34,22 @@ from edge_ocr.types import TextLine
 HIGH, LOW = 0.85, 0.6
 CONFIDENCE_COLOURS = (QColor("#1f9d3a"), QColor("#e08a00"), QColor("#d62728"))  # high, medium, low
 VERDICT_COLOURS = {"pass": QColor("#1f9d3a"), "fail": QColor("#d62728"), "unreadable": QColor("#7f7f7f")}
+
+
+def read_image(file: Path) -> QImage:
+    """The first image in a file (a null image when it cannot be read). Python opens the file, so
+    a name that is not UTF-8 (which has no QString form) opens too, exactly that file."""
+    try:
+        data = file.read_bytes()
+    except OSError:
+        return QImage()
+    buffer = QBuffer()
+    buffer.setData(QByteArray(data))
+    buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+    try:
+        return QImageReader(buffer).read()
+    finally:
+        buffer.close()
 
 
 class ColourMode(str, enum.Enum):
@@ -72,7 +89,10 @@ class ImageView(QGraphicsView):
         lines: Sequence[TextLine],
         verdict: str | None,
         size: tuple[int, int] | None,
+        image_file: Path | None = None,
     ) -> None:
+        """Show an image and its lines. `image_path`: its name for people; `image_file`: the file
+        to open (by the exact bytes of its name), else `image_path`."""
         scene = self.scene()
         scene.clear()
         self._boxes = []
@@ -80,9 +100,9 @@ class ImageView(QGraphicsView):
         self._verdict = verdict
         self._selected = -1
         pixmap = QPixmap()
-        if image_path and Path(image_path).is_file():
-            reader = QImageReader(image_path)
-            image = reader.read()
+        file = image_file if image_file is not None else (Path(image_path) if image_path else None)
+        if file is not None:
+            image = read_image(file)
             if not image.isNull():
                 pixmap = QPixmap.fromImage(image)
         if pixmap.isNull():

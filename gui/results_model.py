@@ -8,7 +8,6 @@ LRU cache; a page that follows a cached one is read by keyset, any other by offs
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor
 
 from edge_ocr.store import review
+from edge_ocr.store.db import Connection, SqliteError
 from edge_ocr.store.review import PAGE_SIZE, ResultFilter, ResultRow, Sort, SortColumn
 from edge_ocr_gui import workers
 
@@ -48,7 +48,7 @@ class ResultsModel(QAbstractTableModel):
     countChanged = Signal(int)  # the exact filtered count, once known
     queryFailed = Signal(str)
 
-    def __init__(self, conn: sqlite3.Connection, db: Path, parent: Any = None) -> None:
+    def __init__(self, conn: Connection, db: Path, parent: Any = None) -> None:
         super().__init__(parent)
         self.conn = conn
         self.db = db
@@ -76,7 +76,7 @@ class ResultsModel(QAbstractTableModel):
         self._count = None
         try:
             first = self._read_page(0)
-        except sqlite3.Error as exc:
+        except SqliteError as exc:
             first = []
             self.queryFailed.emit(f"could not read the results: {exc}")
         self._rows = len(first)
@@ -150,7 +150,7 @@ class ResultsModel(QAbstractTableModel):
         if rows is None:
             try:
                 rows = self._read_page(page)
-            except sqlite3.Error as exc:
+            except SqliteError as exc:
                 logger.warning("reading page %d failed: %s", page, exc)
                 return None
         else:

@@ -10,7 +10,6 @@ Keys (the page never needs the mouse):
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 from edge_ocr.errors import EdgeOcrError
 from edge_ocr.store import corrections, review
 from edge_ocr.store.corrections import Evaluator, ResultDetail
+from edge_ocr.store.db import SqliteError
 from edge_ocr.store.review import ReviewError
 from edge_ocr_gui.filter_bar import FilterBar
 from edge_ocr_gui.image_view import ColourMode, ImageView, confidence_colour
@@ -210,7 +210,7 @@ class ReviewPage(QWidget):
         """Fill choices and show the first page (the caller then waits for `firstPageShown`)."""
         try:
             self.filters.set_choices(review.filter_choices(self.session.conn))
-        except sqlite3.Error as exc:
+        except SqliteError as exc:
             self.message.emit(f"could not read sources and recipes: {exc}")
         self.apply_filter(self.filters.current_filter())
 
@@ -230,7 +230,7 @@ class ReviewPage(QWidget):
         if self.detail is not None:
             try:
                 fresh = corrections.load_result(self.session.conn, self.detail.id)
-            except (ReviewError, sqlite3.Error):
+            except (ReviewError, SqliteError):
                 return
             if fresh != self.detail:
                 self.show_detail(fresh, keep_line=True)
@@ -245,7 +245,7 @@ class ReviewPage(QWidget):
     def show_result(self, result_id: int) -> None:
         try:
             detail = corrections.load_result(self.session.conn, result_id)
-        except (ReviewError, sqlite3.Error) as exc:
+        except (ReviewError, SqliteError) as exc:
             self.message.emit(str(exc))
             return
         self.show_detail(detail)
@@ -254,7 +254,7 @@ class ReviewPage(QWidget):
         line = self.lines.currentRow() if keep_line else 0
         self.detail = detail
         size = (detail.width, detail.height) if detail.width and detail.height else None
-        self.image.show_result(detail.image_path, detail.lines, detail.verdict, size)
+        self.image.show_result(detail.image_path, detail.lines, detail.verdict, size, detail.image_file)
         self.lines.show_lines(detail)
         if detail.lines:
             line = min(max(line, 0), len(detail.lines) - 1)
@@ -300,7 +300,7 @@ class ReviewPage(QWidget):
             return
         try:
             row = self.model.row_of(self.detail.id)
-        except sqlite3.Error as exc:
+        except SqliteError as exc:
             logger.warning("finding result %d in the table failed: %s", self.detail.id, exc)
             row = None
         if row is not None:
@@ -334,7 +334,7 @@ class ReviewPage(QWidget):
             result_id = review.next_unreviewed(
                 self.session.conn, self.model.filter, self.model.sort_order, after
             )
-        except sqlite3.Error as exc:
+        except SqliteError as exc:
             self.message.emit(str(exc))
             return None
         if result_id is None:
@@ -350,7 +350,7 @@ class ReviewPage(QWidget):
         except ReviewError as exc:
             self.message.emit(str(exc))
             return False
-        except (EdgeOcrError, sqlite3.Error) as exc:
+        except (EdgeOcrError, SqliteError) as exc:
             self.message.emit(f"could not store the {action}: {exc}")
             return False
         self.model.refresh()

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from edge_ocr.config import Config, parse_config
 from edge_ocr.errors import ConfigError
-from edge_ocr.ocr.engines.registry import ENGINE_CHOICES
+from edge_ocr.ocr.reader import ENGINE_CHOICES
 
 logger = logging.getLogger(__name__)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import getpass
 import logging
-import sqlite3
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from edge_ocr.store import review
-from edge_ocr.store.db import open_connection
+from edge_ocr.store.db import Connection, SqliteError, open_connection, set_busy_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -24,12 +23,12 @@ class StoreSession(QObject):
 
     changed = Signal()  # another connection committed (new results, the agent's heartbeat ...)
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, parent: QObject | None = None) -> None:
+    def __init__(self, path: Path, conn: Connection, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.path = path
         self.conn = conn
         self.reviewer = getpass.getuser() or "reviewer"
-        self._writer: sqlite3.Connection | None = None
+        self._writer: Connection | None = None
         self._version = review.data_version(conn)
         self._timer = QTimer(self)
         self._timer.setInterval(POLL_MS)
@@ -48,7 +47,7 @@ class StoreSession(QObject):
         data_version reads a counter in shared memory: it never waits for the writer."""
         try:
             version = review.data_version(self.conn)
-        except sqlite3.Error as exc:
+        except SqliteError as exc:
             logger.warning("polling %s failed: %s", self.path, exc)
             return False
         if version == self._version:
@@ -58,10 +57,10 @@ class StoreSession(QObject):
         return True
 
     @property
-    def writer(self) -> sqlite3.Connection:
+    def writer(self) -> Connection:
         if self._writer is None:
             self._writer = open_connection(self.path, create=False)
-            self._writer.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_MS}")
+            set_busy_timeout(self._writer, WRITE_BUSY_MS)
         return self._writer
 
     def close(self) -> None:

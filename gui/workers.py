@@ -4,7 +4,6 @@ which Qt delivers on the GUI thread. Each job opens its own read connection."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from edge_ocr.errors import EdgeOcrError
-from edge_ocr.store.db import open_connection
+from edge_ocr.store.db import Connection, SqliteError, open_connection
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ class Job(QRunnable):
     def __init__(
         self,
         db: Path,
-        fn: Callable[[sqlite3.Connection, Callable[[int, int], None], CancelToken], Any],
+        fn: Callable[[Connection, Callable[[int, int], None], CancelToken], Any],
         *,
         readonly: bool = True,
     ) -> None:
@@ -62,7 +61,7 @@ class Job(QRunnable):
             return
         try:
             result = self.fn(conn, self.signals.progress.emit, self.token)
-        except (EdgeOcrError, sqlite3.Error, OSError, ValueError) as exc:
+        except (EdgeOcrError, SqliteError, OSError, ValueError) as exc:
             logger.info("background job failed: %s", exc)  # `failed` carries it to the user
             self.signals.failed.emit(str(exc))
             return

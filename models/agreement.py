@@ -52,6 +52,8 @@ MEAN_TOLERANCE = 1e-4
 #: the reference's top-two gap under which a frame's argmax may turn over: with every element
 #: within TOLERANCE, the two classes' gap moves by at most twice that
 TIE_MARGIN = 2 * TOLERANCE
+#: what a recorded judgement was made under: a change of the rule re-checks the sets
+RULE_ID = f"tensors:max={TOLERANCE:g},mean={MEAN_TOLERANCE:g},tie={TIE_MARGIN:g}"
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Agreement:
     def as_dict(self) -> dict[str, Any]:
         """What the manifest records (small: the worst differences only)."""
         return {
+            "rule": RULE_ID,
             "tolerance": TOLERANCE,
             "mean_tolerance": MEAN_TOLERANCE,
             "tie_margin": TIE_MARGIN,

@@ -52,7 +52,10 @@ def _needs_check(entry: dict[str, Any], check: verify_mod.CheckSpec, ref_id: str
         and acc.get("pipeline") == code_fingerprint()
         and acc.get("check_set", {}).get("key") == check.key
         and acc.get("reference") == ref_id
-        and (not _judged_by_tensors(set_id) or "agreement" in acc)
+        and (
+            not _judged_by_tensors(set_id)
+            or (acc.get("agreement") or {}).get("rule") == agreement_mod.RULE_ID
+        )
     )
 
 

@@ -1,4 +1,5 @@
-"""`edge-ocr models build|list`: the command-line face of `edge_ocr_models.build`.
+"""`edge-ocr models build|list|auto`: the command-line face of `edge_ocr_models.build` (and, through
+`register`, `edge-ocr models-admin` from `edge_ocr_models.admin`).
 
 Wire it in with ``edge_ocr_models.cli.add_parser(subparsers)``; each subcommand sets ``args.func`` to its
 ``run_*(args) -> int``. Progress goes to stderr; `list --json` prints JSON on stdout.
@@ -246,5 +247,8 @@ def run_auto(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Entry point of the `edge_ocr.commands` group (see pyproject.toml)."""
+    """Entry point of the `edge_ocr.commands` group (see pyproject.toml): `models` and `models-admin`."""
+    from edge_ocr_models import admin
+
     add_parser(subparsers)
+    admin.register(subparsers)

@@ -1,7 +1,10 @@
-"""Writing `<models_dir>/manifest.json` (the format `edge_ocr.ocr.modelstore` reads, schema 1).
+"""The one writer of `<models_dir>/manifest.json` (the format `edge_ocr.ocr.modelstore` reads,
+schema 1), for the build and `edge-ocr models-admin` alike.
 
-The manifest is written to a temporary file and renamed over the old one; the old one is kept
-as ``manifest.prev.json`` so a bad build can be rolled back (`rollback`).
+Every change is written to a temporary file, fsynced and renamed over the manifest, so a
+half-written manifest never exists; the one it replaces is kept as ``manifest.prev.json``
+(`PREV_MANIFEST_NAME`), so a bad build or activation can be rolled back (`rollback`, a swap:
+rolling back twice returns to where it started).
 """
 
 from __future__ import annotations
@@ -16,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ModelError
-from edge_ocr.ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, sha256_tree
+from edge_ocr.ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, PREV_MANIFEST_NAME, sha256_tree
 
 logger = logging.getLogger(__name__)
-
-PREV_NAME = "manifest.prev.json"
 
 
 def json_hash(obj: Any) -> str:
@@ -63,7 +64,8 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def write_manifest(models_dir: Path, data: dict[str, Any]) -> Path:
-    """Replace the manifest atomically, keeping the previous one as manifest.prev.json."""
+    """Replace the manifest atomically, keeping the previous one as manifest.prev.json (an
+    unchanged manifest is not rewritten, so manifest.prev.json stays the real previous version)."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     path = models_dir / MANIFEST_NAME
@@ -72,28 +74,35 @@ def write_manifest(models_dir: Path, data: dict[str, Any]) -> Path:
     if path.is_file():
         old = path.read_bytes()
         if old == (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode():
-            return path  # unchanged: keep manifest.prev.json as the real previous version
-        tmp_prev = models_dir / f".{PREV_NAME}.tmp"
+            return path
+        tmp_prev = models_dir / f".{PREV_MANIFEST_NAME}.tmp"
         shutil.copyfile(path, tmp_prev)
-        os.replace(tmp_prev, models_dir / PREV_NAME)
+        os.replace(tmp_prev, models_dir / PREV_MANIFEST_NAME)
     _write_json_atomic(path, data)
     return path
 
 
-def rollback(models_dir: Path) -> Path:
-    """Make manifest.prev.json the manifest again (the files it names must still be there)."""
+def rollback(models_dir: Path) -> dict[str, Any]:
+    """Make manifest.prev.json the manifest again, the current one becoming the previous (a swap).
+    Refused when a file the previous manifest names is missing or changed since: the manifest
+    would describe files that are not there."""
     models_dir = Path(models_dir)
-    prev = models_dir / PREV_NAME
+    prev = models_dir / PREV_MANIFEST_NAME
     if not prev.is_file():
-        raise ModelError(f"no previous manifest in {models_dir} to roll back to")
-    data = json.loads(prev.read_text(encoding="utf-8"))
-    for set_id, entry in data.get("sets", {}).items():
-        for role, f in entry.get("files", {}).items():
-            p = models_dir / f["path"]
-            if not p.exists() or sha256_tree(p) != f["sha256"]:
-                raise ModelError(f"cannot roll back: {p} ({set_id} {role}) is missing or changed since")
-    _write_json_atomic(models_dir / MANIFEST_NAME, data)
-    return models_dir / MANIFEST_NAME
+        raise ModelError(f"no previous manifest ({prev}) to roll back to")
+    try:
+        data = json.loads(prev.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot roll back: {prev} is unreadable ({exc})") from exc
+    broken = [
+        f"{set_id} {b}"
+        for set_id, entry in data.get("sets", {}).items()
+        for b in broken_files(models_dir, entry)
+    ]
+    if broken:
+        raise ModelError("cannot roll back, files of the previous models changed since: " + "; ".join(broken))
+    write_manifest(models_dir, data)
+    return data
 
 
 def file_record(models_dir: Path, path: Path, source: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -113,13 +122,28 @@ def file_record(models_dir: Path, path: Path, source: dict[str, Any] | None = No
     return rec
 
 
+def broken_files(models_dir: Path, entry: dict[str, Any]) -> list[str]:
+    """What is wrong with the files a set entry names (missing, or not its recorded sha256)."""
+    out = []
+    try:
+        recorded = sorted(entry["files"].items())
+    except (KeyError, TypeError, AttributeError):
+        return ["its entry names no files"]
+    for role, f in recorded:
+        if not isinstance(f, dict) or not isinstance(f.get("path"), str):
+            out.append(f"{role}: no path recorded")
+            continue
+        p = Path(models_dir) / f["path"]
+        try:
+            if not p.exists():
+                out.append(f"{role}: {p} is missing")
+            elif sha256_tree(p) != f.get("sha256"):
+                out.append(f"{role}: {p} does not match its sha256")
+        except OSError as exc:
+            out.append(f"{role}: {p} cannot be read ({exc.strerror or exc})")
+    return out
+
+
 def files_intact(models_dir: Path, entry: dict[str, Any]) -> bool:
     """True when every file the set entry names exists with its recorded sha256."""
-    try:
-        for f in entry["files"].values():
-            p = Path(models_dir) / f["path"]
-            if not p.exists() or sha256_tree(p) != f["sha256"]:
-                return False
-    except (KeyError, TypeError, OSError):
-        return False
-    return True
+    return not broken_files(models_dir, entry)

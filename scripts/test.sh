@@ -29,6 +29,17 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     fi
 fi
 
+# The line tests run a real Mosquitto broker (and mosquitto_passwd); install it where it is missing.
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] || ! command -v mosquitto_passwd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing mosquitto and mosquitto-clients (for the line tests)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            mosquitto mosquitto-clients; } >/dev/null 2>&1 || say "could not install mosquitto; the line tests will fail"
+    else
+        say "mosquitto is missing; install the 'mosquitto' and 'mosquitto-clients' packages (the line tests need them)"
+    fi
+fi
+
 # lite_possible PY: Paddle Lite has a wheel for this interpreter (CPython 3.10 on x86-64)
 lite_possible() {
     is_version 3.10 "$1" && [ "$(uname -m)" = x86_64 ]

@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 
-from edge_ocr.store import outbox
+from edge_ocr.store import outbox, sync_state
 from edge_ocr.store.db import open_connection, utcnow
+from edge_ocr.store.sync_state import UploadState
 from edge_ocr_sync.backoff import Backoff, CircuitBreaker, CircuitState, parse_retry_after
 from edge_ocr_sync.client import Answer, EndpointClient
 from edge_ocr_sync.config import SyncConfig
@@ -28,17 +29,9 @@ from edge_ocr_sync.payload import make_serializer
 
 logger = logging.getLogger(__name__)
 
+PENDING, SKIPPED = UploadState.PENDING, UploadState.SKIPPED
+
 UPLOADS_PER_PASS = 20
-_STATE_KEYS = (
-    "circuit",
-    "consecutive_failures",
-    "last_success_at",
-    "last_error",
-    "last_error_at",
-    "next_attempt_at",
-    "endpoint",
-    "device_id",
-)
 
 
 @dataclass
@@ -265,25 +258,23 @@ class SyncService:
 
     # --- images ---------------------------------------------------------------------------------
     def _upload_images(self, conn, client: EndpointClient, report: SyncReport) -> None:
-        rows = conn.execute(
-            "SELECT DISTINCT c.id, c.sha256, c.stored_image FROM outbox o "
-            "JOIN results r ON o.kind = 'result' AND r.id = o.ref_id "
-            "JOIN captures c ON c.id = r.capture_id "
-            "LEFT JOIN sync_uploads u ON u.capture_id = c.id "
-            "WHERE c.stored_image IS NOT NULL AND (u.capture_id IS NULL OR u.state = 'pending') "
-            "ORDER BY c.id LIMIT ?",
-            (UPLOADS_PER_PASS,),
-        ).fetchall()
         from edge_ocr.ocr.imageio import sniff_format
 
-        for capture_id, _sha, stored in rows:
+        for image in sync_state.images_to_upload(conn, UPLOADS_PER_PASS):
             if self.stop_event.is_set():
                 return
-            path = Path(stored)
+            capture_id = image.capture_id
+            path = image.path  # the exact name, never a look-alike
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                self._upload_state(conn, capture_id, "", None, "skipped", f"cannot read {path}: {exc}")
+                sync_state.record_upload(
+                    conn,
+                    capture_id,
+                    "",
+                    SKIPPED,
+                    error=f"cannot read {image.stored_image}: {exc.strerror or exc}",
+                )
                 continue
             fmt = sniff_format(data[:16])
             ctype = {
@@ -296,15 +287,15 @@ class SyncService:
             }.get(fmt or "")
             sha = hashlib.sha256(data).hexdigest()
             if ctype is None:
-                self._upload_state(
-                    conn, capture_id, sha, None, "skipped", "not an image the endpoint accepts"
+                sync_state.record_upload(
+                    conn, capture_id, sha, SKIPPED, error="not an image the endpoint accepts"
                 )
                 continue
             try:
                 answer = client.request_upload(sha, len(data), ctype)
                 if answer.status != 200:
                     if answer.status in (400, 413, 415):
-                        self._upload_state(conn, capture_id, sha, None, "skipped", answer.error)
+                        sync_state.record_upload(conn, capture_id, sha, SKIPPED, error=answer.error)
                         continue
                     raise _Retryable(
                         f"upload URL refused ({answer.status}): {answer.error}",
@@ -315,52 +306,26 @@ class SyncService:
                     status = client.put_presigned(answer.body["url"], data, answer.body.get("headers", {}))
                     if status >= 300:
                         raise _Retryable(f"image PUT to storage answered {status}")
-                self._upload_state(conn, capture_id, sha, key, "uploaded", None)
+                sync_state.record_upload(conn, capture_id, sha, UploadState.UPLOADED, object_key=key)
                 report.images_uploaded += 1
             except _Retryable as exc:
-                self._upload_state(conn, capture_id, sha, None, "pending", str(exc))
+                sync_state.record_upload(conn, capture_id, sha, PENDING, error=str(exc))
                 self._failure(conn, None, str(exc), exc.retry_after_s, report)
                 return
             except httpx.TransportError as exc:
-                self._upload_state(conn, capture_id, sha, None, "pending", str(exc))
+                sync_state.record_upload(conn, capture_id, sha, PENDING, error=str(exc))
                 self._failure(conn, None, f"image upload failed: {exc}", None, report)
                 return
-
-    @staticmethod
-    def _upload_state(
-        conn, capture_id: int, sha: str, key: str | None, state: str, error: str | None
-    ) -> None:
-        conn.execute(
-            "INSERT INTO sync_uploads (capture_id, sha256, object_key, state, attempts, last_error, updated_at) "
-            "VALUES (?, ?, ?, ?, 1, ?, ?) ON CONFLICT(capture_id) DO UPDATE SET sha256 = excluded.sha256, "
-            "object_key = COALESCE(excluded.object_key, object_key), state = excluded.state, "
-            "attempts = attempts + 1, last_error = excluded.last_error, updated_at = excluded.updated_at",
-            (capture_id, sha, key, state, error, utcnow()),
-        )
 
     # --- state shown by `edge-ocr status` and the GUI --------------------------------------------
     def _set_state(self, **values: Any) -> None:
         if self._conn is None:
             return
-        self._conn.executemany(
-            "INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [(k, None if v is None else str(v)) for k, v in values.items()],
-        )
+        sync_state.set_state(self._conn, **values)
 
 
 def _iso_in(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + seconds)) + "Z"
-
-
-def sync_status(conn) -> dict[str, Any]:
-    """Sync state for `edge-ocr sync` and the GUI: queue sizes, last success and error, circuit."""
-    summary = outbox.sync_summary(conn)
-    (uploads_pending,) = conn.execute("SELECT count(*) FROM sync_uploads WHERE state = 'pending'").fetchone()
-    return {
-        **summary,
-        "pending_records": summary["queued_records"] + summary["pending_batch_records"],
-        "uploads_pending": int(uploads_pending),
-    }
 
 
 def agent_service(

@@ -18,20 +18,24 @@ import shutil
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_connections
+from pathlib import Path
 
 from edge_ocr import __version__
+from edge_ocr.agent.diskwait import DiskFullWait
 from edge_ocr.agent.filing import FileDesk, FileFlight
+from edge_ocr.agent.health import Health
 from edge_ocr.agent.line_desk import JobOutcome, LineDesk
 from edge_ocr.agent.lockwait import LOCK_POLL_MS, WriterLockWait
 from edge_ocr.agent.outputs import Outputs
 from edge_ocr.agent.preflight import check_folders
 from edge_ocr.agent.records import AgentStats, emit_verdicts, store_camera_record
+from edge_ocr.agent.retries import RetryQueue
 from edge_ocr.agent.sources.camera import CameraCapture, CameraSource
 from edge_ocr.agent.sources.folder import FileCandidate, FileRejected, FolderSource
+from edge_ocr.agent.storeguard import StoreGuard
 from edge_ocr.agent.workers import (
     FramesJob,
     JobDone,
@@ -40,14 +44,27 @@ from edge_ocr.agent.workers import (
     WorkerHandle,
     WorkerReady,
 )
-from edge_ocr.config import Config
-from edge_ocr.errors import EdgeOcrError
-from edge_ocr.line.model import LineVerdict
+from edge_ocr.config import AfterSuccess, Config
+from edge_ocr.errors import EdgeOcrError, StoreError
+from edge_ocr.line.model import LineResult, LineVerdict
 from edge_ocr.ocr.machine import cores
 from edge_ocr.ops import metrics
 from edge_ocr.store import agents, files
-from edge_ocr.store.db import open_connection, transaction, utcnow
-from edge_ocr.store.events import log_event
+from edge_ocr.store.agentlock import AgentLocks
+from edge_ocr.store.db import (
+    Connection,
+    SqliteError,
+    is_full_error,
+    open_connection,
+    set_busy_timeout,
+    set_durable,
+    transaction,
+    utcnow,
+    waits_for_space,
+)
+from edge_ocr.store.events import record_event
+from edge_ocr.store.files import display_path
+from edge_ocr.store.results import PageOutcome, StoredResult
 from edge_ocr.store.retention import apply_retention
 
 logger = logging.getLogger(__name__)
@@ -78,7 +95,7 @@ class Agent:
         self.agent_id = agent_id or socket.gethostname()
         self.stats = AgentStats()
         self.jobs: queue.Queue[Work] = queue.Queue(cfg.agent.queue_size)
-        self._retry: deque[tuple[Work, int]] = deque()
+        self._retries: RetryQueue[Work] = RetryQueue()
         self._inflight: dict[int, Flight] = {}
         self._next_job = 0
         self._workers: list[WorkerHandle] = []
@@ -89,9 +106,11 @@ class Agent:
         self._lock_wait: WriterLockWait | None = None
         self._outputs: Outputs | None = None
         self._engine: tuple[str, str] | None = None
-        self._versions: dict[str, str] = {}
         self._started_at = utcnow()
         self._startup_failures = 0
+        self._locks: AgentLocks | None = None
+        self._guard: StoreGuard | None = None
+        self.health = Health()
         self._line: LineDesk | None = None  # the production line's channels, when [line] has any
         self._wake_r, self._wake_w = socket.socketpair()  # a line trigger wakes the loop at once
         self._wake_r.setblocking(False)
@@ -117,12 +136,27 @@ class Agent:
     def run(self, stop: threading.Event) -> AgentStats:
         check_folders(self.cfg)
         db_path = self.cfg.db_path()
-        self._conn = open_connection(db_path)
+        # one agent per database and data folder: a second one stops here, naming the first
+        self._locks = AgentLocks.take(db_path, self.cfg.data_dir(), self.agent_id)
+        try:
+            self._conn = open_connection(db_path)
+        except BaseException:
+            self._locks.release()
+            raise
         try:
             # the only writer: wait out another process's write lock instead of failing
             self._lock_wait = WriterLockWait(db_path, self.agent_id, stop, self.cfg.agent.shutdown_grace)
             self._conn.lock_wait = self._lock_wait
-            self._conn.execute(f"PRAGMA busy_timeout = {LOCK_POLL_MS}")
+            set_busy_timeout(self._conn, LOCK_POLL_MS)
+            # a full disk: pause until there is space (and say so), as for a lock
+            self._conn.space_wait = DiskFullWait(
+                db_path, stop, self.cfg.agent.shutdown_grace, locks=self._locks, health=self.health
+            )
+            if any(f.after is not AfterSuccess.KEEP for f in self.cfg.folders):
+                # an input is archived or deleted only once its result is on disk, power loss or not
+                set_durable(self._conn)
+            self._guard = StoreGuard(db_path)  # the file opened; checked before each move and tick
+            self._outputs = Outputs.from_config(self.cfg.outputs)
             if self.cfg.line.enabled:
                 self._line = LineDesk(
                     self.cfg,
@@ -134,20 +168,25 @@ class Agent:
                         "model": (self._engine or (None, None))[1],
                     },
                 )
+            line = self._line
+            self._folders = [
+                FolderSource(folder, line.gate_for(folder, self.submit) if line is not None else self.submit)
+                for folder in self.cfg.folders
+            ]
             self._desk = FileDesk(
                 self.cfg,
                 self._conn,
                 self.stats,
-                recheck=self._recheck,
-                emit=lambda stored, pages, image: emit_verdicts(self._outputs, stored, pages, image),
-                retry=lambda item, attempts: self._retry.append((item, attempts)),
+                sources={src.folder: src for src in self._folders},
+                outputs=self._outputs,
+                retries=self._retries,
+                health=self.health,
+                guard=self._guard,
                 line=self._line,
             )
             files.recover_processing(self._conn)
-            with transaction(self._conn):
-                log_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
+            record_event(self._conn, "agent.started", f"agent {self.agent_id} started (pid {os.getpid()})")
             self._heartbeat("starting")
-            self._outputs = Outputs.from_config(self.cfg.outputs)
             if self._line is not None:
                 self._line.start()
             self._start_workers()
@@ -170,11 +209,7 @@ class Agent:
 
     def _start_sources(self) -> None:
         line = self._line
-        for folder in self.cfg.folders:
-            src = FolderSource(
-                folder, line.gate_for(folder, self.submit) if line is not None else self.submit
-            )
-            self._folders.append(src)
+        for src in self._folders:
             src.start()
         for cam in self.cfg.cameras:
             if line is not None:
@@ -186,19 +221,14 @@ class Agent:
             csrc.start()
 
     def _wake(self) -> None:
-        """A line trigger waits: end the loop's wait now (any thread)."""
+        """Work waits (a line trigger, a capture): end the loop's wait now (any thread)."""
         with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"\0")
-
-    def _recheck(self, item: FileCandidate, after: float) -> None:
-        for src in self._folders:
-            if src.folder is item.folder:
-                src.debouncer.recheck(item.path, after)
 
     def queue_depth(self) -> int:
         return (
             self.jobs.qsize()
-            + len(self._retry)
+            + len(self._retries)
             + len(self._inflight)
             + sum(s.pending() for s in self._folders)
         )
@@ -206,9 +236,9 @@ class Agent:
     def _idle(self) -> bool:
         return (
             self.jobs.empty()
-            and not self._retry
+            and not self._retries
             and not self._inflight
-            and all(s.debouncer.scanned.is_set() and s.pending() == 0 for s in self._folders)
+            and all(s.settled() for s in self._folders)
             and all(c.finished.is_set() for c in self._cameras)
         )
 
@@ -220,8 +250,9 @@ class Agent:
             self._supervise()
             if self._line is not None:
                 for item in reversed(self._line.poll()):
-                    self._retry.appendleft((item, 1))  # a triggered read goes first
-            self._dispatch()
+                    self._retries.put_first(item)  # a triggered read goes first
+            if self._store_intact():
+                self._dispatch()
             self._collect(TICK)
             now = time.monotonic()
             if now - last_beat >= self.cfg.agent.heartbeat:
@@ -242,7 +273,7 @@ class Agent:
         grace_until = time.monotonic() + self.cfg.agent.shutdown_grace
         with contextlib.suppress(EdgeOcrError):
             self._heartbeat("stopping")
-        for src in (*self._folders, *self._cameras):
+        for src in (*self._folders, *self._cameras):  # a folder source never started stops at once
             try:
                 src.stop()
             except Exception:  # keep stopping the others
@@ -271,15 +302,28 @@ class Agent:
                 self._outputs.close()
             self._wake_r.close()
             self._wake_w.close()
-            if self._conn is not None:
-                try:
-                    self._heartbeat("stopped")
-                finally:
-                    self._conn.close()
-                    self._conn = None
+            try:
+                if self._conn is not None:
+                    try:
+                        self._heartbeat("stopped")
+                    finally:
+                        self._conn.close()
+                        self._conn = None
+            finally:
+                if self._locks is not None:
+                    self._locks.release()
+
+    def _store_intact(self) -> bool:
+        """False once the database file is not the one the agent opened (`StoreGuard`): then
+        nothing more is taken, stored, archived or deleted; `--once` ends with the reason."""
+        if self._guard is None or self._guard.intact(self._conn, self.health, self._locks):
+            return True
+        if self.once:
+            raise StoreError(self._guard.message or "the database is gone")
+        return False
 
     def _has_camera_work(self) -> bool:
-        return any(isinstance(i, CameraCapture) for i, _ in self._retry) or any(
+        return any(isinstance(i, CameraCapture) for i in self._retries) or any(
             isinstance(i, CameraCapture) for i in list(self.jobs.queue)
         )
 
@@ -320,9 +364,6 @@ class Agent:
             if isinstance(msg, WorkerReady):
                 w.ready = msg
                 self._engine = (msg.engine, msg.model)
-                self._versions = msg.versions
-                if self._desk is not None:
-                    self._desk.versions = msg.versions
                 if all(x.ready is not None for x in self._workers):
                     if not self.ready.is_set():
                         if self._line is not None:
@@ -335,7 +376,7 @@ class Agent:
                 raise err
             else:
                 w.job = None
-                self._finish(msg)
+                self._finish(msg, w.versions)
 
     def _dispatch(self, cameras_only: bool = False) -> None:
         if self._line is not None and not self._line.hub.dispatch_allowed():
@@ -355,8 +396,9 @@ class Agent:
                     break
 
     def _next_item(self, cameras_only: bool) -> tuple[Work, int] | None:
-        if self._retry and (not cameras_only or isinstance(self._retry[0][0], CameraCapture)):
-            return self._retry.popleft()
+        retry = self._retries.take(lambda item: not cameras_only or isinstance(item, CameraCapture))
+        if retry is not None:
+            return retry
         try:
             item = self.jobs.get_nowait()
         except queue.Empty:
@@ -391,7 +433,8 @@ class Agent:
             return None
 
     # -- results ----------------------------------------------------------------------------------
-    def _finish(self, msg: JobDone | JobFailed) -> None:
+    def _finish(self, msg: JobDone | JobFailed, versions: Mapping[str, str]) -> None:
+        """A worker's answer; `versions`: its runtime versions, stored with the results."""
         flight = self._inflight.pop(msg.job_id, None)
         if flight is None:
             logger.warning("reply for unknown job %s", msg.job_id)
@@ -399,14 +442,17 @@ class Agent:
         metrics.record_job(flight.item, msg)
         if isinstance(flight, _CameraFlight):
             if isinstance(msg, JobDone):
-                self._store_camera(flight.item, msg)
+                self._store_camera(flight.item, msg, versions)
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, msg.error)
                 self._camera_unread(flight.item, msg.error)
             return
         assert self._desk is not None
+        if not self._store_intact():  # kept where it is: read again by the next agent
+            logger.info("%s: result not stored: the database is gone", display_path(flight.item.path))
+            return
         try:
-            self._desk.finish(flight, msg)
+            self._desk.finish(flight, msg, versions)
         except Exception as exc:  # one file must not stop the agent
             self._desk.contain(flight.item, exc, flight.file_id)
 
@@ -416,7 +462,7 @@ class Agent:
             return
         if isinstance(flight, _CameraFlight):
             if flight.attempts < CAMERA_ATTEMPTS:
-                self._retry.append((flight.item, flight.attempts + 1))
+                self._retries.put(flight.item, flight.attempts + 1)
             else:
                 logger.error("camera %s: record lost: %s", flight.item.camera.name, error)
                 self._camera_unread(flight.item, error)
@@ -427,33 +473,31 @@ class Agent:
         except Exception as exc:  # one file must not stop the agent
             self._desk.contain(flight.item, exc, flight.file_id)
 
-    def _store_camera(self, cap: CameraCapture, msg: JobDone) -> None:
+    def _store_camera(self, cap: CameraCapture, msg: JobDone, versions: Mapping[str, str]) -> None:
         cam = cap.camera
         line = self._line
         recipe_name = cam.recipe
         if line is not None and cap.job is not None:
             recipe_name = cap.job.recipe  # the recipe the trigger asked for, or the line's active one
-        announced = None
-        with transaction(self._conn):
-            stored, outcome, path = store_camera_record(
-                self._conn,
-                cap,
-                msg,
-                captures_dir=self.cfg.data_dir() / "captures",
-                recipe=self.cfg.recipes.get(recipe_name) if recipe_name else None,
-                versions=self._versions,
-            )
-            if line is not None:
-                announced = line.record(
-                    cap.job,
-                    JobOutcome(
-                        cam.source_name,
-                        [stored],
-                        [outcome],
-                        image=str(path),
-                        timings_ms={"grab": cap.grab_ms} if cap.job is not None else None,
-                    ),
+        captures_dir = self.cfg.data_dir() / "captures"
+        recipe = self.cfg.recipes.get(recipe_name) if recipe_name else None
+
+        @waits_for_space
+        def store(conn: Connection) -> tuple[StoredResult, PageOutcome, Path, LineResult | None]:
+            with transaction(conn):  # the record and the line's result of it commit together
+                stored, outcome, path = store_camera_record(
+                    conn, cap, msg, captures_dir=captures_dir, recipe=recipe, versions=dict(versions)
                 )
+                announced = None
+                if line is not None:
+                    grab = {"grab": cap.grab_ms} if cap.job is not None else None
+                    job_outcome = JobOutcome(
+                        cam.source_name, [stored], [outcome], image=str(path), timings_ms=grab
+                    )
+                    announced = line.record(cap.job, job_outcome)
+                return stored, outcome, path, announced
+
+        stored, outcome, path, announced = store(self._conn)
         self.stats.camera_records += 1
         emit_verdicts(self._outputs, [stored], [outcome], str(path))
         if line is not None:
@@ -465,7 +509,14 @@ class Agent:
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _heartbeat(self, state: str) -> None:
-        if self._conn is None:
+        if state == "running" and not self.health.healthy:
+            state = "unhealthy"
+        problems = self.health.problems()
+        if self._guard is not None and self._guard.lost is not None:
+            state = "stopped taking files"
+        if self._locks is not None:
+            self._locks.note(state=state, problems=problems or None)
+        if self._conn is None or (self._guard is not None and self._guard.lost is not None):
             return
         engine, model = self._engine or (self.cfg.engine.name, None)
         waits = self._lock_wait
@@ -488,6 +539,7 @@ class Agent:
                 "worker_restarts": self.stats.worker_restarts,
                 "lock_waits": waits.waits if waits else 0,
                 "lock_waited_s": round(waits.waited_s, 1) if waits else 0.0,
+                "problems": problems,
                 **({"line": self._line.status()} if self._line is not None else {}),
             },
         )
@@ -496,14 +548,20 @@ class Agent:
         r = self.cfg.retention
         if r.max_age_days is None and r.max_rows is None and r.max_images_mb is None:
             return
-        report = apply_retention(
-            self._conn,
-            owned_images_dir=self.cfg.data_dir() / "captures",
-            max_age_days=r.max_age_days,
-            max_rows=r.max_rows,
-            max_images_mb=r.max_images_mb,
-            protect_unsynced=bool(self.cfg.sync),
-        )
+        try:
+            report = apply_retention(
+                self._conn,
+                owned_images_dir=self.cfg.data_dir() / "captures",
+                max_age_days=r.max_age_days,
+                max_rows=r.max_rows,
+                max_images_mb=r.max_images_mb,
+                protect_unsynced=bool(self.cfg.sync),
+            )
+        except SqliteError as exc:  # a full disk: retention runs again next time
+            if not is_full_error(exc, self.cfg.db_path()):
+                raise
+            logger.warning("retention skipped this time: %s", exc)
+            return
         if report.results_deleted or report.images_deleted:
             logger.info(
                 "retention: %d result(s), %d image(s), %.1f MB freed",

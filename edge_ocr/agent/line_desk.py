@@ -16,7 +16,6 @@ previous agent left queued are finished as errors at start.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ from edge_ocr.line.channels import LineChannels
 from edge_ocr.line.hub import PendingTrigger
 from edge_ocr.line.model import LineJob, LineResult, LineVerdict, TriggerReply, TriggerStatus
 from edge_ocr.store import line as line_store
-from edge_ocr.store.db import transaction
+from edge_ocr.store.db import Connection, SqliteError, transaction
 from edge_ocr.store.results import PageOutcome, StoredResult
 
 logger = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ class LineDesk:
     def __init__(
         self,
         cfg: Config,
-        conn: sqlite3.Connection,
+        conn: Connection,
         *,
         db_path: Path,
         wake: Callable[[], None],
@@ -198,7 +197,7 @@ class LineDesk:
                 meas_id=req.meas_id,
                 part_id=req.part_id,
             )
-        except sqlite3.Error as exc:
+        except SqliteError as exc:
             logger.error("line: cannot record a trigger: %s", exc)
             self.hub.refused(
                 pending, TriggerReply(TriggerStatus.REFUSED, reason=f"the store cannot record it: {exc}")

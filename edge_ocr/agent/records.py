@@ -4,7 +4,7 @@ verdicts, camera records (with the frame kept as the record's image)."""
 from __future__ import annotations
 
 import logging
-import sqlite3
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from edge_ocr.agent.workers import JobDone
 from edge_ocr.config import AfterSuccess, FolderSourceConfig, RecipeConfig
 from edge_ocr.ops import metrics
 from edge_ocr.rules.verdict import Verdict, evaluate
+from edge_ocr.store.db import Connection
 from edge_ocr.store.files import display_path
 from edge_ocr.store.results import CaptureInfo, PageOutcome, StoredResult, VerdictInfo, store_capture
 
@@ -47,6 +48,8 @@ def page_outcomes(
 ) -> list[PageOutcome]:
     """One PageOutcome per page of a file, with its verdict when the folder has a recipe."""
     shown = display_path(cand.path)
+    raw = os.fsencode(cand.path)
+    kept = folder.after is not AfterSuccess.DELETE
     pages = []
     for page in msg.pages:
         cap = CaptureInfo(
@@ -57,9 +60,11 @@ def page_outcomes(
             size=cand.size,
             width=page.result.image_size[0],
             height=page.result.image_size[1],
-            stored_image=shown if folder.after is not AfterSuccess.DELETE else None,
+            stored_image=shown if kept else None,
             station=folder.station,
             recipe=recipe.name if recipe is not None else folder.recipe,
+            source_path_raw=raw,
+            stored_image_raw=raw if kept else None,
         )
         verdict = evaluate(recipe, page.result) if recipe else None
         pages.append(PageOutcome(cap, page.result, verdict_info(verdict) if verdict else None))
@@ -67,7 +72,7 @@ def page_outcomes(
 
 
 def store_camera_record(
-    conn: sqlite3.Connection,
+    conn: Connection,
     cap: CameraCapture,
     msg: JobDone,
     *,
@@ -95,6 +100,8 @@ def store_camera_record(
         stored_image=str(path),
         station=cam.station,
         recipe=recipe.name if recipe is not None else cam.recipe,
+        source_path_raw=os.fsencode(path),
+        stored_image_raw=os.fsencode(path),
     )
     outcome = PageOutcome(info, page.result, verdict_info(verdict) if verdict else None)
     return store_capture(conn, outcome, model_versions=versions), outcome, path

@@ -25,8 +25,9 @@ def serve(cfg: Config, once: bool, base_dir: Path | None = None) -> int:
             "no sources configured: add [[sources.folder]] or [[sources.camera]] (docs/CONFIG.md)"
         )
     base_dir = base_dir or Path.cwd()
-    if not once:
-        check_runnable(cfg, base_dir=base_dir)  # the same function as `doctor --only config`
+    # the same function as `doctor --only config`; `--once` too, though it starts no services: a
+    # config that `run` refuses is refused however it is run
+    check_runnable(cfg, base_dir=base_dir)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

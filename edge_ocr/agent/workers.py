@@ -4,14 +4,15 @@ The parent (agent/app.py) owns the database; workers never touch it. A worker ho
 job; if it dies, the parent sees EOF on its pipe (or its exit code), restarts it and retries the
 job. Workers ignore SIGINT (the parent coordinates shutdown) and exit when the parent disappears.
 
-A file job reads exactly the bytes the folder source hashed: the worker opens the file once
-(never through a final symlink, never outside the watched folder), copies it to its scratch
-folder while hashing, and answers `changed` when the hash differs; the pipeline then reads the
-copy. Error messages never carry the file's bytes.
+A file job reads exactly the bytes the folder source hashed: the worker opens the file once, from
+a handle on the watched folder (`sources.dirfd`: never through a link, so never outside it),
+copies it to its scratch folder while hashing, and answers `changed` when the hash differs; the
+pipeline then reads the copy. Error messages never carry the file's bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import multiprocessing as mp
@@ -25,9 +26,11 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from edge_ocr.agent.sources import dirfd
 from edge_ocr.config import EngineConfig, Roi
 from edge_ocr.errors import EdgeOcrError, InputError
 from edge_ocr.types import OcrResult, PrintProfile
@@ -86,6 +89,7 @@ class JobFailed:
     changed: bool = False  # the content is not what was hashed (still being written): look again
     incomplete: bool = False  # empty or truncated: maybe still being written
     mtime: float | None = None  # the file's mtime when it was read (time.time() scale)
+    internal: bool = False  # the agent's own trouble (its scratch folder, its disk): not the file's
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,39 @@ def scrub(message: str) -> str:
     return _BYTES_REPR.sub("<file bytes withheld>", message)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+def _open_job_file(job: FileJob) -> int | JobFailed:
+    """A descriptor on the job's file: found from the watched folder's handle (`dirfd`), never
+    through a link; or the JobFailed saying why not."""
+    name = job.name or job.path
+    try:
+        if job.root:
+            return dirfd.open_file(job.root, dirfd.parts_under(job.path, job.root))
+        return os.open(job.path, dirfd.READ_FLAGS)
+    except FileNotFoundError:
+        return JobFailed(job.job_id, f"{name}: no such file", bad_input=False, vanished=True)
+    except (dirfd.LinkInTheWay, dirfd.NotUnderRoot) as exc:  # swapped since it was hashed: look again
+        return JobFailed(job.job_id, f"{name}: {exc.strerror}", bad_input=False, changed=True)
+    except OSError as exc:
+        return JobFailed(job.job_id, f"{name}: cannot open ({exc.strerror}); not read", bad_input=True)
+
+
+def _open_scratch(scratch: Path) -> BinaryIO:
+    """The copy's file in the worker's scratch folder; a folder removed under the agent (a
+    temporary-file cleaner, a second agent of old) is made again."""
+    try:
+        return scratch.open("wb")
+    except FileNotFoundError:
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        return scratch.open("wb")
+
+
+def _own_trouble(job: FileJob, what: str) -> JobFailed:
+    return JobFailed(
+        job.job_id,
+        f"the agent {what}; not the file's fault: it is kept and read again",
+        bad_input=False,
+        internal=True,
+    )
 
 
 def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed:
@@ -141,21 +176,13 @@ def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed
     from edge_ocr.ocr.imageio import MAX_FILE_BYTES
 
     name = job.name or job.path
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(job.path, flags)
-    except FileNotFoundError:
-        return JobFailed(job.job_id, f"{name}: no such file", bad_input=False, vanished=True)
-    except OSError as exc:
-        return JobFailed(job.job_id, f"{name}: cannot open ({exc.strerror}); not read", bad_input=True)
+    fd = _open_job_file(job)
+    if isinstance(fd, JobFailed):
+        return fd
     with os.fdopen(fd, "rb") as src:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return JobFailed(job.job_id, f"{name}: not a regular file; not read", bad_input=True)
-        if job.root:
-            real = _opened_path(fd, job.path)
-            if not _inside(real, job.root):
-                return JobFailed(job.job_id, f"{name}: outside the watched folder; not read", bad_input=True)
         if st.st_size > MAX_FILE_BYTES:
             return JobFailed(
                 job.job_id,
@@ -163,21 +190,27 @@ def _copy_checked(job: FileJob, scratch: Path) -> tuple[Path, float] | JobFailed
                 bad_input=True,
             )
         h = hashlib.sha256()
-        with scratch.open("wb") as dst:
-            while block := src.read(1 << 20):
+        try:
+            dst = _open_scratch(scratch)
+        except OSError as exc:
+            return _own_trouble(job, f"cannot write its copy in {scratch.parent} ({exc.strerror or exc})")
+        try:
+            while block := src.read(1 << 20):  # an error reading is the input's: raised as before
                 h.update(block)
-                dst.write(block)
+                try:
+                    dst.write(block)
+                except OSError as exc:  # a full disk, the scratch folder gone: the agent's
+                    return _own_trouble(job, f"cannot write its copy in {scratch.parent} ({exc.strerror})")
+            try:
+                dst.close()
+            except OSError as exc:
+                return _own_trouble(job, f"cannot write its copy in {scratch.parent} ({exc.strerror})")
+        finally:
+            with contextlib.suppress(OSError):
+                dst.close()
     if job.sha256 and h.hexdigest() != job.sha256:
         return JobFailed(job.job_id, f"{name}: changed since it was hashed", bad_input=False, changed=True)
     return scratch, st.st_mtime
-
-
-def _opened_path(fd: int, fallback: str) -> str:
-    """The real path of an open file (Linux: /proc/self/fd), else the resolved path it was opened by."""
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}")
-    except OSError:
-        return os.path.realpath(fallback)
 
 
 def _do_file(pipe, job: FileJob, use_cls: bool, scratch_dir: Path) -> JobDone | JobFailed:
@@ -197,6 +230,8 @@ def _do_file(pipe, job: FileJob, use_cls: bool, scratch_dir: Path) -> JobDone | 
             result = pipe.run(page.image, cls=use_cls, print_profile=job.print_profile)
             pages.append(PageRead(page.index, page.count, result))
     except InputError as exc:
+        if not path.exists():  # the copy was removed while it was read: not the file's fault
+            return _own_trouble(job, f"lost its copy in {path.parent} while reading it")
         message = scrub(str(exc).replace(str(path), job.name or job.path))
         incomplete = "truncated" in message or "file is empty" in message
         return JobFailed(job.job_id, message, bad_input=True, incomplete=incomplete, mtime=mtime)
@@ -308,6 +343,11 @@ class WorkerHandle:
     @property
     def idle(self) -> bool:
         return self.ready is not None and self.job is None
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """The runtime versions this worker reported when it was ready (stored with its results)."""
+        return dict(self.ready.versions) if self.ready is not None else {}
 
     def send(self, job: FileJob | FramesJob) -> None:
         assert self.conn is not None

@@ -16,12 +16,12 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,17 +30,28 @@ import numpy as np
 
 from edge_ocr.agent.app import Agent, running_in_thread
 from edge_ocr.config import AgentConfig, CameraSourceConfig, Config, EngineConfig, FolderSourceConfig
+from edge_ocr.errors import StoreError
+from edge_ocr.store.db import Connection, SqliteError, open_connection
+from edge_ocr.store.files import FileState, file_state_counts
+from edge_ocr.store.query import results_per_source_path, status_counts
 
 
 def _done(db: Path) -> int:
+    """Files done so far (0 while the agent has not created its database yet)."""
     try:
-        conn = sqlite3.connect(db, timeout=10)
-        try:
-            return conn.execute("SELECT count(*) FROM files WHERE state = 'done'").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        with _reading(db) as conn:
+            return file_state_counts(conn)[FileState.DONE.value]
+    except (StoreError, SqliteError):
         return 0
+
+
+@contextlib.contextmanager
+def _reading(db: Path) -> Iterator[Connection]:
+    conn = open_connection(db, readonly=True)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def _config(root: Path, engine: str, *, settle: float = 0.5, workers: int = 0) -> Config:
@@ -176,16 +187,9 @@ def bench_sigkill(root: Path, n: int, kills: int, seed: int = 1) -> dict[str, An
         killed_at.append(_done(db))
     proc = _agent_proc(config, "--once")
     proc.wait(600)
-    conn = sqlite3.connect(db)
-    try:
-        per_file = dict(
-            conn.execute(
-                "SELECT c.source_path, count(*) FROM results r JOIN captures c ON c.id = r.capture_id GROUP BY 1"
-            ).fetchall()
-        )
-        states = dict(conn.execute("SELECT state, count(*) FROM files GROUP BY 1").fetchall())
-    finally:
-        conn.close()
+    with _reading(db) as conn:
+        per_file = results_per_source_path(conn)
+        states = {state: n for state, n in file_state_counts(conn).items() if n}
     lost = sum(1 for i in range(n) if str(inp / f"f{i:04d}.png") not in per_file)
     twice = sum(1 for c in per_file.values() if c > 1)
     return {"files": n, "kills": kills, "done_at_each_kill": killed_at, "lost": lost, "processed_twice": twice,
@@ -208,13 +212,9 @@ def bench_burst(root: Path, n: int) -> dict[str, Any]:
         t_written = time.monotonic()
         t1 = _wait(lambda: _done(cfg.agent.db) >= n, 600, poll=0.05)
         stats = agent.stats
-    conn = sqlite3.connect(cfg.agent.db)
-    try:
-        results, distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT c.source_path) FROM results r JOIN captures c ON c.id = r.capture_id"
-        ).fetchone()
-    finally:
-        conn.close()
+    with _reading(cfg.agent.db) as conn:
+        per_file = results_per_source_path(conn)
+    results, distinct = sum(per_file.values()), len(per_file)
     return {"files": n, "write_s": t_written - t0, "all_done_s": t1 - t0, "results": results,
             "distinct_files": distinct, "quarantined": stats.files_quarantined}  # fmt: skip
 
@@ -246,11 +246,8 @@ def bench_camera(root: Path, n_labels: int) -> dict[str, Any]:
     th.join()
     t_end = time.monotonic()
     src = agent._cameras[0]
-    conn = sqlite3.connect(cfg.agent.db)
-    try:
-        records = conn.execute("SELECT count(*) FROM captures").fetchone()[0]
-    finally:
-        conn.close()
+    with _reading(cfg.agent.db) as conn:
+        records = status_counts(conn)["results"]  # a camera record is one capture with one result
     saved = len(list((root / "data" / "captures").rglob("*.jpg")))
     return {"labels": n_labels, "frames": video.n_frames, "records": records, "saved_images": saved,
             "read_fps": src.frames_read / max(src.ended - src.started, 1e-9),

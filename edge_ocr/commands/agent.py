@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import socket
-import sqlite3
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +22,8 @@ from edge_ocr.config import (
     parse_line_table,
     validate,
 )
-from edge_ocr.errors import ConfigError
-from edge_ocr.store.db import damaged_error, open_connection
+from edge_ocr.errors import ConfigError, StoreError
+from edge_ocr.store.db import open_connection, reading_damaged
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +122,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="only accepted or corrected results (default: all but rejected)",
     )
     p.set_defaults(func=run_export)
-
-
-@contextlib.contextmanager
-def reading_store(db: Path) -> Iterator[None]:
-    """A damaged page met while reading becomes one line with doctor's fix, never a traceback."""
-    try:
-        yield
-    except sqlite3.DatabaseError as exc:
-        raise damaged_error(db, exc) from None
 
 
 # -- run / watch ----------------------------------------------------------------------------------
@@ -239,15 +227,22 @@ def agent_running(status: dict) -> bool:
 
 def run_status(args: argparse.Namespace) -> int:
     from edge_ocr.store import line as line_store
+    from edge_ocr.store.agentlock import read_holder
     from edge_ocr.store.agents import read_agent_status, read_lock_wait
     from edge_ocr.store.files import file_state_counts
-    from edge_ocr.store.outbox import sync_summary
     from edge_ocr.store.query import status_counts
+    from edge_ocr.store.sync_state import sync_summary
 
     db = args.db or default_db_path()
-    conn = open_connection(db, readonly=True)
+    holder = read_holder(db)  # the agent holding the database's lock, whatever its heartbeat says
     try:
-        with reading_store(db):
+        conn = open_connection(db, readonly=True)
+    except StoreError as exc:
+        if holder is None:
+            raise
+        return _status_from_note(db, holder, exc, args.json)  # an agent runs: say what it says
+    try:
+        with reading_damaged(db):
             agents = read_agent_status(conn)
             files = file_state_counts(conn)
             counts = status_counts(conn)
@@ -262,7 +257,9 @@ def run_status(args: argparse.Namespace) -> int:
         lock_wait.get("host") == socket.gethostname() and _pid_alive(lock_wait.get("pid"))
     ):
         lock_wait = None  # left by an agent that is gone
-    running = bool(agent) and (agent_running(agent) or lock_wait is not None)
+    running = holder is not None or (bool(agent) and (agent_running(agent) or lock_wait is not None))
+    problems = (holder or {}).get("problems") or (agent.get("details") or {}).get("problems") or []
+    healthy = running and not problems
     report = {
         "db": str(db),
         "running": running,
@@ -278,6 +275,9 @@ def run_status(args: argparse.Namespace) -> int:
         **counts,
         "sync": sync,
         "waiting_for_lock": lock_wait,
+        "agent_lock": holder,
+        "healthy": healthy,
+        "problems": problems,
         "line": {
             **(agent.get("details", {}).get("line") or {}),
             "jobs": line_jobs,
@@ -286,7 +286,7 @@ def run_status(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
-        return 0 if running else 1
+        return 0 if healthy else 1
     print(f"database:   {db}")
     if agent:
         state = "running" if running else f"not running (last state: {agent.get('state')})"
@@ -299,8 +299,13 @@ def run_status(args: argparse.Namespace) -> int:
                 f"database:   locked by another process; the agent has waited {lock_wait.get('waited_s')} s "
                 f"(since {lock_wait.get('since')}) and goes on when it is released"
             )
+    elif holder is not None:
+        print(
+            f"agent:      running, pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('since')})"
+        )
     else:
         print("agent:      never ran on this database")
+    _print_problems(problems)
     print("files:      " + ", ".join(f"{k} {v}" for k, v in files.items()))
     pending = sync["queued_records"] + sync["pending_batch_records"]
     sync_line = f"{pending} record(s) to send in {sync['pending_batches']} batch(es), {sync['acked_records']} acknowledged"
@@ -314,7 +319,39 @@ def run_status(args: argparse.Namespace) -> int:
     print(
         f"results:    {counts['results']} (verdicts: {verdicts}); last at {counts['last_result_at'] or '-'}"
     )
-    return 0 if running else 1
+    return 0 if healthy else 1
+
+
+def _print_problems(problems: list[dict]) -> None:
+    for p in problems:
+        print(f"health:     UNHEALTHY: {p.get('kind')}: {p.get('message')} (since {p.get('since')})")
+
+
+def _status_from_note(db: Path, holder: dict, error: StoreError, as_json: bool) -> int:
+    """An agent holds the database's lock but the database cannot be read (deleted under it, on
+    a full disk): what the agent's note beside it says."""
+    problems = holder.get("problems") or []
+    if as_json:
+        report = {
+            "db": str(db),
+            "running": True,
+            "state": holder.get("state"),
+            "pid": holder.get("pid"),
+            "host": holder.get("host"),
+            "agent_lock": holder,
+            "healthy": False,
+            "problems": problems,
+            "database_error": str(error),
+        }
+        print(json.dumps(report, ensure_ascii=False))
+        return 1
+    print(f"database:   {db}: {error}")
+    print(
+        f"agent:      running ({holder.get('state')}), pid {holder.get('pid')} on {holder.get('host')} "
+        f"(since {holder.get('since')})"
+    )
+    _print_problems(problems)
+    return 1
 
 
 def _print_line(line: dict, running: bool) -> None:
@@ -352,7 +389,7 @@ def run_results(args: argparse.Namespace) -> int:
     db = args.db or default_db_path()
     conn = open_connection(db, readonly=True)
     try:
-        with reading_store(db):
+        with reading_damaged(db):
             since = parse_since(args.since) if args.since else None
             rows = list(
                 iter_results(
@@ -390,7 +427,7 @@ def run_export(args: argparse.Namespace) -> int:
     db = args.db or default_db_path()
     conn = open_connection(db, readonly=True)
     try:
-        with reading_store(db):
+        with reading_damaged(db):
             since = parse_since(args.since) if args.since else None
             states = ("accepted", "corrected") if args.reviewed else ("unreviewed", "accepted", "corrected")
             rows = iter_results(conn, since=since, verdict=args.verdict, review_states=states)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_ocr.ocr.engines.registry import ENGINE_CHOICES
 from edge_ocr.ocr.imageio import IMAGE_SUFFIXES
+from edge_ocr.ocr.reader import ENGINE_CHOICES
 
 VARIANTS = ("fp32", "int16", "int8")
 

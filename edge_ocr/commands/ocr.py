@@ -13,7 +13,7 @@ from tqdm import tqdm
 from edge_ocr.commands.common import add_engine_args, expand_inputs, open_from_args
 from edge_ocr.errors import EdgeOcrError, InputError
 from edge_ocr.ocr.imageio import read_pages
-from edge_ocr.ocr.machine import cores
+from edge_ocr.ocr.reader import cores
 from edge_ocr.types import PrintProfile, error_contract
 
 logger = logging.getLogger(__name__)

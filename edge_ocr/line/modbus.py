@@ -206,10 +206,13 @@ class ModbusChannel:
                 if not value:
                     continue
                 self.counters["triggers_in"] += 1
+                with self._lock:
+                    results_before = self._results
                 reply = await loop.run_in_executor(None, self.hub.trigger, TriggerRequest("modbus"))
                 with self._lock:
                     self._image.coils[COIL["REFUSED"]] = not reply.accepted
-                    if reply.accepted:
+                    if reply.accepted and self._results == results_before:
+                        # the last verdict is cleared for this part, unless its result came already
                         for name in ("PASS", "FAIL", "NO_READ", "ERROR"):
                             self._image.coils[COIL[name]] = False
                         hi, lo = _words(reply.job_id or 0)

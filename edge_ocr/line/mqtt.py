@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 MAX_OUTSTANDING = 500
 MAX_PAYLOAD = 64 * 1024  # a trigger or recipe message larger than this is refused unread
 MAX_INBOX = 1000  # triggers and recipe changes waiting for an answer; more are answered busy
-STATUS_INTERVAL_S = 5.0
+STATUS_INTERVAL_S = 30.0  # the retained status also goes out at once on every change
 
 
 def topics(prefix: str, station: str) -> dict[str, str]:

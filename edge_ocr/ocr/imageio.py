@@ -20,8 +20,11 @@ logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_PIXELS = 80_000_000  # per page; a 20000x20000 image (400 MP) is refused, not decoded
+MAX_PAGES = 500  # per file, every format (PDF, TIFF): refused before any page is read
+MAX_PDF_PAGES = MAX_PAGES
 PDF_DPI = 200
-MAX_PDF_PAGES = 500
+MAX_RENDER_PIXELS = 40_000_000  # a rendered PDF page: larger pages are rendered at a lower DPI...
+MIN_PDF_DPI = 72  # ...down to this; a page still over the limit there is refused
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pdf"})
 
@@ -106,7 +109,7 @@ def _raster_pages(path: Path, fmt: str, max_pixels: int) -> Iterator[Page]:
     except OSError as exc:
         raise InputError(f"{path}: cannot decode {fmt.upper()}: {exc}") from exc
     with img:
-        count = getattr(img, "n_frames", 1) if fmt == "tiff" else 1
+        count = _tiff_pages(path, img, max_pixels) if fmt == "tiff" else 1
         frames = ImageSequence.Iterator(img) if fmt == "tiff" else [img]
         for index, frame in enumerate(frames):
             if index >= count:
@@ -127,9 +130,46 @@ def _raster_pages(path: Path, fmt: str, max_pixels: int) -> Iterator[Page]:
             yield Page(image=bgr, index=index, count=count)
 
 
+def _tiff_pages(path: Path, img, max_pixels: int) -> int:  # PIL.Image.Image
+    """The page count of a TIFF once every page's header passed the limits (nothing decoded yet)."""
+    try:
+        count = img.n_frames
+        if count > MAX_PAGES:
+            raise InputError(f"{path}: TIFF has {count} pages, over the {MAX_PAGES}-page limit")
+        for index in range(count):
+            img.seek(index)
+            w, h = img.size
+            if w * h > max_pixels:
+                raise InputError(
+                    f"{path}: page {index + 1} is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+                    f"{max_pixels / 1e6:.0f} MP limit; scale it down before OCR"
+                )
+        img.seek(0)
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{path}: TIFF data is corrupt or truncated ({exc})") from exc
+    return count
+
+
+def _pdf_dpi(path: Path, index: int, w_pt: float, h_pt: float, max_pixels: int) -> float:
+    """The DPI to render a page at: PDF_DPI, or lower for a large page so that it stays within
+    `max_pixels` (never under MIN_PDF_DPI: then the page is refused, the limit named)."""
+    px_at = lambda dpi: (w_pt / 72 * dpi) * (h_pt / 72 * dpi)  # noqa: E731
+    if px_at(PDF_DPI) <= max_pixels:
+        return PDF_DPI
+    dpi = PDF_DPI * (max_pixels / px_at(PDF_DPI)) ** 0.5 * 0.999  # pdfium rounds sizes up
+    if dpi < MIN_PDF_DPI:
+        raise InputError(
+            f"{path}: PDF page {index + 1} is {w_pt / 72:.0f}x{h_pt / 72:.0f} in; even at {MIN_PDF_DPI} DPI "
+            f"it would be {px_at(MIN_PDF_DPI) / 1e6:.0f} MP, over the {max_pixels / 1e6:.0f} MP limit "
+            "for a rendered page"
+        )
+    return dpi
+
+
 def _pdf_pages(path: Path, max_pixels: int) -> Iterator[Page]:
     import pypdfium2 as pdfium
 
+    max_pixels = min(max_pixels, MAX_RENDER_PIXELS)
     try:
         pdf = pdfium.PdfDocument(str(path))
     except pdfium.PdfiumError as exc:
@@ -138,19 +178,26 @@ def _pdf_pages(path: Path, max_pixels: int) -> Iterator[Page]:
         count = len(pdf)
         if count == 0:
             raise InputError(f"{path}: PDF has no pages")
-        if count > MAX_PDF_PAGES:
-            raise InputError(f"{path}: PDF has {count} pages, over the {MAX_PDF_PAGES}-page limit")
-        for index in range(count):
+        if count > MAX_PAGES:
+            raise InputError(f"{path}: PDF has {count} pages, over the {MAX_PAGES}-page limit")
+        dpis = []
+        for index in range(count):  # every page's size first: a file is refused before any work
             page = pdf[index]
-            w_pt, h_pt = page.get_size()
-            scale = PDF_DPI / 72.0
-            px = w_pt * scale * h_pt * scale
-            if px > max_pixels:
-                scale *= (max_pixels / px) ** 0.5
-            bitmap = page.render(scale=scale)
-            pil = bitmap.to_pil()
-            yield Page(image=_to_bgr(pil), index=index, count=count)
-            page.close()
+            try:
+                dpis.append(_pdf_dpi(path, index, *page.get_size(), max_pixels))
+            finally:
+                page.close()
+        for index, dpi in enumerate(dpis):
+            page = pdf[index]
+            try:
+                bitmap = page.render(scale=dpi / 72.0)  # BGR, as OpenCV: one copy, no conversion
+                try:
+                    image = np.array(bitmap.to_numpy(), dtype=np.uint8, copy=True)
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
+            yield Page(image=image, index=index, count=count)
     finally:
         pdf.close()
 

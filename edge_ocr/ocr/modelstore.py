@@ -1,6 +1,8 @@
 """Read-only view of the installed models: where they are and which sets are active.
 
-The build (`models/`) writes `<models_dir>/manifest.json` atomically; the agent only reads it.
+The build and `edge-ocr models-admin` write `<models_dir>/manifest.json` through one writer
+(`edge_ocr_models.manifest`: atomically, the previous one kept as `manifest.prev.json`); the agent
+only reads it.
 
 Manifest layout (schema 1)::
 
@@ -44,6 +46,8 @@ from edge_ocr.ocr.engine import ModelFiles
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+#: the manifest before the last change, kept by the one writer (`edge_ocr_models.manifest`) for a rollback
+PREV_MANIFEST_NAME = "manifest.prev.json"
 MANIFEST_SCHEMA = 1
 ENV_MODELS_DIR = "EDGE_OCR_MODELS_DIR"
 LEGACY_FAMILY = "ppocrv4-mobile"

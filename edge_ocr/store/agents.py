@@ -9,9 +9,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from edge_ocr.store.db import transaction, utcnow
+from edge_ocr.store.db import transaction, utcnow, waits_for_space
 
 
+@waits_for_space
 def write_heartbeat(
     conn: sqlite3.Connection,
     agent_id: str,

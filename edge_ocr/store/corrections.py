@@ -10,11 +10,13 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edge_ocr.store.db import utcnow
 from edge_ocr.store.events import log_event
 from edge_ocr.store.outbox import enqueue
+from edge_ocr.store.query import exact_path
 from edge_ocr.store.review import ReviewError
 from edge_ocr.types import TextLine
 
@@ -37,7 +39,7 @@ class ResultDetail:
     created_at: str
     source: str
     source_path: str | None
-    image_path: str | None
+    image_path: str | None  # display form
     width: int | None
     height: int | None
     recipe: str | None
@@ -53,6 +55,7 @@ class ResultDetail:
     reviewed_at: str | None
     reviewed_by: str | None
     corrections: tuple[Correction, ...]
+    image_file: Path | None = None  # the file to open: by the exact bytes of its name when kept
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def load_result(conn: sqlite3.Connection, result_id: int) -> ResultDetail:
     row = conn.execute(
         "SELECT r.id, r.capture_id, r.created_at, c.source, c.source_path, c.stored_image, c.width, c.height, "
         "r.recipe, r.engine, r.model, r.text, r.corrected_text, r.confidence, r.lines, r.verdict, "
-        "r.review_state, r.reviewed_at, r.reviewed_by "
+        "r.review_state, r.reviewed_at, r.reviewed_by, c.source_path_raw, c.stored_image_raw "
         "FROM results r JOIN captures c ON c.id = r.capture_id WHERE r.id = ?",
         (result_id,),
     ).fetchone()
@@ -115,6 +118,7 @@ def load_result(conn: sqlite3.Connection, result_id: int) -> ResultDetail:
         reviewed_at=row[17],
         reviewed_by=row[18],
         corrections=corrections,
+        image_file=exact_path(row[20], row[5]) if row[5] else exact_path(row[19], row[4]),
     )
 
 

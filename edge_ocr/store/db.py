@@ -6,14 +6,19 @@ The file is a plain SQLite database: it opens as is in `sqlite3` and Datasette.
 from __future__ import annotations
 
 import contextlib
+import enum
+import errno
+import functools
 import itertools
 import logging
+import shutil
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlite_utils
 
@@ -24,6 +29,7 @@ from edge_ocr.store.migrations import LATEST_VERSION, MIGRATIONS
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+FULL_BELOW_BYTES = 1024 * 1024  # free space under which a file system counts as full
 
 
 class LockWait(Protocol):
@@ -36,10 +42,117 @@ class LockWait(Protocol):
         """Called once the lock was taken after `attempts` failed attempts."""
 
 
+class SpaceWait(Protocol):
+    """What a writer does when the disk holding the database is full."""
+
+    def waiting(self, attempt: int, exc: sqlite3.Error) -> None:
+        """Called after each failed attempt: wait for space, log, or raise to give up."""
+
+    def acquired(self, attempts: int) -> None:
+        """Called once a write went through after `attempts` failed attempts."""
+
+
 class Connection(sqlite3.Connection):
-    """The store's connection: `lock_wait`, when set, makes `transaction` wait out a lock."""
+    """The store's connection: `lock_wait`, when set, makes `transaction` wait out a lock;
+    `space_wait`, when set, makes the writing functions marked `@waits_for_space` wait for space."""
 
     lock_wait: LockWait | None = None
+    space_wait: SpaceWait | None = None
+    path: Path | None = None
+
+
+def disk_full(path: Path) -> str | None:
+    """Why the file system holding `path` (or its nearest existing folder) counts as full, or None."""
+    base = Path(path)
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        usage = shutil.disk_usage(base)
+    except OSError:
+        return None
+    if usage.free >= FULL_BELOW_BYTES:
+        return None
+    return f"the disk holding {base} is full ({usage.free / 1e3:.0f} kB free of {usage.total / 1e6:.0f} MB)"
+
+
+def is_full_error(exc: BaseException, path: Path | None = None) -> bool:
+    """SQLite's "database or disk is full", or an I/O error on a file system that is full."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    if "disk is full" in text:
+        return True
+    return "disk i/o error" in text and path is not None and disk_full(path) is not None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def waits_for_space(fn: F) -> F:
+    """For a store function that runs one transaction and nothing else: when the disk is full and
+    the connection has a `space_wait` (the agent's writer), wait for space and run the function
+    again (its transaction was rolled back: nothing is done twice, nothing is lost)."""
+
+    @functools.wraps(fn)
+    def wrapper(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> Any:
+        wait: SpaceWait | None = getattr(conn, "space_wait", None)
+        attempt = 0
+        while True:
+            try:
+                out = fn(conn, *args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if wait is None or conn.in_transaction or not is_full_error(exc, getattr(conn, "path", None)):
+                    raise
+                attempt += 1
+                wait.waiting(attempt, exc)
+                continue
+            if attempt and wait is not None:
+                wait.acquired(attempt)
+            return out
+
+    return wrapper  # type: ignore[return-value]
+
+
+#: SQLite's base error, for code outside the store: only `edge_ocr.store` imports sqlite3 (an
+#: import-linter contract), so the GUI and the commands catch the driver's errors by this name
+SqliteError = sqlite3.Error
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether an error is the database's own (locked past every wait, full, damaged), not a
+    record's: those propagate instead of being blamed on the file being handled."""
+    return isinstance(exc, StoreError) or type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
+
+
+def set_busy_timeout(conn: sqlite3.Connection, ms: int) -> None:
+    """How long a statement waits for another connection's lock before it fails."""
+    conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
+
+def copy_database(conn: sqlite3.Connection, target: Path) -> None:
+    """Copy what `conn` sees into a new database file at `target` (SQLite's online backup)."""
+    dest = sqlite3.connect(str(target))
+    try:
+        conn.backup(dest)
+    finally:
+        dest.close()
+
+
+def set_durable(conn: sqlite3.Connection) -> None:
+    """Every commit reaches the disk before it returns (synchronous = FULL): for a writer that
+    archives or deletes its inputs once their result is committed, power loss or not."""
+    conn.execute("PRAGMA synchronous = FULL")
+
+
+@contextlib.contextmanager
+def reading_damaged(path: Path) -> Iterator[None]:
+    """A damaged page met while reading becomes one StoreError with doctor's fix, never a traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise damaged_error(path, exc) from None
 
 
 def is_lock_error(exc: sqlite3.Error) -> bool:
@@ -72,7 +185,14 @@ def damaged_fix(path: Path) -> str:
 
 
 def damaged_error(path: Path, exc: sqlite3.Error, what: str = "is damaged") -> StoreError:
-    """One line for a damaged database: what is wrong, and doctor's fix."""
+    """One line for a damaged database: what is wrong, and doctor's fix; on a full disk, that
+    (the database is most likely intact: never advise replacing it then)."""
+    full = disk_full(path)
+    if full is not None:
+        return StoreError(
+            f"{path} cannot be read now: {full} ({sqlite_reason(exc)}); the database is most likely "
+            f"intact: free space there, do not replace it (`edge-ocr doctor --only database disk`)"
+        )
     return StoreError(
         f"{path} {what} ({sqlite_reason(exc)}); fix: {damaged_fix(path)} "
         "(`edge-ocr doctor --only database` checks it)"
@@ -112,8 +232,9 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
             yield conn
         except BaseException:
-            conn.execute(f"ROLLBACK TO {name}")
-            conn.execute(f"RELEASE {name}")
+            if conn.in_transaction:  # SQLite rolls the whole transaction back by itself on a full disk
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
             raise
         conn.execute(f"RELEASE {name}")
         return
@@ -121,9 +242,15 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls back by itself after some errors (a full disk)
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _set_wal_and_migrate(conn: sqlite3.Connection, path: Path) -> None:
@@ -145,6 +272,50 @@ def _set_wal_and_migrate(conn: sqlite3.Connection, path: Path) -> None:
         logger.warning("%s: journal mode is %s, not WAL", path, mode)
     conn.execute("PRAGMA synchronous = NORMAL")
     migrate(conn, path)
+
+
+class IntegrityProblem(enum.Enum):
+    """Why `check_integrity` could not give the file a clean answer."""
+
+    UNOPENABLE = "cannot be opened"
+    LOCKED = "is locked"
+    UNREADABLE = "is not a readable SQLite database"
+    CORRUPT = "is corrupt"
+
+
+@dataclass(frozen=True)
+class IntegrityCheck:
+    """SQLite's own check of a database file (`PRAGMA quick_check`, or `integrity_check`)."""
+
+    pragma: str
+    answers: tuple[str, ...] = ()  # ("ok",) when sound, else the damage SQLite lists
+    version: int = 0  # the schema version recorded in the file
+    problem: IntegrityProblem | None = None
+    reason: str = ""  # SQLite's words for the problem
+
+    @property
+    def sound(self) -> bool:
+        return self.problem is None and self.answers == ("ok",)
+
+
+def check_integrity(path: Path, *, thorough: bool = False) -> IntegrityCheck:
+    """Open the file read-only (never migrating, never waiting long) and run SQLite's check."""
+    pragma = "integrity_check" if thorough else "quick_check"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        return IntegrityCheck(pragma, problem=IntegrityProblem.UNOPENABLE, reason=sqlite_reason(exc))
+    try:
+        answers = tuple(str(r[0]) for r in conn.execute(f"PRAGMA {pragma}").fetchall())
+        version = schema_version(conn)
+    except sqlite3.OperationalError as exc:
+        problem = IntegrityProblem.LOCKED if is_lock_error(exc) else IntegrityProblem.UNREADABLE
+        return IntegrityCheck(pragma, problem=problem, reason=sqlite_reason(exc))
+    except sqlite3.DatabaseError as exc:
+        return IntegrityCheck(pragma, problem=IntegrityProblem.CORRUPT, reason=sqlite_reason(exc))
+    finally:
+        conn.close()
+    return IntegrityCheck(pragma, answers, version)
 
 
 def utcnow() -> str:
@@ -179,6 +350,7 @@ def _connect(path: Path, *, readonly: bool) -> Connection:
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False, factory=Connection)
     else:
         conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, factory=Connection)
+    conn.path = path
     conn.isolation_level = None  # explicit transactions only (BEGIN ... COMMIT)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")

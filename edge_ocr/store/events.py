@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge_ocr.store.db import utcnow
+from edge_ocr.store.db import transaction, utcnow, waits_for_space
 
 
 def log_event(
@@ -33,3 +33,18 @@ def log_event(
         ),
     )
     return int(cur.lastrowid)
+
+
+@waits_for_space
+def record_event(
+    conn: sqlite3.Connection,
+    kind: str,
+    message: str,
+    *,
+    level: str = "info",
+    subject: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> int:
+    """Append an event in a transaction of its own."""
+    with transaction(conn):
+        return log_event(conn, kind, message, level=level, subject=subject, data=data)

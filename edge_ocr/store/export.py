@@ -116,11 +116,11 @@ def final_texts(conn: sqlite3.Connection, row: ResultRow) -> list[str]:
 def _page_image(row: ResultRow) -> np.ndarray | None:
     from edge_ocr.ocr.imageio import read_pages
 
-    for candidate in (row.stored_image, row.source_path):
-        if not candidate or not Path(candidate).exists():
+    for candidate in row.image_files():
+        if not candidate.exists():
             continue
         try:
-            for page in read_pages(Path(candidate)):
+            for page in read_pages(candidate):
                 if page.index + 1 == row.page:
                     return page.image
         except InputError as exc:

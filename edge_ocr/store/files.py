@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge_ocr.store.db import transaction, utcnow
+from edge_ocr.store.db import transaction, utcnow, waits_for_space
 from edge_ocr.store.events import log_event
 from edge_ocr.store.results import PageOutcome, StoredResult, insert_result
 
@@ -94,6 +94,7 @@ def get_file(conn: sqlite3.Connection, file_id: int) -> FileRow | None:
     return _file_row(row) if row else None
 
 
+@waits_for_space
 def observe_file(
     conn: sqlite3.Connection,
     source: str,
@@ -139,6 +140,7 @@ def observe_file(
         return get_file(conn, int(cur.lastrowid))  # type: ignore[return-value]
 
 
+@waits_for_space
 def reject_file(conn: sqlite3.Connection, source: str, path: str | os.PathLike[str], reason: str) -> FileRow:
     """Record an entry that is never read (no content hash: sha256 is empty) as quarantined, with
     its reason. Returns the existing row when it was recorded before."""
@@ -159,6 +161,7 @@ def reject_file(conn: sqlite3.Connection, source: str, path: str | os.PathLike[s
         return get_file(conn, int(cur.lastrowid))  # type: ignore[return-value]
 
 
+@waits_for_space
 def forget_file(
     conn: sqlite3.Connection, file_id: int, reason: str, *, vanished: bool = False
 ) -> list[str | bytes]:
@@ -180,6 +183,7 @@ def forget_file(
         return [p for _, p in dupes]
 
 
+@waits_for_space
 def claim_file(conn: sqlite3.Connection, file_id: int) -> bool:
     """seen/failed -> processing, counting the attempt. False when someone else has it or it is finished."""
     with transaction(conn):
@@ -191,6 +195,7 @@ def claim_file(conn: sqlite3.Connection, file_id: int) -> bool:
         return cur.rowcount == 1
 
 
+@waits_for_space
 def release_file(conn: sqlite3.Connection, file_id: int) -> None:
     """Hand a claimed file back (shutdown before it finished): processing -> seen, attempt not counted."""
     with transaction(conn):
@@ -201,6 +206,7 @@ def release_file(conn: sqlite3.Connection, file_id: int) -> None:
         )
 
 
+@waits_for_space
 def recover_processing(conn: sqlite3.Connection) -> int:
     """At startup: files left in `processing` by a crash go back to `seen` (their attempt counts)."""
     with transaction(conn):
@@ -212,6 +218,7 @@ def recover_processing(conn: sqlite3.Connection) -> int:
         return cur.rowcount
 
 
+@waits_for_space
 def fail_file(conn: sqlite3.Connection, file_id: int, error: str, max_attempts: int) -> FileState:
     """Record a failed attempt: `failed` (to retry) or `quarantined` once attempts are used up."""
     error = clean_text(error)
@@ -236,6 +243,7 @@ def fail_file(conn: sqlite3.Connection, file_id: int, error: str, max_attempts: 
         return state
 
 
+@waits_for_space
 def quarantine_file(conn: sqlite3.Connection, file_id: int, error: str) -> None:
     """Quarantine at once (input that can never be read: empty, truncated, not an image)."""
     error = clean_text(error)
@@ -256,6 +264,7 @@ def file_state_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return counts
 
 
+@waits_for_space
 def complete_file(
     conn: sqlite3.Connection,
     file_id: int,

@@ -7,6 +7,7 @@ backup of the database file (see `store.db.open_store`). Times are ISO-8601 UTC 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -219,6 +220,48 @@ _M002_FTS_FOR_DATASETTE = """
 """
 
 
+# Two names that show the same (`bad\xff.png` with an undecodable byte, and a file literally named
+# with the four characters `\xff`) had the same `source_path`, so an export paired one file's text
+# with the other's image. The exact bytes of each name are kept beside the display form; readers
+# open the bytes. Names without a backslash display as they are; the others are recovered from
+# `files.path` (which always kept the exact name) when that is unambiguous, else left NULL (the
+# display form, as before).
+_M003_EXACT_NAMES = """
+        ALTER TABLE captures ADD COLUMN source_path_raw BLOB;   -- the exact bytes of source_path
+        ALTER TABLE captures ADD COLUMN stored_image_raw BLOB;  -- the exact bytes of stored_image
+        UPDATE captures SET source_path_raw = CAST(source_path AS BLOB)
+            WHERE source_path IS NOT NULL AND instr(source_path, '\\') = 0;
+        UPDATE captures SET stored_image_raw = CAST(stored_image AS BLOB)
+            WHERE stored_image IS NOT NULL AND instr(stored_image, '\\') = 0;
+"""
+
+
+def _shown(name: str | bytes) -> str:
+    raw = bytes(name) if isinstance(name, (bytes, memoryview)) else os.fsencode(name)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _recover_exact_names(conn: sqlite3.Connection) -> None:
+    rows = conn.execute(
+        "SELECT id, sha256, source_path FROM captures WHERE source_path_raw IS NULL AND source_path IS NOT NULL"
+    ).fetchall()
+    for capture_id, sha, shown in rows:
+        names = {
+            bytes(p) if isinstance(p, bytes) else p.encode("utf-8", "surrogateescape")
+            for (p,) in conn.execute("SELECT path FROM files WHERE sha256 = ?", (sha,))
+            if _shown(p) == shown
+        }
+        if len(names) != 1:
+            continue  # ambiguous: the display form stays what readers open
+        (raw,) = names
+        conn.execute(
+            "UPDATE captures SET source_path_raw = ?, "
+            "stored_image_raw = CASE WHEN stored_image = source_path THEN ? ELSE stored_image_raw END "
+            "WHERE id = ?",
+            (raw, raw, capture_id),
+        )
+
+
 # Versions 10-19 belong to sync (issue 5).
 _M010_SYNC_BODIES_UPLOADS = """
         -- the exact gzip body of a cut batch, so every retry sends the same bytes; NULL once acked
@@ -279,6 +322,9 @@ _M020_LINE = """
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", sql=_M001_INITIAL),
     Migration(2, "results_fts declared as Datasette and sqlite-utils detect it", sql=_M002_FTS_FOR_DATASETTE),
+    Migration(
+        3, "the exact bytes of source and image names", sql=_M003_EXACT_NAMES, apply=_recover_exact_names
+    ),
     Migration(10, "sync batch bodies and image uploads", sql=_M010_SYNC_BODIES_UPLOADS),
     Migration(20, "line jobs and the MQTT messages announcing them", sql=_M020_LINE),
 )

@@ -205,19 +205,3 @@ def outbox_stats(conn: sqlite3.Connection) -> dict[str, Any]:
         "oldest_pending_batch_at": oldest_batch,
         "acked_records": int(acked),
     }
-
-
-def sync_summary(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Outbox counts plus the sync service's last success/error and circuit (for status displays)."""
-    state = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
-    return {
-        **outbox_stats(conn),
-        "circuit": state.get("circuit") or "closed",
-        "consecutive_failures": int(state.get("consecutive_failures") or 0),
-        "last_success_at": state.get("last_success_at"),
-        "last_error": state.get("last_error"),
-        "last_error_at": state.get("last_error_at"),
-        "next_attempt_at": state.get("next_attempt_at"),
-        "endpoint": state.get("endpoint"),
-        "device_id": state.get("device_id"),
-    }

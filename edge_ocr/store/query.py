@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ConfigError
@@ -36,10 +38,24 @@ class ResultRow:
     verdict: str | None
     review_state: str
     station: str | None
+    source_path_raw: bytes | None = None  # the exact bytes of source_path's name
+    stored_image_raw: bytes | None = None  # the exact bytes of stored_image's name
 
     @property
     def image(self) -> str:
         return self.source_path or self.stored_image or ""
+
+    def image_files(self) -> list[Path]:
+        """Where the page's image may be, best first (the kept copy, then the source), each by the
+        exact bytes of its name when the store has them."""
+        return [
+            p
+            for p in (
+                exact_path(self.stored_image_raw, self.stored_image),
+                exact_path(self.source_path_raw, self.source_path),
+            )
+            if p is not None
+        ]
 
     def to_contract(self) -> dict[str, Any]:
         """The `edge-ocr ocr --json` contract, plus the store's ids, verdict and review state."""
@@ -66,6 +82,14 @@ class ResultRow:
         if self.corrected_text is not None:
             out["corrected_text"] = self.corrected_text
         return out
+
+
+def exact_path(raw: bytes | None, shown: str | None) -> Path | None:
+    """A file named in the store: by the exact bytes of its name when kept (two names that show the
+    same never meet), else by its display form (stores from before migration 3)."""
+    if raw is not None:
+        return Path(os.fsdecode(bytes(raw)))
+    return Path(shown) if shown else None
 
 
 def parse_since(text: str, now: datetime | None = None) -> str:
@@ -97,7 +121,8 @@ def _fts_query(text: str) -> str:
 
 _SELECT = """
 SELECT r.id, r.capture_id, r.created_at, c.source, c.source_path, c.stored_image, c.page, r.engine, r.model,
-       r.text, r.corrected_text, r.confidence, r.lines, r.timings, r.recipe, r.verdict, r.review_state, c.station
+       r.text, r.corrected_text, r.confidence, r.lines, r.timings, r.recipe, r.verdict, r.review_state, c.station,
+       c.source_path_raw, c.stored_image_raw
 FROM results r JOIN captures c ON c.id = r.capture_id
 """
 
@@ -169,6 +194,8 @@ def _result_row(row: Sequence[Any]) -> ResultRow:
         verdict=row[15],
         review_state=row[16],
         station=row[17],
+        source_path_raw=row[18],
+        stored_image_raw=row[19],
     )
 
 
@@ -189,3 +216,12 @@ def status_counts(conn: sqlite3.Connection) -> dict[str, Any]:
     )
     last = conn.execute("SELECT MAX(created_at) FROM results").fetchone()[0]
     return {"results": results, "verdicts": verdicts, "last_result_at": last}
+
+
+def results_per_source_path(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many results each source path has (one per page read: a file read twice shows 2 per page)."""
+    return dict(
+        conn.execute(
+            "SELECT c.source_path, count(*) FROM results r JOIN captures c ON c.id = r.capture_id GROUP BY 1"
+        ).fetchall()
+    )

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from edge_ocr.store import outbox
-from edge_ocr.store.db import transaction, utcnow
+from edge_ocr.store.db import transaction, utcnow, waits_for_space
 from edge_ocr.types import OcrResult
 
 
@@ -28,6 +29,8 @@ class CaptureInfo:
     stored_image: str | None = None
     station: str | None = None
     recipe: str | None = None
+    source_path_raw: bytes | None = None  # the exact bytes of the name (source_path: its display form)
+    stored_image_raw: bytes | None = None  # the exact bytes of stored_image
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class StoredResult:
 def _insert_capture(conn: sqlite3.Connection, cap: CaptureInfo, captured_at: str) -> int:
     cur = conn.execute(
         "INSERT INTO captures (source, source_path, page, sha256, size, width, height, captured_at, "
-        "stored_image, station, recipe) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "stored_image, station, recipe, source_path_raw, stored_image_raw) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             cap.source,
             cap.source_path,
@@ -61,6 +65,8 @@ def _insert_capture(conn: sqlite3.Connection, cap: CaptureInfo, captured_at: str
             cap.stored_image,
             cap.station,
             cap.recipe,
+            cap.source_path_raw,
+            cap.stored_image_raw,
         ),
     )
     return int(cur.lastrowid)
@@ -174,6 +180,7 @@ class PageOutcome:
     verdict: VerdictInfo | None = None
 
 
+@waits_for_space
 def store_capture(
     conn: sqlite3.Connection, page: PageOutcome, *, model_versions: dict[str, str] | None = None
 ) -> StoredResult:
@@ -181,4 +188,19 @@ def store_capture(
     with transaction(conn):
         return insert_result(
             conn, page.capture, page.result, model_versions=model_versions, verdict=page.verdict
+        )
+
+
+@waits_for_space
+def set_stored_image(conn: sqlite3.Connection, capture_ids: Sequence[int], image: bytes | None) -> None:
+    """Where the captures' image now is (archived: the exact bytes of its new path; deleted: None),
+    kept with its display form."""
+    if not capture_ids:
+        return
+    shown = image.decode("utf-8", "backslashreplace") if image is not None else None
+    with transaction(conn):
+        marks = ",".join("?" * len(capture_ids))
+        conn.execute(
+            f"UPDATE captures SET stored_image = ?, stored_image_raw = ? WHERE id IN ({marks})",
+            (shown, image, *capture_ids),
         )

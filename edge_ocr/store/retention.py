@@ -123,7 +123,8 @@ def apply_retention(
                 for start in range(0, len(gone), 500):
                     chunk = gone[start : start + 500]
                     conn.execute(
-                        f"UPDATE captures SET stored_image = NULL WHERE stored_image IN ({','.join('?' * len(chunk))})",
+                        "UPDATE captures SET stored_image = NULL, stored_image_raw = NULL "
+                        f"WHERE stored_image IN ({','.join('?' * len(chunk))})",
                         chunk,
                     )
                 log_event(conn, "retention.images", f"retention deleted {len(gone)} stored image(s)")

@@ -22,7 +22,6 @@ import hmac
 import json
 import logging
 import re
-import sqlite3
 import time
 import zlib
 from collections.abc import Callable
@@ -450,9 +449,10 @@ def _base_url(headers: dict[str, str]) -> str:
 
 
 def _is_storage_failure(exc: Exception) -> bool:
-    if isinstance(exc, (StorageUnavailable, sqlite3.Error, OSError)):
+    """The storage's own failure (the local index's SQLite errors, AWS's), not the request's."""
+    if isinstance(exc, (StorageUnavailable, OSError)):
         return True
-    return type(exc).__module__.startswith(("botocore", "boto3", "s3transfer"))
+    return type(exc).__module__.startswith(("sqlite3", "botocore", "boto3", "s3transfer"))
 
 
 def build_core(settings: EndpointSettings | None = None, *, secrets=None) -> EndpointCore:

@@ -141,7 +141,8 @@ def test_links_never_read_outside_the_folder_and_no_bytes_are_echoed(
     assert inp.joinpath("x.png").is_dir() and secret.exists() and outside_label.exists()
     # the links themselves went to quarantine; nothing anywhere repeats a file's bytes
     everything = [
-        json.dumps(query(dirs["db"], f"SELECT * FROM {t}")) for t in ("files", "events", "captures")
+        json.dumps(query(dirs["db"], f"SELECT * FROM {t}"), default=files.display_path)
+        for t in ("files", "events", "captures")  # exact names (BLOBs) shown as text
     ]
     everything += [p.read_text() for p in (dirs["data"] / "quarantine").rglob("*.error.txt")]
     everything.append(caplog.text)
@@ -247,3 +248,59 @@ def test_a_truncated_file_modified_long_ago_is_still_quarantined(
     with running_agent(replace(make_config(dirs))) as agent:
         wait_for(lambda: agent.stats.files_quarantined == 1, what="quarantined")
     assert agent.stats.files_incomplete == 0
+
+
+# -- 5. names at the file-name limit (issue 21.6) -------------------------------------------------------
+
+
+def test_a_name_at_the_file_name_limit_is_quarantined_with_a_note_that_fits(
+    dirs: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    name = "x" * 251 + ".png"  # 255 bytes: `<name>.error.txt` would be 265
+    (dirs["in"] / name).write_text("not an image")
+    with caplog.at_level(logging.WARNING), running_agent(make_config(dirs)) as agent:
+        wait_for(lambda: agent.stats.files_quarantined == 1, what="quarantined")
+    moved = [p for p in (dirs["data"] / "quarantine").rglob("*") if p.is_file()]
+    assert sorted(p.name.endswith(".error.txt") for p in moved) == [False, True]
+    note = next(p for p in moved if p.name.endswith(".error.txt"))
+    assert len(os.fsencode(note.name)) <= 255 and note.name.startswith("x" * 200)
+    assert note.read_text().splitlines()[0] == str(dirs["in"] / name)  # the full name inside
+    assert (note.parent / name).read_text() == "not an image"
+    assert "cannot move to quarantine" not in caplog.text and "could not be written" not in caplog.text
+
+
+# -- 6. names that show the same (issue 21.5) -----------------------------------------------------------
+
+
+def test_a_raw_name_and_its_display_form_never_meet_in_the_store_or_the_export(
+    dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    import cv2
+    import numpy as np
+
+    raw = os.fsencode(dirs["in"]) + b"/lot\xff.png"  # an undecodable byte...
+    literal = dirs["in"] / "lot\\xff.png"  # ...and a name made of its display form, `\xff` literally
+    with open(raw, "wb") as fh:
+        fh.write(write_label(tmp_path / "a.png", "RAW NAME", 1).read_bytes())
+    literal.write_bytes(write_label(tmp_path / "b.png", "LITERAL NAME 42", 2).read_bytes())
+    with running_agent(make_config(dirs)) as agent:
+        wait_for(lambda: done_count(dirs["db"]) == 2, what="both files done")
+        wait_for(lambda: agent.queue_depth() == 0, what="nothing pending")
+    rows = query(
+        dirs["db"],
+        "SELECT c.id, c.source_path, c.source_path_raw, r.lines FROM captures c JOIN results r ON r.capture_id = c.id",
+    )
+    assert {shown for _, shown, _, _ in rows} == {files.display_path(raw)}  # they show the same...
+    assert {bytes(name) for _, _, name, _ in rows} == {raw, os.fsencode(literal)}  # ...and are kept apart
+    out = tmp_path / "export"
+    assert main(["export", "--db", str(dirs["db"]), "--format", "ppocrlabel", "--out", str(out)]) == 0
+    by_capture = {cid: (bytes(name), json.loads(lines)) for cid, _, name, lines in rows}
+    labels = (out / "Label.txt").read_text(encoding="utf-8").splitlines()
+    assert len(labels) == 2
+    for label in labels:
+        image_name, entries = label.split("\t")
+        name, lines = by_capture[int(Path(image_name).name.split("_")[0])]
+        exported = cv2.imread(str(out / image_name))
+        original = cv2.imdecode(np.fromfile(os.fsdecode(name), np.uint8), cv2.IMREAD_COLOR)
+        assert np.array_equal(exported, original), f"the text of {name!r} is paired with another image"
+        assert [e["transcription"] for e in json.loads(entries)] == [line["text"] for line in lines]

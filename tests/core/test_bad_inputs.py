@@ -112,3 +112,72 @@ def test_16bit_and_palette_images(tmp_path):
     for name in ("deep.png", "pal.png"):
         (page,) = read_pages(tmp_path / name)
         assert page.image.dtype == np.uint8 and page.image.shape[2] == 3
+
+
+# -- bounded cost for every input (issue 21.6) --------------------------------------------------------
+
+
+def _pdf(width_pt: int, height_pt: int) -> bytes:
+    """A minimal valid one-page PDF (a few hundred bytes) with a page of the given size."""
+    text = b"BT /F1 200 Tf 100 100 Td (LOT 42) Tj ET"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>" % (width_pt, height_pt),
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (i, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+
+
+def test_a_tiff_of_more_pages_than_the_limit_is_refused_before_any_page(tmp_path: Path) -> None:
+    tiff = tmp_path / "many.tiff"
+    page = Image.new("L", (8, 8), 255)
+    page.save(tiff, save_all=True, append_images=[page] * 600, compression="tiff_deflate")
+    assert tiff.stat().st_size < 200_000  # a small file, 601 pages
+    pages = read_pages(tiff)
+    with pytest.raises(InputError, match=r"TIFF has 601 pages, over the 500-page limit"):
+        next(pages)
+    ok = tmp_path / "ok.tiff"
+    page.save(ok, save_all=True, append_images=[page] * 499)
+    assert len(list(read_pages(ok))) == 500
+
+
+def _peak_rss_mb(code: str) -> tuple[float, str]:
+    """Run `code` in a fresh interpreter; its peak resident memory (MB) and what it printed."""
+    import subprocess
+    import sys
+
+    wrapper = f"{code}\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    peak = next(int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK"))
+    return peak / 1024, proc.stdout
+
+
+def test_a_pdf_page_too_large_to_render_is_refused_with_the_limit_named(tmp_path: Path) -> None:
+    hostile = tmp_path / "hostile.pdf"
+    hostile.write_bytes(_pdf(14400, 14400))  # 200 x 200 inches: 1.6 GP at 200 DPI
+    assert hostile.stat().st_size < 1000
+    with pytest.raises(
+        InputError, match=r"200x200 in; even at 72 DPI it would be 207 MP, over the 40 MP limit"
+    ):
+        list(read_pages(hostile))
+    poster = tmp_path / "poster.pdf"
+    poster.write_bytes(_pdf(4320, 4320))  # 60 x 60 inches: rendered at a lower DPI, within the limit
+    peak, out = _peak_rss_mb(
+        "from edge_ocr.ocr.imageio import read_pages\n"
+        f"(page,) = read_pages({str(poster)!r})\n"
+        "print('SHAPE', *page.image.shape)\n"
+    )
+    (h, w, c) = next(map(int, line.split()[1:]) for line in out.splitlines() if line.startswith("SHAPE"))  # type: ignore[misc]
+    assert c == 3 and w * h <= 40_000_000 and w > 6000  # ~105 DPI
+    assert peak < 450, f"rendering a 40 MP page peaked at {peak:.0f} MB"  # an 80 MP render took 1.05 GB

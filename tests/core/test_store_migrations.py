@@ -85,3 +85,28 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
     conn = store_db.open_connection(path)
     assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
     conn.close()
+
+
+def test_migration_3_keeps_the_exact_bytes_of_names_recovering_old_ones_from_files(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    monkeypatch.setattr(store_db, "MIGRATIONS", tuple(m for m in MIGRATIONS if m.version != 3))
+    conn = store_db.open_connection(path)
+    raw, literal = b"/in/lot\xff.png", "/in/lot\\xfe.png"  # a name that is not UTF-8; one with a backslash
+    for key, sha in ((raw, "a" * 64), (literal, "b" * 64), ("/in/plain.png", "c" * 64)):
+        conn.execute(
+            "INSERT INTO files (source, path, sha256, size, state, first_seen_at, updated_at) "
+            "VALUES ('folder:/in', ?, ?, 1, 'done', 't', 't')",
+            (key, sha),
+        )
+    for shown, sha in (("/in/lot\\xff.png", "a" * 64), (literal, "b" * 64), ("/in/plain.png", "c" * 64)):
+        conn.execute(
+            "INSERT INTO captures (source, source_path, sha256, captured_at, stored_image) "
+            "VALUES ('folder:/in', ?, ?, 't', ?)",
+            (shown, sha, shown),
+        )
+    conn.close()
+    monkeypatch.setattr(store_db, "MIGRATIONS", MIGRATIONS)
+    conn = store_db.open_connection(path)
+    got = conn.execute("SELECT source_path_raw, stored_image_raw FROM captures ORDER BY id").fetchall()
+    conn.close()
+    assert got == [(raw, raw), (literal.encode(), literal.encode()), (b"/in/plain.png", b"/in/plain.png")]

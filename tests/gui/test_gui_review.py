@@ -323,3 +323,39 @@ def test_bad_database_gives_a_message(qtbot, tmp_path: Path, store: Path, kind: 
             holder.close()
     assert window.error is not None and expected in window.error
     assert window.centralWidget().message == window.error
+
+
+def test_images_whose_names_show_the_same_each_open_as_themselves(qtbot, tmp_path: Path) -> None:
+    """A name that is not UTF-8 has no QString form: the review page opens the exact bytes, and
+    never the look-alike file named with the display form (issue 21.5)."""
+    import os
+
+    from PIL import Image
+    from PySide6.QtWidgets import QGraphicsPixmapItem
+
+    from edge_ocr.store.results import CaptureInfo, insert_result
+    from edge_ocr.types import OcrResult, TextLine
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = os.fsencode(folder) + b"/lot\xff.png"
+    literal = os.fsencode(folder) + b"/lot\\xff.png"
+    Image.new("RGB", (420, 120), "white").save(os.fsdecode(raw), format="PNG")
+    Image.new("RGB", (300, 90), "white").save(os.fsdecode(literal), format="PNG")
+    db = tmp_path / "names.db"
+    conn = open_connection(db)
+    ids = {}
+    for name, text in ((raw, "RAW"), (literal, "LITERAL")):
+        shown = name.decode("utf-8", "backslashreplace")
+        cap = CaptureInfo("folder:in", shown, stored_image=shown, source_path_raw=name, stored_image_raw=name)
+        line = TextLine(text, 0.9, ((1, 1), (50, 1), (50, 20), (1, 20)))
+        conn.execute("BEGIN IMMEDIATE")
+        ids[text] = insert_result(conn, cap, OcrResult((line,), (1, 1), "fake", "fake/none", {})).result_id
+        conn.execute("COMMIT")
+    conn.close()
+    window = ready(qtbot, db)
+    page = window.review
+    for text, size in (("RAW", (420, 120)), ("LITERAL", (300, 90))):
+        assert page.select_result(ids[text])
+        pixmaps = [i for i in page.image.scene().items() if isinstance(i, QGraphicsPixmapItem)]
+        assert [(p.pixmap().width(), p.pixmap().height()) for p in pixmaps] == [size], text

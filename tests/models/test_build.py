@@ -10,10 +10,10 @@ import pytest
 
 from edge_ocr.errors import ModelError
 from edge_ocr.ocr.engines.lite import LiteEngine, lite_wheel_exists
-from edge_ocr.ocr.modelstore import ModelStore, sha256_tree
+from edge_ocr.ocr.modelstore import PREV_MANIFEST_NAME, ModelStore, sha256_tree
 from edge_ocr_models.build import build
 from edge_ocr_models.convert import ALL_SETS, spec_for
-from edge_ocr_models.manifest import PREV_NAME, rollback
+from edge_ocr_models.manifest import rollback
 
 pytestmark = pytest.mark.models
 
@@ -122,7 +122,7 @@ def test_small_build_is_idempotent_and_keeps_previous_manifest(local_catalogue: 
 
     # adding a set keeps the old manifest as manifest.prev.json, and rollback restores it
     build(tmp_path, variants=["paddle/fp32"], **kw)
-    assert (tmp_path / PREV_NAME).read_bytes() == m1
+    assert (tmp_path / PREV_MANIFEST_NAME).read_bytes() == m1
     assert "paddle/fp32" in json.loads((tmp_path / "manifest.json").read_text())["sets"]
     rollback(tmp_path)
     assert set(json.loads((tmp_path / "manifest.json").read_text())["sets"]) == {"onnx/fp32", "lite/fp32"}

@@ -297,6 +297,8 @@ def test_doctor_config_refuses_what_run_refuses(
     assert message in fail["message"]
     assert main(["run", "--config", str(cfg)]) == 2  # and `run` refuses it with the same words
     assert message in capsys.readouterr().err
+    assert main(["run", "--once", "--config", str(cfg)]) == 2  # `--once` as well (issue 21.8)
+    assert message in capsys.readouterr().err
 
 
 def test_doctor_config_passes_what_run_accepts(

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from edge_ocr.store.db import open_connection
-from edge_ocr_sync.service import SyncService, sync_status
+from edge_ocr.store.sync_state import sync_status
+from edge_ocr_sync.service import SyncService
 
 
 def acked_counts(db_path) -> tuple[int, int]:

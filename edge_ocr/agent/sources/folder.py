@@ -14,6 +14,7 @@ record. Claiming, reading and the state machine belong to the agent.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import logging
@@ -29,6 +30,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
+from edge_ocr.agent.sources import dirfd
+from edge_ocr.agent.sources.dirfd import Identity
 from edge_ocr.agent.sources.entries import inspect_entry
 from edge_ocr.config import FolderSourceConfig
 from edge_ocr.errors import ConfigError
@@ -54,6 +57,7 @@ class FileCandidate:
     seen_at: float  # time.monotonic() of the first event, for latency figures
     source: Path | None = None  # what to open: the file, or the target of a link inside the folder
     arrived: bool = False  # renamed or moved into the folder (complete on arrival)
+    ident: Identity | None = None  # the entry that was hashed: only it is archived, deleted or quarantined
     job: LineJob | None = None  # the line trigger it answers (a folder read on triggers)
 
     @property
@@ -78,6 +82,21 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def hash_entry(root: Path, path: Path, chunk: int = 1 << 20) -> tuple[str, tuple[int, int]]:
+    """The sha256 of a regular file under `root` (opened through `dirfd`: no link on the way, nor
+    the file itself a link) and its (size, mtime_ns) once read. Raises OSError."""
+    fd = dirfd.open_file(root, dirfd.parts_under(path, root))
+    with open(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        h = hashlib.sha256()
+        while block := fh.read(chunk):
+            h.update(block)
+        st = os.fstat(fd)
+    return h.hexdigest(), (st.st_size, st.st_mtime_ns)
 
 
 def wanted(folder: FolderSourceConfig, path: Path) -> bool:
@@ -171,15 +190,9 @@ class _Pending:
     stat_key: tuple[int, int] | None  # (size, mtime_ns) at the last event
 
 
-def _stat_key(path: Path) -> tuple[int, int] | None:
-    """(size, mtime_ns) of a regular file (following a file symlink), else None."""
-    try:
-        st = path.stat()
-    except OSError:  # vanished, permission, symlink loop
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return st.st_size, st.st_mtime_ns
+def _stat_key(path: Path, root: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of what a path reads (a link inside the folder: its target), else None."""
+    return inspect_entry(path, root).key
 
 
 Emitted = FileCandidate | FileRejected
@@ -215,7 +228,7 @@ class Debouncer:
         """Note an event. `arrived`: renamed or moved in, complete as it is. `opens`: open file
         descriptions that came with a rename (a writer renaming a file it still writes)."""
         now = time.monotonic()
-        key = _stat_key(path)
+        key = _stat_key(path, self._root)
         with self._lock:
             if opens:
                 self._opens[path] = self._opens.get(path, 0) + opens
@@ -347,9 +360,9 @@ class Debouncer:
                 p.arrived = False
             return
         read_path = entry.source or path
+        key_after: tuple[int, int] | None
         try:
-            digest = sha256_file(read_path)
-            key_after = _stat_key(read_path)
+            digest, key_after = hash_entry(self._root, read_path)
         except OSError as exc:
             logger.debug("%s: cannot read (%s); ignored", display_path(path), exc.strerror)
             key_after = None
@@ -367,7 +380,15 @@ class Debouncer:
             del self._pending[path]
             self._not_before.pop(path, None)
         candidate = FileCandidate(
-            path, digest, key[0], key[1] / 1e9, self.folder, p.first_event, entry.source, p.arrived
+            path,
+            digest,
+            key[0],
+            key[1] / 1e9,
+            self.folder,
+            p.first_event,
+            entry.source,
+            p.arrived,
+            entry.ident,
         )
         self._hand_over(candidate)
 
@@ -422,6 +443,15 @@ class FolderSource:
 
     def pending(self) -> int:
         return self.debouncer.pending()
+
+    def settled(self) -> bool:
+        """The startup rescan is done and no file is waiting to be complete."""
+        return self.debouncer.scanned.is_set() and self.pending() == 0
+
+    def recheck(self, path: Path, after: float = 0.0) -> None:
+        """Look at a file again `after` seconds from now (it changed, or was still being written,
+        or a copy of it vanished): it is handed over once it is complete again."""
+        self.debouncer.recheck(path, after)
 
     def stop(self) -> None:
         self._stop.set()

@@ -192,7 +192,9 @@ def check_models(cfg: Config, opts: DoctorOptions) -> list[Finding]:
 
 
 def _has_prev(root: Path) -> bool:
-    return (root / "manifest.prev.json").is_file()
+    from edge_ocr.ocr.modelstore import PREV_MANIFEST_NAME
+
+    return (root / PREV_MANIFEST_NAME).is_file()
 
 
 # -- database -------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ LOW_FREE_BYTES = 1024 * 1024 * 1024
 
 
 def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
-    from edge_ocr.store.db import damaged_fix, schema_version, sqlite_reason
+    from edge_ocr.store.db import IntegrityProblem, check_integrity, damaged_fix
     from edge_ocr.store.migrations import LATEST_VERSION
 
     path = cfg.db_path()
@@ -30,31 +29,20 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
             Finding("database", Status.FAIL, f"{path} is not a file", "remove it or set [agent] db elsewhere")
         ]
     restore = damaged_fix(path)
-    pragma = "integrity_check" if opts.thorough else "quick_check"
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.Error as exc:
-        return [Finding("database", Status.FAIL, f"{path} cannot be opened: {sqlite_reason(exc)}", restore)]
-    try:
-        rows = [r[0] for r in conn.execute(f"PRAGMA {pragma}").fetchall()]
-        version = schema_version(conn)
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            return [
-                Finding("database", Status.WARN, f"{path} is locked ({exc})", "run doctor again in a moment")
-            ]
+    check = check_integrity(path, thorough=opts.thorough)
+    if check.problem is IntegrityProblem.LOCKED:
         return [
             Finding(
-                "database",
-                Status.FAIL,
-                f"{path} is not a readable SQLite database: {sqlite_reason(exc)}",
-                restore,
+                "database", Status.WARN, f"{path} is locked ({check.reason})", "run doctor again in a moment"
             )
         ]
-    except sqlite3.DatabaseError as exc:
-        return [Finding("database", Status.FAIL, f"{path} is corrupt: {sqlite_reason(exc)}", restore)]
-    finally:
-        conn.close()
+    if check.problem is not None:
+        # on a full disk SQLite cannot even read a database in WAL mode: say so, never "damaged"
+        return [
+            _full_disk(path, check.reason)
+            or Finding("database", Status.FAIL, f"{path} {check.problem.value}: {check.reason}", restore)
+        ]
+    rows, pragma, version = list(check.answers), check.pragma, check.version
     if rows != ["ok"]:
         detail = "; ".join(rows[:3]) + (f" (+{len(rows) - 3} more)" if len(rows) > 3 else "")
         return [Finding("database", Status.FAIL, f"{path} failed its {pragma}: {detail}", restore)]
@@ -79,6 +67,23 @@ def check_database(cfg: Config, opts: DoctorOptions) -> list[Finding]:
     else:
         out.append(ok("database", f"schema version {version} (current)"))
     return out
+
+
+def _full_disk(path: Path, reason: str) -> Finding | None:
+    """On a full disk SQLite cannot even read a database in WAL mode (it needs its -shm file): say
+    "disk full", never "damaged" with the advice to start an empty one."""
+    from edge_ocr.store.db import disk_full
+
+    full = disk_full(path)
+    if full is None:
+        return None
+    return Finding(
+        "database",
+        Status.FAIL,
+        f"{path} cannot be checked: disk full: {full} ({reason}); the database is most likely intact",
+        "free space on that disk (delete old archives, set [retention] max_age_days / max_images_mb); "
+        "do not move or replace the database: a running agent waits for space and goes on by itself",
+    )
 
 
 # -- disk and folders -----------------------------------------------------------------------------
@@ -162,6 +167,8 @@ def check_folders(cfg: Config, opts: DoctorOptions) -> list[Finding]:
 
 
 def check_disk(cfg: Config, opts: DoctorOptions) -> list[Finding]:
+    from edge_ocr.store.db import FULL_BELOW_BYTES
+
     out = []
     seen = set()
     for what, path in (("database", cfg.db_path().parent), ("data", cfg.data_dir())):
@@ -178,7 +185,11 @@ def check_disk(cfg: Config, opts: DoctorOptions) -> list[Finding]:
         free = usage.free
         msg = f"{what} ({base}): {free / 1e9:.1f} GB free of {usage.total / 1e9:.1f} GB"
         fix = "free space, or set [retention] max_age_days / max_images_mb so the agent prunes old data"
-        if free < MIN_FREE_BYTES:
+        if free < FULL_BELOW_BYTES:
+            msg = f"{what} ({base}): disk full: {free / 1e3:.0f} kB free of {usage.total / 1e6:.0f} MB"
+            fix += "; a running agent waits for space and goes on by itself, losing nothing"
+            out.append(Finding("disk", Status.FAIL, msg, fix))
+        elif free < MIN_FREE_BYTES:
             out.append(Finding("disk", Status.FAIL, msg, fix))
         elif free < LOW_FREE_BYTES:
             out.append(Finding("disk", Status.WARN, msg, fix))

@@ -1,58 +1,25 @@
 """`edge-ocr models-admin verify|activate|deactivate|rollback`: model updates on a running appliance.
 
-The build (`edge-ocr models build`) writes the manifest atomically and keeps the previous one as
-`manifest.prev.json`. These commands change only the manifest, always the same way: check every
-file's sha256 first, write a temporary file, rename it over `manifest.json`, keep the old one as
-`manifest.prev.json`. So `rollback` twice is a no-op and a half-written manifest never exists.
-The agent reads the manifest when its workers start: restart it to pick up a change.
+These commands change only the manifest, through the same writer as `edge-ocr models build`
+(`edge_ocr_models.manifest`): every file's sha256 is checked first, the new manifest is written to
+a temporary file and renamed over `manifest.json`, and the old one is kept as `manifest.prev.json`.
+So a half-written manifest never exists, and `rollback` swaps the two (twice: back where it
+started). The agent reads the manifest when its workers start: restart it to pick up a change.
 
-`add_commands(subparsers)` lets `edge-ocr models` host these too.
+Registered by `edge_ocr_models.cli.register` (the `edge_ocr.commands` entry point); it needs none of
+the build's extras, so a device without them has it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ModelError
-from edge_ocr.ocr.modelstore import MANIFEST_NAME, MANIFEST_SCHEMA, ModelStore, sha256_tree
-
-PREV_NAME = "manifest.prev.json"
-
-
-def broken_files(root: Path, entry: dict[str, Any]) -> list[str]:
-    out = []
-    for role, f in sorted(entry.get("files", {}).items()):
-        p = root / f["path"]
-        if not p.exists():
-            out.append(f"{role}: {p} is missing")
-        elif sha256_tree(p) != f.get("sha256"):
-            out.append(f"{role}: {p} does not match its sha256")
-    return out
-
-
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def replace_manifest(root: Path, data: dict[str, Any]) -> None:
-    """Install `data` as the manifest, keeping the current one as manifest.prev.json."""
-    if data.get("schema") != MANIFEST_SCHEMA:
-        raise ModelError(f"refusing to write a manifest with schema {data.get('schema')!r}")
-    current = root / MANIFEST_NAME
-    if current.is_file():
-        _write_atomic(root / PREV_NAME, json.loads(current.read_text(encoding="utf-8")))
-    _write_atomic(current, data)
+from edge_ocr.ocr.modelstore import ModelStore
+from edge_ocr_models.manifest import broken_files, rollback, write_manifest
 
 
 def set_active(root: Path, set_id: str, active: bool, *, force: bool = False) -> dict[str, Any]:
@@ -78,27 +45,8 @@ def set_active(root: Path, set_id: str, active: bool, *, force: bool = False) ->
     else:
         entry["reason"] = "deactivated by hand"
     entry["active"] = active
-    replace_manifest(store.root, data)
+    write_manifest(store.root, data)
     return entry
-
-
-def rollback(root: Path) -> dict[str, Any]:
-    """Swap manifest.json and manifest.prev.json after checking every file the previous one names."""
-    root = Path(root)
-    prev_path = root / PREV_NAME
-    if not prev_path.is_file():
-        raise ModelError(f"no previous manifest ({prev_path}) to roll back to")
-    prev = json.loads(prev_path.read_text(encoding="utf-8"))
-    broken = [
-        f"{sid} {b}"
-        for sid, e in prev.get("sets", {}).items()
-        if e.get("active")
-        for b in broken_files(root, e)
-    ]
-    if broken:
-        raise ModelError("cannot roll back, files of the previous models changed since: " + "; ".join(broken))
-    replace_manifest(root, prev)
-    return prev
 
 
 def verify(root: Path) -> list[tuple[str, bool, list[str]]]:
@@ -109,7 +57,7 @@ def verify(root: Path) -> list[tuple[str, bool, list[str]]]:
 # -- CLI ----------------------------------------------------------------------------------------------
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def _add_commands(sub: argparse._SubParsersAction) -> None:
     def models_dir(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--models-dir", type=Path, default=None, help="default: $EDGE_OCR_MODELS_DIR or the user data dir"
@@ -140,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ssub = p.add_subparsers(dest="models_admin_command", metavar="{verify,activate,deactivate,rollback}")
     ssub.required = True
-    add_commands(ssub)
+    _add_commands(ssub)
 
 
 def _root(args: argparse.Namespace) -> Path:

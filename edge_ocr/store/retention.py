@@ -19,7 +19,7 @@ class RetentionReport:
 
 
 def _delete_results(conn: sqlite3.Connection, result_ids: Sequence[int]) -> tuple[int, list[str]]:
-    """Delete results with their verdicts, corrections and captures. Returns (count, stored images)."""
+    """Delete results with their verdicts, corrections, fields and captures. Returns (count, stored images)."""
     if not result_ids:
         return 0, []
     images: list[str] = []
@@ -29,6 +29,8 @@ def _delete_results(conn: sqlite3.Connection, result_ids: Sequence[int]) -> tupl
         cap_ids = [r[0] for r in conn.execute(f"SELECT capture_id FROM results WHERE id IN ({marks})", chunk)]
         conn.execute(f"DELETE FROM verdicts WHERE result_id IN ({marks})", chunk)
         conn.execute(f"DELETE FROM corrections WHERE result_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM result_fields WHERE result_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM field_corrections WHERE result_id IN ({marks})", chunk)
         conn.execute(f"DELETE FROM results WHERE id IN ({marks})", chunk)
         if cap_ids:
             cmarks = ",".join("?" * len(cap_ids))

@@ -52,7 +52,9 @@ def test_ocr_fields_json_contract(receipts: Path, capsys: pytest.CaptureFixture[
 
 
 def test_ocr_fields_text_output(receipts: Path, capsys: pytest.CaptureFixture[str], model_store) -> None:
-    assert main(["ocr", str(receipts / "images" / "00001.png"), "--fields", "receipt", "--engine", "onnx"]) == 0
+    assert (
+        main(["ocr", str(receipts / "images" / "00001.png"), "--fields", "receipt", "--engine", "onnx"]) == 0
+    )
     out = capsys.readouterr().out
     assert all(f"{name:>8}: " in out for name in RECEIPT_FIELDS)
 
@@ -71,7 +73,9 @@ def test_eval_fields(receipts: Path, capsys: pytest.CaptureFixture[str], model_s
     assert "| overall |" in capsys.readouterr().out
 
 
-def test_eval_fields_needs_key_information(tmp_path: Path, capsys: pytest.CaptureFixture[str], model_store) -> None:
+def test_eval_fields_needs_key_information(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model_store
+) -> None:
     assert main(["synth", str(tmp_path / "labels"), "--count", "1"]) == 0
     assert main(["eval", str(tmp_path / "labels"), "--fields", "--engine", "onnx"]) != 0
     assert "key" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from typing import Any
 
 from edge_ocr.store.db import utcnow
 from edge_ocr.store.events import log_event
+from edge_ocr.store.fields import StoredFields, load_fields
 from edge_ocr.store.outbox import enqueue
 from edge_ocr.store.review import ReviewError
 from edge_ocr.types import TextLine
@@ -53,6 +54,7 @@ class ResultDetail:
     reviewed_at: str | None
     reviewed_by: str | None
     corrections: tuple[Correction, ...]
+    fields: StoredFields | None = None  # when the page's fields were read (receipts)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ def load_result(conn: sqlite3.Connection, result_id: int) -> ResultDetail:
         reviewed_at=row[17],
         reviewed_by=row[18],
         corrections=corrections,
+        fields=load_fields(conn, result_id),
     )
 
 

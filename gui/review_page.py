@@ -5,7 +5,7 @@ Keys (the page never needs the mouse):
   N next unreviewed · A accept and go on · R reject and go on · E or F2 edit the selected line
   (Enter stores the correction, Esc cancels) · Up/Down move between lines · J/K next/previous row
   · Ctrl+F search · Esc back to the lines · V colour boxes by confidence or verdict · +/-/0 zoom
-  · Ctrl+E to the fields (receipts: company, date, address, total; the selected field's boxes are
+  · Ctrl+I to the fields (receipts: company, date, address, total; the selected field's boxes are
   outlined on the image, F2 edits its text as a correction)
 """
 
@@ -292,7 +292,7 @@ class ReviewPage(QWidget):
             ("K", lambda: self.move_row(-1)),
             ("V", lambda: self.colours.setCurrentIndex(1 - self.colours.currentIndex())),
             ("Ctrl+F", self._focus_search),
-            ("Ctrl+E", self._focus_fields),
+            ("Ctrl+I", self._focus_fields),
             ("Esc", self._focus_lines),
         )
         for key, slot in keys:

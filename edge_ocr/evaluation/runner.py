@@ -161,6 +161,10 @@ def run_eval(
             errors.append(EvalError(path=str(path), message=str(exc)))
             return None
 
+    if fields and kind == "rec":
+        raise InputError(
+            f"--fields needs an end-to-end set (det_gt.txt with key/ beside it), not {label_file}"
+        )
     if kind == "rec":
         rec_samples = read_rec_labels(label_file)
         pairs: list[tuple[str, str]] = []

@@ -16,8 +16,10 @@ from decimal import Decimal
 
 from edge_ocr.fields.layout import Page, Placed, Row
 from edge_ocr.fields.normalize import (
+    CURRENCY_MARKS,
     amount_text,
     collapse,
+    currency_of,
     find_amounts,
     find_dates,
     fold,
@@ -476,6 +478,7 @@ _POSTCODE_OTHER = re.compile(
 )
 _EMAIL_URL = re.compile(r"@\w|WWW\.|\.COM|HTTP", re.IGNORECASE)
 _LETTERS = re.compile(r"[A-Za-z]")
+_ADDRESS_START = re.compile(r"^\W*(?:NO\b|LOT\b|UNIT\b|LEVEL\b|\d)")
 
 
 @dataclass(frozen=True)
@@ -681,8 +684,6 @@ def total_candidates(page: Page) -> list[Candidate]:
 
 def _row_currency(row: Row) -> str | None:
     """A currency printed on the amount's row apart from it (`TOTAL RM 88.17`, `Total (RM)`)."""
-    from edge_ocr.fields.normalize import CURRENCY_MARKS, currency_of
-
     for word in re.findall(r"[A-Z$€£¥₹]{1,3}\$?", row.text.upper()):
         if word in CURRENCY_MARKS and word not in ("KR", "RS", "RP", "$", "¥"):
             return currency_of(word)
@@ -708,6 +709,7 @@ class RowFacts:
     business: bool
     doc: bool
     phone: bool
+    starts_number: bool  # NO, LOT, UNIT, LEVEL or a number first: how addresses start
 
 
 def row_facts(page: Page) -> list[RowFacts]:
@@ -729,6 +731,7 @@ def row_facts(page: Page) -> list[RowFacts]:
                 business=bool(BUSINESS_WORDS.search(folded)),
                 doc=bool(DOC_WORDS.search(folded)),
                 phone=bool(_PHONE.search(text)),
+                starts_number=bool(_ADDRESS_START.match(text.upper())),
             )
         )
     return out
@@ -888,9 +891,7 @@ def address_candidates(
                 "last_address": fs[-1].address,
                 "postcode": 1.0 if any(x.postcode for x in fs) else 0.0,
                 "postcode_last": 1.0 if fs[-1].postcode or fs[-1].place else 0.0,
-                "starts_number": 1.0
-                if re.match(r"^\W*(?:NO\b|LOT\b|UNIT\b|LEVEL\b|\d)", text.upper())
-                else 0.0,
+                "starts_number": 1.0 if fs[0].starts_number else 0.0,
                 "right_after_company": 1.0 if company_rows and gap == 0 else 0.0,
                 "after_company_regno": 1.0
                 if company_rows and gap > 0 and all(facts[j].regno for j in range(after, i))

@@ -21,6 +21,7 @@ from edge_ocr.ops import metrics
 from edge_ocr.rules.verdict import Verdict, evaluate
 from edge_ocr.store.files import display_path
 from edge_ocr.store.results import CaptureInfo, PageOutcome, StoredResult, VerdictInfo, store_capture
+from edge_ocr.types import OcrResult
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,14 @@ def verdict_info(verdict: Verdict) -> VerdictInfo:
     return VerdictInfo(verdict.status.value, verdict.reasons, verdict.fields_dict(), verdict.recipe)
 
 
-def recipe_fields(recipe: RecipeConfig | None, result) -> ReceiptFields | None:
+def recipe_fields(recipe: RecipeConfig | None, result: OcrResult) -> ReceiptFields | None:
     """The page's fields when its recipe asks for them (`extract`)."""
     if recipe is None or recipe.extract is None:
         return None
     return extract_fields(recipe.extract, result, ReceiptOptions(date_order=recipe.date_order))
 
 
-def checked(recipe: RecipeConfig | None, result) -> tuple[Verdict | None, ReceiptFields | None]:
+def checked(recipe: RecipeConfig | None, result: OcrResult) -> tuple[Verdict | None, ReceiptFields | None]:
     """The page's fields (when asked for) and its verdict (when it has a recipe)."""
     fields = recipe_fields(recipe, result)
     verdict = evaluate(recipe, result, fields=dict(fields.items()) if fields else None) if recipe else None

@@ -97,9 +97,9 @@ def _field(name: str, scored: Scored, model: FieldModel | None) -> tuple[Field |
     if best is None:
         return None, _NOTHING[name]
     cand, prob = best
-    threshold = model.min_confidence if model is not None else 1.0
     if model is None:
         return None, f"the scorer has no model for {name}"
+    threshold = model.min_confidence
     if prob < threshold:
         return None, (
             f"no candidate is likely enough: the best, {cand.text!r}, scored {prob:.2f} (needs {threshold:.2f})"

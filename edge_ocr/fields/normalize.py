@@ -350,7 +350,7 @@ def amount_text(value: Decimal) -> str:
 
 # -- keywords ------------------------------------------------------------------------------------
 
-_KEY_FOLD = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "|": "I", "!": "I", "L": "L", "$": "S"})
+_KEY_FOLD = str.maketrans({"0": "O", "1": "I", "5": "S", "8": "B", "|": "I", "!": "I", "$": "S"})
 
 
 def fold(text: str) -> str:

@@ -34,6 +34,11 @@ DEFAULT_EXCLUDE_GLOBS = (".*", "*~", "*.tmp", "*.part", "*.crdownload", "*.error
 
 
 ENV_DB = "EDGE_OCR_DB"
+#: what a recipe's `extract` can ask for, and the receipt fields its checks can name (edge_ocr.fields
+#: holds the extraction; config sits below it, so the names are repeated here and a test keeps them equal)
+EXTRACT_KINDS = ("receipt",)
+RECEIPT_FIELD_NAMES = ("company", "date", "address", "total")
+DATE_ORDERS = ("dmy", "mdy", "ymd")
 
 
 def default_db_path() -> Path:
@@ -186,6 +191,10 @@ class ChecksSpec:
     expiry: str | None = None  # name of the expiry-date field; must be after production
     not_expired: bool = True  # expiry must not be before today
     min_confidence: float = 0.0  # below this mean confidence the verdict is "unreadable"
+    # receipt checks (recipes with extract = "receipt")
+    max_total: float | None = None  # a total above this fails
+    future_date: bool = False  # true: a receipt dated after today fails
+    require: tuple[str, ...] = ()  # receipt fields that must be found (company, date, address, total)
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,8 @@ class RecipeConfig:
     fields: tuple[FieldSpec, ...] = ()
     checks: ChecksSpec = field(default_factory=ChecksSpec)
     print: PrintProfile = PrintProfile.AUTO  # how the label's codes are printed
+    extract: str | None = None  # "receipt": read the page's receipt fields (company, date, address, total)
+    date_order: str = "dmy"  # how an ambiguous numeric date is read: dmy, mdy or ymd
 
 
 @dataclass(frozen=True)
@@ -432,6 +443,7 @@ _RANGES: dict[tuple[type, str], tuple[float, float, bool]] = {
     (CameraSourceConfig, "min_frames"): (1, 10_000, False),
     (CameraSourceConfig, "reconnect_max"): (0, 86_400, True),
     (ChecksSpec, "min_confidence"): (0, 1, False),
+    (ChecksSpec, "max_total"): (0, 1e15, False),
     (OutputsConfig, "webhook_timeout"): (0, 3600, True),
     (OutputsConfig, "webhook_retries"): (0, 100, False),
     (RetentionConfig, "max_age_days"): (0, 365_000, True),
@@ -503,9 +515,11 @@ def _recipe(name: str, raw: Mapping[str, Any]) -> RecipeConfig:
     where = f"recipes.{name}"
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a table")
-    unknown = set(raw) - {"fields", "checks", "print"}
+    unknown = set(raw) - {"fields", "checks", "print", "extract", "date_order"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} (known: checks, fields, print)")
+        raise ConfigError(
+            f"{where}: unknown key {sorted(unknown)[0]!r} (known: checks, date_order, extract, fields, print)"
+        )
     specs = []
     for i, f in enumerate(raw.get("fields", [])):
         spec = _build(FieldSpec, f, f"{where}.fields[{i}]")
@@ -525,7 +539,32 @@ def _recipe(name: str, raw: Mapping[str, Any]) -> RecipeConfig:
         if ref is not None and ref not in names:
             raise ConfigError(f"{where}.checks: no field named {ref!r}")
     print_profile = _convert(raw.get("print", PrintProfile.AUTO.value), "PrintProfile", f"{where}.print")
-    return RecipeConfig(name=name, fields=tuple(specs), checks=checks, print=print_profile)
+    extract = _convert(raw.get("extract"), "str | None", f"{where}.extract")
+    if extract is not None and extract not in EXTRACT_KINDS:
+        raise ConfigError(
+            f"{where}.extract: {extract!r} is not a kind of fields (known: {', '.join(EXTRACT_KINDS)})"
+        )
+    date_order = _convert(raw.get("date_order", "dmy"), "str", f"{where}.date_order")
+    if date_order not in DATE_ORDERS:
+        raise ConfigError(f"{where}.date_order: {date_order!r} (expected one of {', '.join(DATE_ORDERS)})")
+    receipt_checks = checks.max_total is not None or checks.future_date or checks.require
+    if receipt_checks and extract is None:
+        raise ConfigError(
+            f'{where}.checks: max_total, future_date and require check receipt fields; set extract = "receipt"'
+        )
+    bad = [n for n in checks.require if n not in RECEIPT_FIELD_NAMES]
+    if bad:
+        raise ConfigError(
+            f"{where}.checks.require: {bad[0]!r} is not a receipt field (known: {', '.join(RECEIPT_FIELD_NAMES)})"
+        )
+    return RecipeConfig(
+        name=name,
+        fields=tuple(specs),
+        checks=checks,
+        print=print_profile,
+        extract=extract,
+        date_order=date_order,
+    )
 
 
 _SCALAR_SECTIONS = {

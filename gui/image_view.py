@@ -36,6 +36,9 @@ CONFIDENCE_COLOURS = (QColor("#1f9d3a"), QColor("#e08a00"), QColor("#d62728"))  
 VERDICT_COLOURS = {"pass": QColor("#1f9d3a"), "fail": QColor("#d62728"), "unreadable": QColor("#7f7f7f")}
 
 
+FIELD_COLOUR = QColor("#ff7f0e")  # a field's boxes, apart from every confidence and verdict colour
+
+
 def read_image(file: Path) -> QImage:
     """The first image in a file (a null image when it cannot be read). Python opens the file, so
     a name that is not UTF-8 (which has no QString form) opens too, exactly that file."""
@@ -80,6 +83,7 @@ class ImageView(QGraphicsView):
         self._verdict: str | None = None
         self._selected = -1
         self._fit = True
+        self._field_items: list[QGraphicsPolygonItem] = []
 
     # -- content ---------------------------------------------------------------------------------
 
@@ -96,6 +100,7 @@ class ImageView(QGraphicsView):
         scene = self.scene()
         scene.clear()
         self._boxes = []
+        self._field_items = []
         self._lines = tuple(lines)
         self._verdict = verdict
         self._selected = -1
@@ -152,6 +157,36 @@ class ImageView(QGraphicsView):
         self._style_boxes()
         if 0 <= index < len(self._boxes):
             self.ensureVisible(self._boxes[index], 20, 20)
+
+    def show_field(self, boxes: Sequence[Sequence[tuple[float, float]]]) -> None:
+        """Outline a field's boxes (the lines it was read from) over the line boxes, and bring
+        them into view; no boxes clears the outline."""
+        scene = self.scene()
+        for item in self._field_items:
+            scene.removeItem(item)
+        self._field_items = []
+        for box in boxes:
+            item = QGraphicsPolygonItem(QPolygonF([QPointF(x, y) for x, y in box]))
+            pen = QPen(FIELD_COLOUR, 5)
+            pen.setCosmetic(True)
+            item.setPen(pen)
+            fill = QColor(FIELD_COLOUR)
+            fill.setAlpha(70)
+            item.setBrush(QBrush(fill))
+            item.setZValue(3)
+            scene.addItem(item)
+            self._field_items.append(item)
+        if self._field_items:
+            self.ensureVisible(self._field_items[0], 20, 20)
+
+    @property
+    def field_outlines(self) -> list[list[tuple[float, float]]]:
+        """The outlined field boxes (for tests and accessibility)."""
+        out = []
+        for item in self._field_items:
+            poly = item.polygon()
+            out.append([(poly.at(i).x(), poly.at(i).y()) for i in range(poly.count())])
+        return out
 
     @property
     def selected_line(self) -> int:

@@ -14,7 +14,7 @@ from edge_ocr.config import Config
 from edge_ocr.errors import StoreError
 from edge_ocr_gui import workers
 from edge_ocr_gui.dashboard_page import DashboardPage
-from edge_ocr_gui.evaluator import recipe_evaluator
+from edge_ocr_gui.evaluator import field_evaluator, recipe_evaluator
 from edge_ocr_gui.export_dialog import ExportDialog
 from edge_ocr_gui.review_page import ReviewPage
 from edge_ocr_gui.settings_page import SettingsPage
@@ -84,7 +84,9 @@ class MainWindow(QMainWindow):
             self.setCentralWidget(StoreErrorPage(self.error))
             self.statusBar().showMessage(self.error)
             return
-        self.review = ReviewPage(self.session, recipe_evaluator(config))
+        self.review = ReviewPage(
+            self.session, recipe_evaluator(config), field_evaluator=field_evaluator(config)
+        )
         self.dashboard = DashboardPage(self.session)
         self.settings = SettingsPage(config_path)
         self.tabs = QTabWidget()

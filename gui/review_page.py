@@ -5,6 +5,8 @@ Keys (the page never needs the mouse):
   N next unreviewed · A accept and go on · R reject and go on · E or F2 edit the selected line
   (Enter stores the correction, Esc cancels) · Up/Down move between lines · J/K next/previous row
   · Ctrl+F search · Esc back to the lines · V colour boxes by confidence or verdict · +/-/0 zoom
+  · Ctrl+I to the fields (receipts: company, date, address, total; the selected field's boxes are
+  outlined on the image, F2 edits its text as a correction)
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from edge_ocr.errors import EdgeOcrError
+from edge_ocr.fields import RECEIPT_FIELDS
 from edge_ocr.store import corrections, review
+from edge_ocr.store import fields as stored_fields
 from edge_ocr.store.corrections import Evaluator, ResultDetail
 from edge_ocr.store.db import SqliteError
 from edge_ocr.store.review import ReviewError
@@ -93,17 +97,99 @@ class LinesTable(QTableWidget):
             self.editItem(self.item(row, 0))
 
 
+class FieldsTable(QTableWidget):
+    """The result's fields (receipts): name, text (editable), normalised value, confidence. Hidden
+    for results without fields."""
+
+    fieldEdited = Signal(str, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(0, 4, parent)
+        self.setHorizontalHeaderLabels(["Field", "Text", "Value", "Conf."])
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
+        self.verticalHeader().setVisible(False)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed | QAbstractItemView.EditTrigger.DoubleClicked
+        )
+        self._filling = False
+        self._boxes: dict[str, tuple] = {}
+        self.itemChanged.connect(self._changed)
+
+    def show_fields(self, detail: ResultDetail | None) -> None:
+        self._filling = True
+        stored = detail.fields if detail else None
+        self.setVisible(stored is not None)
+        self._boxes = {}
+        names = RECEIPT_FIELDS if stored is not None else ()
+        self.setRowCount(len(names))
+        for i, name in enumerate(names):
+            f = stored.fields.get(name) if stored else None
+            label = QTableWidgetItem(name)
+            label.setFlags(label.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            text = QTableWidgetItem(f.text if f else "")
+            if f is None:
+                text.setToolTip(stored.fields.missing.get(name, "not found") if stored else "")
+            elif stored and name in stored.corrected:
+                text.setToolTip(f"read as: {stored.corrected[name]}")
+                font = text.font()
+                font.setItalic(True)
+                text.setFont(font)
+            value = QTableWidgetItem(
+                (f.value or "") + (f" {f.currency}" if f and f.currency else "") if f else "—"
+            )
+            value.setFlags(value.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            conf = QTableWidgetItem(f"{f.confidence:.2f}" if f else "")
+            conf.setFlags(conf.flags() & ~Qt.ItemFlag.ItemIsEditable)
+            if f is not None:
+                conf.setForeground(confidence_colour(f.confidence))
+                self._boxes[name] = f.boxes
+            for col, item in enumerate((label, text, value, conf)):
+                self.setItem(i, col, item)
+        self._filling = False
+
+    def field_at(self, row: int) -> str | None:
+        item = self.item(row, 0)
+        return item.text() if item is not None else None
+
+    def boxes_of(self, name: str | None) -> tuple:
+        return self._boxes.get(name or "", ())
+
+    def _changed(self, item: QTableWidgetItem) -> None:
+        if not self._filling and item.column() == 1:
+            name = self.field_at(item.row())
+            if name is not None:
+                self.fieldEdited.emit(name, item.text())
+
+    def edit_current(self) -> None:
+        row = max(self.currentRow(), 0)
+        if self.rowCount():
+            self.setCurrentCell(row, 1)
+            self.setFocus()
+            self.editItem(self.item(row, 1))
+
+
 class ReviewPage(QWidget):
     resultShown = Signal(int)  # the detail pane shows this result
     resultChanged = Signal(int)  # a reviewer action was stored for this result
     message = Signal(str)  # for the status bar
 
     def __init__(
-        self, session: StoreSession, evaluator: Evaluator | None = None, parent: QWidget | None = None
+        self,
+        session: StoreSession,
+        evaluator: Evaluator | None = None,
+        parent: QWidget | None = None,
+        field_evaluator: stored_fields.FieldEvaluator | None = None,
     ):
         super().__init__(parent)
         self.session = session
         self.evaluator = evaluator
+        self.field_evaluator = field_evaluator
         self.detail: ResultDetail | None = None
 
         self.filters = FilterBar()
@@ -132,6 +218,8 @@ class ReviewPage(QWidget):
 
         self.image = ImageView()
         self.lines = LinesTable()
+        self.fields = FieldsTable()
+        self.fields.setVisible(False)
         self.heading = QLabel("No result selected")
         self.heading.setTextFormat(Qt.TextFormat.RichText)
         self.heading.setWordWrap(True)
@@ -152,6 +240,7 @@ class ReviewPage(QWidget):
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(self.heading)
+        side_layout.addWidget(self.fields)
         side_layout.addWidget(self.lines, 1)
         side_layout.addLayout(buttons)
         right = QSplitter(Qt.Orientation.Vertical)
@@ -178,6 +267,12 @@ class ReviewPage(QWidget):
             lambda i, text: QTimer.singleShot(0, self, lambda: self.correct_line(i, text))
         )
         self.image.lineClicked.connect(self._box_clicked)
+        self.fields.currentCellChanged.connect(
+            lambda row, *_: self.image.show_field(self.fields.boxes_of(self.fields.field_at(row)))
+        )
+        self.fields.fieldEdited.connect(
+            lambda name, text: QTimer.singleShot(0, self, lambda: self.correct_field(name, text))
+        )
         self.colours.currentIndexChanged.connect(
             lambda i: self.image.set_colour_mode(ColourMode.VERDICT if i else ColourMode.CONFIDENCE)
         )
@@ -197,6 +292,7 @@ class ReviewPage(QWidget):
             ("K", lambda: self.move_row(-1)),
             ("V", lambda: self.colours.setCurrentIndex(1 - self.colours.currentIndex())),
             ("Ctrl+F", self._focus_search),
+            ("Ctrl+I", self._focus_fields),
             ("Esc", self._focus_lines),
         )
         for key, slot in keys:
@@ -256,6 +352,10 @@ class ReviewPage(QWidget):
         size = (detail.width, detail.height) if detail.width and detail.height else None
         self.image.show_result(detail.image_path, detail.lines, detail.verdict, size, detail.image_file)
         self.lines.show_lines(detail)
+        field_row = self.fields.currentRow() if keep_line else -1
+        self.fields.show_fields(detail)
+        if field_row >= 0 and detail.fields is not None:
+            self.fields.setCurrentCell(field_row, 1)
         if detail.lines:
             line = min(max(line, 0), len(detail.lines) - 1)
             self.lines.setCurrentCell(line, 0)
@@ -320,6 +420,12 @@ class ReviewPage(QWidget):
     def _focus_search(self) -> None:
         self.filters.search.setFocus()
         self.filters.search.selectAll()
+
+    def _focus_fields(self) -> None:
+        if self.fields.isVisible() and self.fields.rowCount():
+            self.fields.setFocus()
+            if self.fields.currentRow() < 0:
+                self.fields.setCurrentCell(0, 1)
 
     def _focus_lines(self) -> None:
         self.lines.setFocus()
@@ -398,3 +504,26 @@ class ReviewPage(QWidget):
             verdict = self.detail.verdict if self.detail else None
             self.message.emit(f"line {line_index + 1} of result {result_id} corrected; verdict {verdict}")
         self._focus_lines()
+
+    def correct_field(self, name: str, text: str) -> None:
+        if self.detail is None:
+            return
+        result_id = self.detail.id
+        ok = self._store(
+            "field correction",
+            lambda: self._correct_field(result_id, name, text),
+        )
+        if ok:
+            verdict = self.detail.verdict if self.detail else None
+            self.message.emit(f"{name} of result {result_id} corrected; verdict {verdict}")
+
+    def _correct_field(self, result_id: int, name: str, text: str) -> ResultDetail:
+        stored_fields.correct_field(
+            self.session.writer,
+            result_id,
+            name,
+            text,
+            by=self.session.reviewer,
+            evaluate=self.field_evaluator,
+        )
+        return corrections.load_result(self.session.writer, result_id)

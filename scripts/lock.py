@@ -3,7 +3,7 @@
     scripts/lock.sh            regenerate them (uv pip compile --universal --generate-hashes, PyPI)
     scripts/lock.sh --check    check, offline, that each was made from the current pyproject.toml
 
-One file per extras set packaging/install.sh installs (``onnx``, ``lite``, ``lite,onnx`` and
+One file per extras set packaging/install.sh installs (``onnx``, ``lite``, ``lite,onnx``, ``line,onnx``, ``line,lite,onnx`` and
 ``build,lite,onnx``), each universal: one file for CPython 3.10 to 3.13 on x86-64 and ARM, with
 environment markers where a pin differs (paddlelite only on CPython 3.10 x86-64). Its header
 records a digest of what it was made from (requires-python and the dependency lists it reads),
@@ -32,7 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 LOCK_DIR = ROOT / "packaging" / "lock"
 #: the extras sets packaging/install.sh installs (its --extras, sorted)
-LOCKED_EXTRAS = (("onnx",), ("lite",), ("lite", "onnx"), ("build", "lite", "onnx"))
+LOCKED_EXTRAS = (
+    ("onnx",),
+    ("lite",),
+    ("lite", "onnx"),
+    ("build", "lite", "onnx"),
+    ("line", "onnx"),  # a line station (docs/LINE.md): OPC UA, MQTT, Modbus
+    ("line", "lite", "onnx"),
+)
 DIGEST_LINE = re.compile(r"^# input-digest: ([0-9a-f]{64})$", re.M)
 
 

@@ -30,13 +30,17 @@ from edge_ocr.line.channels import LineChannels
 from edge_ocr.line.hub import PendingTrigger
 from edge_ocr.line.model import LineJob, LineResult, LineVerdict, TriggerReply, TriggerStatus
 from edge_ocr.store import line as line_store
-from edge_ocr.store.db import Connection, SqliteError, transaction
+from edge_ocr.store.db import Connection, SqliteError, transaction, waits_for_space
 from edge_ocr.store.results import PageOutcome, StoredResult
 
 logger = logging.getLogger(__name__)
 
 #: newest complete files a triggered folder keeps in view (older ones stay on disk, unread)
 HELD_FILES = 256
+#: MQTT messages the broker acknowledged are forgotten after a day (the results stay, with their
+#: line jobs, until retention removes them), looked at every ten minutes
+ACKED_KEPT_S = 86_400.0
+PRUNE_EVERY_S = 600.0
 
 
 class FolderGate:
@@ -119,6 +123,7 @@ class LineDesk:
         self._camera: CameraSource | None = None
         self._gate: FolderGate | None = None
         self._was_continuous = self.hub.continuous
+        self._pruned_at = time.monotonic()
         self.model: str | None = None
 
     # -- wiring ------------------------------------------------------------------------------------
@@ -173,6 +178,10 @@ class LineDesk:
         acks = self.channels.take_acks()
         if acks:
             line_store.ack_messages(self.conn, acks)
+        now = time.monotonic()
+        if now - self._pruned_at > PRUNE_EVERY_S:
+            self._pruned_at = now
+            line_store.prune_acked(self.conn, older_than_iso=_iso_ago(ACKED_KEPT_S))
         continuous = self.hub.continuous
         if continuous and not self._was_continuous and self._gate is not None:
             work.extend(self._gate.release_all())
@@ -237,13 +246,12 @@ class LineDesk:
                 )
 
     # -- results -----------------------------------------------------------------------------------
-    def is_open(self, job: LineJob | None) -> bool:
-        return job is None or job.job_id in self._queued
-
     def record(self, job: LineJob | None, outcome: JobOutcome) -> LineResult | None:
         """Inside the transaction that stored `outcome`: finish the job (or record a read the station
-        made on its own as a job) and queue its MQTT messages. None when the job already has its
-        result (it timed out): the read is kept in the store, not announced twice."""
+        made on its own as a job) and queue its MQTT messages; nothing else changes until
+        `announce`, so a transaction rolled back and run again (a full disk) records it again. None
+        when the job already has its result (it timed out): the read is kept in the store, not
+        announced twice."""
         if job is not None and job.job_id not in self._queued:
             logger.warning(
                 "line: job %d already has its result; a late read is stored, not announced", job.job_id
@@ -290,13 +298,14 @@ class LineDesk:
             timings_ms=_timings(job, pages, outcome.timings_ms),
         )
         line_store.add_messages(self.conn, job.job_id, self.channels.messages_for(result))
-        self._queued.pop(job.job_id, None)
         return result
 
     def announce(self, result: LineResult | None) -> None:
-        """After the commit: to OPC UA, Modbus and the MQTT sender."""
+        """After the commit: the job has its result (a transaction rolled back and run again records
+        it again); to OPC UA, Modbus and the MQTT sender."""
         if result is None:
             return
+        self._queued.pop(result.job_id, None)
         self.hub.publish(result)
         self.channels.wake_publishers()
 
@@ -311,8 +320,7 @@ class LineDesk:
         self, job: LineJob, source: str, verdict: LineVerdict, reason: str
     ) -> LineResult | None:
         self._queued[job.job_id] = job
-        with transaction(self.conn):
-            return self.record(job, JobOutcome(source, verdict=verdict, reason=reason))
+        return _record_alone(self.conn, self, job, JobOutcome(source, verdict=verdict, reason=reason))
 
     def status(self) -> dict[str, Any]:
         out = self.channels.status()
@@ -320,6 +328,21 @@ class LineDesk:
         if self._gate is not None:
             out["held_files"] = self._gate.held()
         return out
+
+
+@waits_for_space
+def _record_alone(conn: Connection, desk: LineDesk, job: LineJob, outcome: JobOutcome) -> LineResult | None:
+    """A job's result with nothing else to store, in a transaction of its own (waiting for space)."""
+    with transaction(conn):
+        return desk.record(job, outcome)
+
+
+def _iso_ago(seconds: float) -> str:
+    """The store's time format, `seconds` ago."""
+    from datetime import datetime, timedelta, timezone
+
+    then = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    return then.strftime("%Y-%m-%dT%H:%M:%S.") + f"{then.microsecond // 1000:03d}Z"
 
 
 def _verdict_of(pages: Sequence[PageOutcome]) -> LineVerdict:

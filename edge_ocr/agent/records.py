@@ -16,11 +16,13 @@ from edge_ocr.agent.sources.camera import CameraCapture
 from edge_ocr.agent.sources.folder import FileCandidate
 from edge_ocr.agent.workers import JobDone
 from edge_ocr.config import AfterSuccess, FolderSourceConfig, RecipeConfig
+from edge_ocr.fields import ReceiptFields, ReceiptOptions, extract_fields
 from edge_ocr.ops import metrics
 from edge_ocr.rules.verdict import Verdict, evaluate
 from edge_ocr.store.db import Connection
 from edge_ocr.store.files import display_path
 from edge_ocr.store.results import CaptureInfo, PageOutcome, StoredResult, VerdictInfo, store_capture
+from edge_ocr.types import OcrResult
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,20 @@ class AgentStats:
 
 def verdict_info(verdict: Verdict) -> VerdictInfo:
     return VerdictInfo(verdict.status.value, verdict.reasons, verdict.fields_dict(), verdict.recipe)
+
+
+def recipe_fields(recipe: RecipeConfig | None, result: OcrResult) -> ReceiptFields | None:
+    """The page's fields when its recipe asks for them (`extract`)."""
+    if recipe is None or recipe.extract is None:
+        return None
+    return extract_fields(recipe.extract, result, ReceiptOptions(date_order=recipe.date_order))
+
+
+def checked(recipe: RecipeConfig | None, result: OcrResult) -> tuple[Verdict | None, ReceiptFields | None]:
+    """The page's fields (when asked for) and its verdict (when it has a recipe)."""
+    fields = recipe_fields(recipe, result)
+    verdict = evaluate(recipe, result, fields=dict(fields.items()) if fields else None) if recipe else None
+    return verdict, fields
 
 
 def page_outcomes(
@@ -66,8 +82,8 @@ def page_outcomes(
             source_path_raw=raw,
             stored_image_raw=raw if kept else None,
         )
-        verdict = evaluate(recipe, page.result) if recipe else None
-        pages.append(PageOutcome(cap, page.result, verdict_info(verdict) if verdict else None))
+        verdict, fields = checked(recipe, page.result)
+        pages.append(PageOutcome(cap, page.result, verdict_info(verdict) if verdict else None, fields))
     return pages
 
 
@@ -91,7 +107,7 @@ def store_camera_record(
     path = out_dir / f"{stamp}_{msg.job_id}.jpg"
     if not cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
         logger.error("cannot write %s", path)
-    verdict = evaluate(recipe, page.result) if recipe else None
+    verdict, fields = checked(recipe, page.result)
     info = CaptureInfo(
         source=cam.source_name,
         source_path=str(path),
@@ -103,7 +119,7 @@ def store_camera_record(
         source_path_raw=os.fsencode(path),
         stored_image_raw=os.fsencode(path),
     )
-    outcome = PageOutcome(info, page.result, verdict_info(verdict) if verdict else None)
+    outcome = PageOutcome(info, page.result, verdict_info(verdict) if verdict else None, fields)
     return store_capture(conn, outcome, model_versions=versions), outcome, path
 
 
@@ -129,6 +145,7 @@ def emit_verdicts(
                 "verdict": p.verdict.status,
                 "reasons": list(p.verdict.reasons),
                 "fields": p.verdict.fields,
+                **({"receipt": p.fields.to_dict()} if p.fields is not None else {}),
                 "text": p.result.text,
                 "at": datetime.now().astimezone().isoformat(timespec="milliseconds"),
             }

@@ -96,10 +96,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and review_state.",
     )
     _add_db(p)
-    p.add_argument("--search", default=None, help="full-text search over recognised and corrected text")
+    p.add_argument(
+        "--search", default=None, help="full-text search over recognised and corrected text and fields' text"
+    )
     p.add_argument("--since", default=None, help="only newer results: 30m, 2h, 7d or an ISO date/time")
     p.add_argument("--verdict", choices=("pass", "fail", "unreadable", "none"), default=None)
     p.add_argument("--limit", type=int, default=None, help="at most N results (the newest N)")
+    _add_field_filter(p)
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON Lines")
     fmt.add_argument("--csv", action="store_true", help="CSV with a header row")
@@ -121,7 +124,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="only accepted or corrected results (default: all but rejected)",
     )
+    _add_field_filter(p)
     p.set_defaults(func=run_export)
+
+
+def _add_field_filter(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--field",
+        dest="field_filters",
+        action="append",
+        default=[],
+        metavar="NAME OP VALUE",
+        help="only results whose receipt field matches, e.g. total>=100, date<2018-04-01, company~ikano "
+        "(~: words in the text); repeat to combine",
+    )
+
+
+def _field_filters(args: argparse.Namespace) -> list:
+    from edge_ocr.store.fields import FieldFilter
+
+    try:
+        return [FieldFilter.parse(text) for text in args.field_filters]
+    except ValueError as exc:
+        raise ConfigError(f"--field: {exc}") from None
 
 
 # -- run / watch ----------------------------------------------------------------------------------
@@ -399,6 +424,7 @@ def run_results(args: argparse.Namespace) -> int:
                     verdict=args.verdict,
                     limit=args.limit,
                     newest_first=True,
+                    field_filters=_field_filters(args),
                 )
             )
             rows.reverse()
@@ -415,6 +441,9 @@ def run_results(args: argparse.Namespace) -> int:
                         f"#{r.result_id:<6} {r.created_at}  {r.verdict or '-':<10} {r.review_state:<10} "
                         f"{r.confidence:.2f}  {r.image}{page}\n        {text}"
                     )
+                    if r.fields is not None:
+                        shown = [f"{n}: {f.value or f.text}" for n, f in r.fields.items() if f is not None]
+                        print("        " + " | ".join(shown or ["no fields found"]))
     finally:
         conn.close()
     return 0
@@ -430,7 +459,13 @@ def run_export(args: argparse.Namespace) -> int:
         with reading_damaged(db):
             since = parse_since(args.since) if args.since else None
             states = ("accepted", "corrected") if args.reviewed else ("unreviewed", "accepted", "corrected")
-            rows = iter_results(conn, since=since, verdict=args.verdict, review_states=states)
+            rows = iter_results(
+                conn,
+                since=since,
+                verdict=args.verdict,
+                review_states=states,
+                field_filters=_field_filters(args),
+            )
             if args.format == "ppocrlabel":
                 if args.out is None:
                     raise ConfigError("--format ppocrlabel needs --out FOLDER")

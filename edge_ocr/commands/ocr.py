@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from edge_ocr.commands.common import add_engine_args, expand_inputs, open_from_args
 from edge_ocr.errors import EdgeOcrError, InputError
+from edge_ocr.fields import FieldKind, extract_fields
 from edge_ocr.ocr.imageio import read_pages
 from edge_ocr.ocr.reader import cores
 from edge_ocr.types import PrintProfile, error_contract
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="classify line orientation, 0/180 degrees (default: as the pipeline does; --raw on PP-OCRv6 does, as RapidOCR)",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 5 if any image could not be read")
+    add_fields_arg(p)
     p.add_argument(
         "--jobs",
         type=int,
@@ -51,6 +53,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 PRINT_CHOICES = tuple(p.value for p in PrintProfile)
+FIELD_KINDS = tuple(k.value for k in FieldKind)
+
+
+def add_fields_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fields",
+        choices=FIELD_KINDS,
+        default=None,
+        metavar="KIND",
+        help="also read the document's fields: `receipt` (receipts and invoices: company, date, address, "
+        "total; with --json in data.fields, each {text, value, confidence, boxes} or null, and "
+        "data.fields_missing saying why)",
+    )
 
 
 def add_print_arg(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +85,12 @@ def _read_one(pipe, path: str, args: argparse.Namespace) -> tuple[list[str], boo
     try:
         for page in read_pages(Path(path)):
             result = pipe.run(page.image, det=not args.no_det, cls=args.cls)
+            fields = extract_fields(args.fields, result) if getattr(args, "fields", None) else None
             if args.json:
                 obj = result.to_contract(path)
+                if fields is not None:
+                    obj["data"].update(fields.contract())
+                    obj["timings_ms"]["fields"] = round(fields.elapsed_ms, 3)
                 if page.count > 1:
                     obj["page"] = page.index + 1
                 out.append(json.dumps(obj, ensure_ascii=False))
@@ -81,6 +100,13 @@ def _read_one(pipe, path: str, args: argparse.Namespace) -> tuple[list[str], boo
                     f"== {path}{suffix}: {len(result.lines)} lines, {result.timings_ms['total']:.0f} ms"
                 )
                 out.extend(f"{line.confidence:.3f}  {line.text}" for line in result.lines)
+                if fields is not None:
+                    for name, f in fields.items():
+                        if f is None:
+                            out.append(f"{name:>8}: - ({fields.missing.get(name)})")
+                        else:
+                            value = f"  ({f.value})" if f.value and f.value != f.text else ""
+                            out.append(f"{name:>8}: {f.text}{value}  [{f.confidence:.2f}]")
     except InputError as exc:
         logger.warning("%s", exc)
         if args.json:

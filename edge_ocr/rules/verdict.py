@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from edge_ocr.config import FieldSpec, FieldType, RecipeConfig
 from edge_ocr.rules.confusables import Correction, correct_digits, correct_to_mask, matches_mask
 from edge_ocr.rules.dates import ParsedDate, parse_label_date
+from edge_ocr.rules.receipt import FieldLike, check_receipt
 from edge_ocr.types import OcrResult, TextLine
 
 
@@ -167,10 +169,27 @@ def _check_field(spec: FieldSpec, reading: FieldReading, today: date) -> list[st
     return reasons
 
 
-def evaluate(recipe: RecipeConfig, result: OcrResult, *, today: date | None = None) -> Verdict:
-    """Read the recipe's fields from `result` and check them."""
+def _receipt_reading(name: str, f: Any) -> FieldReading:
+    if f is None:
+        return FieldReading(name, found=False)
+    value = f.value if f.value is not None else f.text
+    return FieldReading(name, True, value, f.text, (), float(getattr(f, "confidence", 0.0)))
+
+
+def evaluate(
+    recipe: RecipeConfig,
+    result: OcrResult,
+    *,
+    today: date | None = None,
+    fields: Mapping[str, FieldLike | None] | None = None,
+) -> Verdict:
+    """Read the recipe's fields from `result` and check them; with `fields` (the page's receipt
+    fields, for recipes with `extract`), also check those and report them among the readings."""
     today = today or datetime.now().date()
     readings = {spec.name: read_field(spec, result) for spec in recipe.fields}
+    if fields is not None:
+        for name, f in fields.items():
+            readings.setdefault(name, _receipt_reading(name, f))
     if not result.lines:
         return Verdict(VerdictStatus.UNREADABLE, ("no text was read",), readings, recipe.name)
     if result.confidence < recipe.checks.min_confidence:
@@ -180,13 +199,15 @@ def evaluate(recipe: RecipeConfig, result: OcrResult, *, today: date | None = No
             readings,
             recipe.name,
         )
-    if recipe.fields and not any(r.found for r in readings.values()):
+    if (recipe.fields or fields is not None) and not any(r.found for r in readings.values()):
         return Verdict(
             VerdictStatus.UNREADABLE, ("none of the recipe's fields was found",), readings, recipe.name
         )
     reasons: list[str] = []
     for spec in recipe.fields:
         reasons += _check_field(spec, readings[spec.name], today)
+    if fields is not None:
+        reasons += check_receipt(recipe.checks, fields, today)
     checks = recipe.checks
     expiry = readings.get(checks.expiry) if checks.expiry else None
     production = readings.get(checks.production) if checks.production else None

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_ocr.store.db import utcnow
 from edge_ocr.store.events import log_event
+from edge_ocr.store.fields import StoredFields, load_fields
 from edge_ocr.store.outbox import enqueue
 from edge_ocr.store.query import exact_path
 from edge_ocr.store.review import ReviewError
@@ -56,6 +57,7 @@ class ResultDetail:
     reviewed_by: str | None
     corrections: tuple[Correction, ...]
     image_file: Path | None = None  # the file to open: by the exact bytes of its name when kept
+    fields: StoredFields | None = None  # when the page's fields were read (receipts)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def load_result(conn: sqlite3.Connection, result_id: int) -> ResultDetail:
         reviewed_by=row[18],
         corrections=corrections,
         image_file=exact_path(row[20], row[5]) if row[5] else exact_path(row[19], row[4]),
+        fields=load_fields(conn, result_id),
     )
 
 

@@ -5,7 +5,13 @@ PPOCRLabel layout (ready for PaddleOCR fine-tuning):
   OUT/Label.txt                         images/<file>\\t[{"transcription", "points", "difficult": false}]
   OUT/crop_img/<capture_id>_<n>.png     each line, perspective-cropped
   OUT/rec_gt.txt                        crop_img/<file>\\t<text>
+Results whose fields were read (receipts) are written in PPOCRLabel's KIE form: each line's entry
+also has `key_cls`, the field it belongs to (`company`, `date`, `address`, `total`) or `None`, and
+OUT/class_list.txt names the classes (PaddleOCR's SER training reads it as `class_path`).
 Text comes from reviewers' corrections when there are any. Rejected results are left out.
+
+CSV rows carry the fields too: `company` and `address` as printed, `date` as an ISO date and
+`total` as a decimal where they were normalised (else as printed), and `currency`.
 """
 
 from __future__ import annotations
@@ -45,7 +51,13 @@ CSV_COLUMNS = (
     "review_state",
     "text",
     "corrected_text",
+    "company",
+    "date",
+    "address",
+    "total",
+    "currency",
 )
+KIE_CLASSES = ("company", "date", "address", "total", "None")
 
 
 class ExportFormat(str, enum.Enum):
@@ -84,10 +96,41 @@ def write_csv(rows: Iterable[ResultRow], out: TextIO) -> int:
                 r.review_state,
                 r.text,
                 r.corrected_text if r.corrected_text is not None else "",
+                *_field_columns(r),
             )
         )
         n += 1
     return n
+
+
+def _field_columns(r: ResultRow) -> tuple[str, str, str, str, str]:
+    if r.fields is None:
+        return ("", "", "", "", "")
+    out = []
+    for name in ("company", "date", "address", "total"):
+        f = r.fields.get(name)
+        out.append("" if f is None else (f.value if name in ("date", "total") and f.value else f.text))
+    total = r.fields.total
+    return (*out, (total.currency or "") if total is not None else "")  # type: ignore[return-value]
+
+
+def _key_classes(row: ResultRow) -> list[str]:
+    """Each line's field (PPOCRLabel's `key_cls`): the field whose boxes include the line's box."""
+    classes = ["None"] * len(row.lines)
+    if row.fields is None:
+        return classes
+    for name, f in row.fields.items():
+        if f is None:
+            continue
+        wanted = {_box_key(b) for b in f.boxes}
+        for i, line in enumerate(row.lines):
+            if _box_key(line["box"]) in wanted:
+                classes[i] = name
+    return classes
+
+
+def _box_key(box) -> tuple:
+    return tuple((round(float(x)), round(float(y))) for x, y in box)
 
 
 def write_jsonl(rows: Iterable[ResultRow], out: TextIO) -> int:
@@ -133,6 +176,7 @@ def write_ppocrlabel(conn: sqlite3.Connection, rows: Iterable[ResultRow], out_di
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "crop_img").mkdir(parents=True, exist_ok=True)
     n = images = crops = skipped = 0
+    kie = False
     with (
         (out_dir / "Label.txt").open("w", encoding="utf-8") as label_fh,
         (out_dir / "rec_gt.txt").open("w", encoding="utf-8") as rec_fh,
@@ -149,10 +193,15 @@ def write_ppocrlabel(conn: sqlite3.Connection, rows: Iterable[ResultRow], out_di
             cv2.imwrite(str(out_dir / "images" / name), image)
             images += 1
             texts = final_texts(conn, row)
+            classes = _key_classes(row)
             entries = []
             for i, (line, text) in enumerate(zip(row.lines, texts)):
                 points = [[round(float(x)), round(float(y))] for x, y in line["box"]]
-                entries.append({"transcription": text, "points": points, "difficult": False})
+                entry: dict = {"transcription": text, "points": points, "difficult": False}
+                if row.fields is not None:
+                    entry["key_cls"] = classes[i]
+                    kie = True
+                entries.append(entry)
                 if not text.strip():
                     continue
                 crop_name = f"{row.capture_id}_{stem}_{i:03d}.png"
@@ -160,4 +209,6 @@ def write_ppocrlabel(conn: sqlite3.Connection, rows: Iterable[ResultRow], out_di
                 rec_fh.write(f"crop_img/{crop_name}\t{text}\n")
                 crops += 1
             label_fh.write(f"images/{name}\t{json.dumps(entries, ensure_ascii=False)}\n")
+    if kie:
+        (out_dir / "class_list.txt").write_text("".join(c + "\n" for c in KIE_CLASSES), encoding="utf-8")
     return ExportReport(results=n, images=images, crops=crops, skipped=skipped)

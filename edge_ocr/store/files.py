@@ -279,7 +279,9 @@ def complete_file(
         if state is None or state[0] != FileState.PROCESSING.value:
             raise StaleClaimError(f"file {file_id} is {state[0] if state else 'missing'}, not processing")
         stored = [
-            insert_result(conn, p.capture, p.result, model_versions=model_versions, verdict=p.verdict)
+            insert_result(
+                conn, p.capture, p.result, model_versions=model_versions, verdict=p.verdict, fields=p.fields
+            )
             for p in pages
         ]
         now = utcnow()

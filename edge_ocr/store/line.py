@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from edge_ocr.store.db import transaction, utcnow
+from edge_ocr.store.db import transaction, utcnow, waits_for_space
 
 JOB_STATES = ("queued", "done")
 
@@ -65,6 +65,7 @@ def _job(row: Sequence[object]) -> JobRow:
     return JobRow(*row)  # type: ignore[arg-type]
 
 
+@waits_for_space
 def create_job(
     conn: sqlite3.Connection,
     *,
@@ -146,6 +147,7 @@ def unacked_messages(conn: sqlite3.Connection, *, after_id: int = 0, limit: int 
     return [StoredMessage(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
 
+@waits_for_space
 def ack_messages(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
     """The broker has them (PUBACK/PUBCOMP, or sent for QoS 0)."""
     if not ids:
@@ -165,6 +167,7 @@ def count_unacked(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM line_messages WHERE acked_at IS NULL").fetchone()[0])
 
 
+@waits_for_space
 def prune_acked(conn: sqlite3.Connection, *, older_than_iso: str) -> int:
     """Forget messages the broker acknowledged before `older_than_iso`."""
     with transaction(conn):

@@ -319,6 +319,59 @@ _M020_LINE = """
 """
 
 
+# Versions 30-39 belong to field extraction (issue 25).
+_M030_RESULT_FIELDS = """
+        -- the kind of fields read from a result's page ("receipt"), NULL when none were asked for
+        ALTER TABLE results ADD COLUMN fields_kind TEXT;
+
+        -- one row per field of a result that had fields read (found or not)
+        CREATE TABLE result_fields (
+            id INTEGER PRIMARY KEY,
+            result_id INTEGER NOT NULL REFERENCES results(id),
+            name TEXT NOT NULL,                  -- company, date, address, total
+            text TEXT,                           -- as printed (after a reviewer's correction); NULL: not found
+            value TEXT,                          -- normalised: ISO date, decimal amount
+            amount REAL,                         -- the value as a number, for amounts (range search)
+            currency TEXT,
+            confidence REAL,
+            boxes TEXT NOT NULL DEFAULT '[]',    -- JSON list of the quads of the lines it came from
+            missing TEXT,                        -- why it is NULL
+            raw_text TEXT,                       -- the extractor's text, once a reviewer changed it
+            corrected_at TEXT,
+            corrected_by TEXT,
+            UNIQUE (result_id, name)
+        );
+        CREATE INDEX result_fields_value ON result_fields(name, value);
+        CREATE INDEX result_fields_amount ON result_fields(name, amount);
+
+        CREATE TABLE field_corrections (
+            id INTEGER PRIMARY KEY,
+            result_id INTEGER NOT NULL REFERENCES results(id),
+            name TEXT NOT NULL,
+            before TEXT,
+            after TEXT NOT NULL,
+            at TEXT NOT NULL,
+            by TEXT NOT NULL
+        );
+        CREATE INDEX field_corrections_result ON field_corrections(result_id);
+
+        -- full-text search over field text (a corrected field is found by its new text)
+        CREATE VIRTUAL TABLE result_fields_fts USING fts5(
+            text, content="result_fields", content_rowid="id", tokenize="unicode61"
+        );
+        CREATE TRIGGER result_fields_fts_ai AFTER INSERT ON result_fields BEGIN
+            INSERT INTO result_fields_fts(rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER result_fields_fts_ad AFTER DELETE ON result_fields BEGIN
+            INSERT INTO result_fields_fts(result_fields_fts, rowid, text) VALUES ('delete', old.id, old.text);
+        END;
+        CREATE TRIGGER result_fields_fts_au AFTER UPDATE OF text ON result_fields BEGIN
+            INSERT INTO result_fields_fts(result_fields_fts, rowid, text) VALUES ('delete', old.id, old.text);
+            INSERT INTO result_fields_fts(rowid, text) VALUES (new.id, new.text);
+        END;
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", sql=_M001_INITIAL),
     Migration(2, "results_fts declared as Datasette and sqlite-utils detect it", sql=_M002_FTS_FOR_DATASETTE),
@@ -327,6 +380,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(10, "sync batch bodies and image uploads", sql=_M010_SYNC_BODIES_UPLOADS),
     Migration(20, "line jobs and the MQTT messages announcing them", sql=_M020_LINE),
+    Migration(
+        30, "fields read from results (receipts): values, boxes, corrections, search", sql=_M030_RESULT_FIELDS
+    ),
 )
 
 LATEST_VERSION = max(m.version for m in MIGRATIONS)

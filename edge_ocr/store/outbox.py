@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_ocr.store.db import utcnow
 
-OUTBOX_KINDS = ("result", "verdict", "correction", "review")
+OUTBOX_KINDS = ("result", "verdict", "correction", "review", "field_correction")
 
 
 def enqueue(conn: sqlite3.Connection, kind: str, ref_id: int, payload: dict[str, Any]) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_ocr.errors import ConfigError
+from edge_ocr.fields import ReceiptFields
+from edge_ocr.store.fields import FIELDS_JSON_SQL, FieldFilter, fields_from_json
 
 VERDICTS = ("pass", "fail", "unreadable", "none")
 REVIEW_STATES = ("unreviewed", "accepted", "rejected", "corrected")
@@ -40,6 +42,7 @@ class ResultRow:
     station: str | None
     source_path_raw: bytes | None = None  # the exact bytes of source_path's name
     stored_image_raw: bytes | None = None  # the exact bytes of stored_image's name
+    fields: ReceiptFields | None = None  # when the page's fields were read (a recipe's `extract`)
 
     @property
     def image(self) -> str:
@@ -77,6 +80,8 @@ class ResultRow:
             "verdict": self.verdict,
             "review_state": self.review_state,
         }
+        if self.fields is not None:
+            out["data"].update(self.fields.contract())
         if self.page > 1:
             out["page"] = self.page
         if self.corrected_text is not None:
@@ -119,12 +124,17 @@ def _fts_query(text: str) -> str:
     return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
 
 
-_SELECT = """
+_SELECT = (
+    """
 SELECT r.id, r.capture_id, r.created_at, c.source, c.source_path, c.stored_image, c.page, r.engine, r.model,
        r.text, r.corrected_text, r.confidence, r.lines, r.timings, r.recipe, r.verdict, r.review_state, c.station,
-       c.source_path_raw, c.stored_image_raw
+       c.source_path_raw, c.stored_image_raw,
+       r.fields_kind, CASE WHEN r.fields_kind IS NULL THEN NULL ELSE """
+    + FIELDS_JSON_SQL
+    + """ END
 FROM results r JOIN captures c ON c.id = r.capture_id
 """
+)
 
 
 def iter_results(
@@ -136,12 +146,23 @@ def iter_results(
     review_states: tuple[str, ...] | None = None,
     limit: int | None = None,
     newest_first: bool = False,
+    field_filters: Sequence[FieldFilter] = (),
 ) -> Iterator[ResultRow]:
+    """Stored results, oldest first (or newest). `search` matches words in the recognised and
+    corrected text and in the fields' text; `field_filters` (`total>=100`) compare field values."""
     where: list[str] = []
     params: list[Any] = []
     if search:
-        where.append("r.id IN (SELECT rowid FROM results_fts WHERE results_fts MATCH ?)")
-        params.append(_fts_query(search))
+        query = _fts_query(search)
+        where.append(
+            "(r.id IN (SELECT rowid FROM results_fts WHERE results_fts MATCH ?) OR r.id IN (SELECT result_id "
+            "FROM result_fields WHERE id IN (SELECT rowid FROM result_fields_fts WHERE result_fields_fts MATCH ?)))"
+        )
+        params += [query, query]
+    for flt in field_filters:
+        clause, extra = flt.sql()
+        where.append(clause)
+        params += extra
     if since:
         where.append("r.created_at >= ?")
         params.append(since)
@@ -196,6 +217,7 @@ def _result_row(row: Sequence[Any]) -> ResultRow:
         station=row[17],
         source_path_raw=row[18],
         stored_image_raw=row[19],
+        fields=fields_from_json(row[20], row[21]),
     )
 
 

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge_ocr.fields import ReceiptFields
 from edge_ocr.store import outbox
 from edge_ocr.store.db import transaction, utcnow, waits_for_space
+from edge_ocr.store.fields import insert_fields
 from edge_ocr.types import OcrResult
 
 
@@ -73,10 +75,16 @@ def _insert_capture(conn: sqlite3.Connection, cap: CaptureInfo, captured_at: str
 
 
 def result_payload(
-    result_id: int, capture_id: int, cap: CaptureInfo, result: OcrResult, created_at: str
+    result_id: int,
+    capture_id: int,
+    cap: CaptureInfo,
+    result: OcrResult,
+    created_at: str,
+    fields: ReceiptFields | None = None,
 ) -> dict[str, Any]:
-    """What the outbox ships for a result."""
-    return {
+    """What the outbox ships for a result (with `fields`, `fields_kind` and `fields_missing` when the
+    page's fields were read)."""
+    out = {
         "result_id": result_id,
         "capture_id": capture_id,
         "created_at": created_at,
@@ -93,6 +101,10 @@ def result_payload(
         "lines": [line.to_dict() for line in result.lines],
         "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
     }
+    if fields is not None:
+        out["fields_kind"] = fields.kind.value
+        out.update(fields.contract())
+    return out
 
 
 def insert_result(
@@ -102,9 +114,10 @@ def insert_result(
     *,
     model_versions: dict[str, str] | None = None,
     verdict: VerdictInfo | None = None,
+    fields: ReceiptFields | None = None,
 ) -> StoredResult:
-    """Insert a capture, its result and optional verdict, with their outbox rows. Must run inside
-    the caller's transaction (so a file's `done` transition can share it)."""
+    """Insert a capture, its result, its fields and optional verdict, with their outbox rows. Must
+    run inside the caller's transaction (so a file's `done` transition can share it)."""
     if not conn.in_transaction:
         raise RuntimeError("insert_result must run inside a transaction")
     now = utcnow()
@@ -128,7 +141,9 @@ def insert_result(
         ),
     )
     result_id = int(cur.lastrowid)
-    outbox.enqueue(conn, "result", result_id, result_payload(result_id, capture_id, cap, result, now))
+    if fields is not None:
+        insert_fields(conn, result_id, fields.kind.value, fields)
+    outbox.enqueue(conn, "result", result_id, result_payload(result_id, capture_id, cap, result, now, fields))
     verdict_id = None
     if verdict is not None:
         verdict_id = insert_verdict(conn, result_id, verdict, created_at=now)
@@ -178,6 +193,7 @@ class PageOutcome:
     capture: CaptureInfo
     result: OcrResult
     verdict: VerdictInfo | None = None
+    fields: ReceiptFields | None = None
 
 
 @waits_for_space
@@ -187,7 +203,12 @@ def store_capture(
     """Store one capture that does not come from a file (camera records)."""
     with transaction(conn):
         return insert_result(
-            conn, page.capture, page.result, model_versions=model_versions, verdict=page.verdict
+            conn,
+            page.capture,
+            page.result,
+            model_versions=model_versions,
+            verdict=page.verdict,
+            fields=page.fields,
         )
 
 

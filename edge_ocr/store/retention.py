@@ -19,7 +19,7 @@ class RetentionReport:
 
 
 def _delete_results(conn: sqlite3.Connection, result_ids: Sequence[int]) -> tuple[int, list[str]]:
-    """Delete results with their verdicts, corrections and captures. Returns (count, stored images)."""
+    """Delete results with their verdicts, corrections, fields and captures. Returns (count, stored images)."""
     if not result_ids:
         return 0, []
     images: list[str] = []
@@ -31,6 +31,8 @@ def _delete_results(conn: sqlite3.Connection, result_ids: Sequence[int]) -> tupl
         conn.execute(f"DELETE FROM corrections WHERE result_id IN ({marks})", chunk)
         # a line job outlives its result: it keeps its verdict, loses only the link
         conn.execute(f"UPDATE line_jobs SET result_id = NULL WHERE result_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM result_fields WHERE result_id IN ({marks})", chunk)
+        conn.execute(f"DELETE FROM field_corrections WHERE result_id IN ({marks})", chunk)
         conn.execute(f"DELETE FROM results WHERE id IN ({marks})", chunk)
         if cap_ids:
             cmarks = ",".join("?" * len(cap_ids))
@@ -49,6 +51,17 @@ def _delete_results(conn: sqlite3.Connection, result_ids: Sequence[int]) -> tupl
                 cap_ids,
             )
     return len(result_ids), images
+
+
+def _delete_line_jobs(conn: sqlite3.Connection, cutoff: str) -> int:
+    """Line jobs finished before `cutoff` whose messages the broker has all acknowledged."""
+    old = "SELECT id FROM line_jobs WHERE state = 'done' AND finished_at < ?"
+    pending = "SELECT job_id FROM line_messages WHERE acked_at IS NULL AND job_id IS NOT NULL"
+    conn.execute(
+        f"DELETE FROM line_messages WHERE job_id IN ({old}) AND job_id NOT IN ({pending})", (cutoff,)
+    )
+    cur = conn.execute(f"DELETE FROM line_jobs WHERE id IN ({old}) AND id NOT IN ({pending})", (cutoff,))
+    return int(cur.rowcount)
 
 
 def apply_retention(
@@ -94,6 +107,8 @@ def apply_retention(
         n, images = _delete_results(conn, sorted(doomed))
         if n:
             log_event(conn, "retention.rows", f"retention deleted {n} result(s)", data={"results": n})
+        if max_age_days is not None:
+            _delete_line_jobs(conn, cutoff)
     freed = 0
     n_images = 0
     for img in images:

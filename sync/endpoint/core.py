@@ -30,6 +30,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, unquote_plus
 
 from edge_ocr.errors import EdgeOcrError, InputError
+from edge_ocr.fields import FieldKind, extract_fields
+from edge_ocr.types import OcrResult, TextLine
 from edge_ocr_sync.auth import AuthFailure, verify_signature
 from edge_ocr_sync.endpoint.fleet import record_objects
 from edge_ocr_sync.endpoint.layout import CACHE_PREFIX, IMAGE_PREFIX, IMAGE_TYPES, RESULT_SUFFIX
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 H_CACHE = "x-edgeocr-cache"
+H_FIELDS = "x-edgeocr-fields"  # a raw image body asks for fields with this header (JSON bodies: "fields")
 
 
 @dataclass(frozen=True)
@@ -338,15 +341,20 @@ class EndpointCore:
             except (binascii.Error, ValueError):
                 raise HttpError(400, '"image" is not valid base64') from None
             name = str(doc.get("name") or "<upload>")[:200]
+            fields = doc.get("fields")
         else:
             image = body
             name = "<upload>"
+            fields = headers.get(H_FIELDS) or None
+        if fields is not None and fields not in {k.value for k in FieldKind}:
+            known = ", ".join(k.value for k in FieldKind)
+            raise HttpError(400, f"unknown kind of fields {str(fields)[:40]!r} (known: {known})")
         if not image:
             raise HttpError(400, "no image in the request body")
         cached = self._cached(image)
         if cached is not None:
             self.metrics.cache.inc(result="hit")
-            return Reply(200, {**cached, "timestamp": time.time()}, {H_CACHE: "hit"})
+            return Reply(200, _with_fields({**cached, "timestamp": time.time()}, fields), {H_CACHE: "hit"})
         try:
             doc = ocr_contract(self.ocr.run(image, name))
         except OcrBusy:
@@ -362,7 +370,7 @@ class EndpointCore:
             raise HttpError(503, f"OCR unavailable: {exc}", {"retry-after": "30"}) from None
         self._cache(image, doc)
         self.metrics.cache.inc(result="miss")
-        return Reply(200, doc, {H_CACHE: "miss"})
+        return Reply(200, _with_fields(doc, fields), {H_CACHE: "miss"})
 
     # --- the result cache -----------------------------------------------------------------------
     def _cache_key(self, image: bytes) -> str:
@@ -440,6 +448,16 @@ class EndpointCore:
         )
         logger.info("OCR of %s: %s", key, doc["status"])
         return doc["status"]
+
+
+def _with_fields(doc: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """The answer with `data.fields` and `data.fields_missing` when asked for, read from the answer's
+    own boxes (so a cached reading gets fields without reading the image again)."""
+    if kind is None:
+        return doc
+    lines = tuple(TextLine.from_dict(b) for b in doc["data"]["boxes"])
+    result = OcrResult(lines=lines, image_size=(0, 0), engine="endpoint", model="endpoint")
+    return {**doc, "data": {**doc["data"], **extract_fields(kind, result).contract()}}
 
 
 def _base_url(headers: dict[str, str]) -> str:

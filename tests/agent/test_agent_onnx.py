@@ -79,3 +79,34 @@ def test_dot_matrix_recipe_reads_the_dotted_codes(dirs: dict[str, Path]) -> None
     assert values == {"batch": "D89F3842", "expiry": "11/2027", "production": "2025-05-10"}
     assert status == "pass"
     assert "retry" in row.timings  # the dot variant was read for every line, confident or not
+
+
+def test_receipt_recipe_stores_fields(dirs: dict[str, Path]) -> None:
+    """A folder whose recipe asks for receipt fields: the agent reads a generated receipt with the
+    real models, stores its fields (searchable by value), and the recipe's limit decides the verdict."""
+    from edge_ocr.store.fields import FieldFilter
+    from edge_ocr.synth.receipt import generate_receipt
+
+    receipt = generate_receipt(np.random.default_rng([1000, 4]))
+    cv2.imwrite(str(dirs["in"] / "receipt.png"), receipt.image)
+    total = float(receipt.values["total"])
+    recipe = RecipeConfig("expenses", extract="receipt", checks=ChecksSpec(max_total=total - 0.01))
+    cfg = make_config(dirs, recipe="expenses")
+    cfg = replace(
+        cfg,
+        engine=EngineConfig(name="onnx", threads=1),
+        recipes={"expenses": recipe},
+        agent=replace(cfg.agent, workers=1),
+    )
+    stats = Agent(cfg, once=True).run(threading.Event())
+    assert stats.files_done == 1
+    conn = open_connection(dirs["db"], readonly=True)
+    try:
+        [row] = list(iter_results(conn, field_filters=[FieldFilter.parse(f"total>={total}")]))
+        status, reasons = conn.execute("SELECT status, reasons FROM verdicts").fetchone()
+    finally:
+        conn.close()
+    assert row.fields is not None
+    assert row.fields.total is not None and row.fields.total.value == receipt.values["total"]
+    assert row.fields.date is not None and row.fields.date.value == receipt.values["date"]
+    assert status == "fail" and "above the limit" in reasons

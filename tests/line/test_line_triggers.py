@@ -323,3 +323,40 @@ def test_two_triggered_sources_need_line_source(tmp_path: Path) -> None:
     assert cfg.triggered_source().path == tmp_path / "b"
     with pytest.raises(ConfigError, match="needs a line channel"):
         parse_config({"sources": raw["sources"]}, env={})
+
+
+def test_old_line_jobs_and_acknowledged_messages_are_forgotten_pending_ones_kept(tmp_path: Path) -> None:
+    """Retention removes line jobs older than max_age_days with their messages once the broker has
+    them all; a job whose message still waits for the broker stays. Acknowledged messages go after a
+    day by themselves."""
+    from edge_ocr.store import line as line_store
+    from edge_ocr.store.db import open_connection, transaction
+    from edge_ocr.store.retention import apply_retention
+
+    conn = open_connection(tmp_path / "s.db")
+    try:
+        ids = []
+        for _ in range(3):
+            job = line_store.create_job(conn, origin="mqtt", source="camera:c", recipe=None)
+            with transaction(conn):
+                line_store.finish_job(conn, job.job_id, verdict="pass")
+                ids.append(
+                    line_store.add_messages(conn, job.job_id, [line_store.Message("t/result", "{}")])[0]
+                )
+        line_store.ack_messages(conn, ids[:2])  # the third job's message still waits for the broker
+        conn.execute("UPDATE line_jobs SET finished_at = '2020-01-01T00:00:00.000Z'")
+        conn.execute(
+            "UPDATE line_messages SET acked_at = '2020-01-01T00:00:00.000Z' WHERE acked_at IS NOT NULL"
+        )
+        apply_retention(conn, owned_images_dir=tmp_path / "captures", max_age_days=30)
+        left = [r.job_id for r in [line_store.get_job(conn, i) for i in (1, 2, 3)] if r is not None]
+        assert left == [3] and line_store.count_unacked(conn) == 1
+        job = line_store.create_job(conn, origin="mqtt", source="camera:c", recipe=None)
+        with transaction(conn):
+            line_store.finish_job(conn, job.job_id, verdict="fail")
+            (mid,) = line_store.add_messages(conn, job.job_id, [line_store.Message("t/verdict", "fail")])
+        line_store.ack_messages(conn, [mid])
+        assert line_store.prune_acked(conn, older_than_iso="2999-01-01T00:00:00.000Z") == 1
+        assert line_store.count_unacked(conn) == 1
+    finally:
+        conn.close()

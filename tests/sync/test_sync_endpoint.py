@@ -255,3 +255,93 @@ def test_cloud_ocr_refuses_non_images(post, body, ctype, status):
 def test_unknown_route_and_wrong_method(post):
     assert post("/v1/nothing", b"").status_code == 404
     assert post("/v1/batches", method="GET").status_code == 405
+
+
+def _receipt_png() -> tuple[bytes, dict]:
+    import cv2
+
+    from edge_ocr.synth.receipt import generate_receipt
+
+    receipt = generate_receipt(np.random.default_rng([1000, 4]))
+    ok, buf = cv2.imencode(".png", receipt.image)
+    assert ok
+    return buf.tobytes(), receipt.values
+
+
+def test_cloud_ocr_reads_fields_when_asked(post):
+    """`fields` in a JSON body or the X-EdgeOCR-Fields header: data.fields read from the answer's
+    boxes (the endpoint here reads with the fake engine: every field is there or null with a reason),
+    also when the answer comes from the result cache; not asked, the answer is unchanged."""
+    data, _ = _receipt_png()
+    body = json.dumps({"image": base64.b64encode(data).decode(), "fields": "receipt"}).encode()
+    r = post("/v1/ocr", body)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert set(doc["data"]["fields"]) == {"company", "date", "address", "total"}
+    for name, f in doc["data"]["fields"].items():
+        assert (f is None) == (name in doc["data"]["fields_missing"])
+    cached = post("/v1/ocr", data, headers={"content-type": "image/png", "x-edgeocr-fields": "receipt"})
+    assert cached.headers["x-edgeocr-cache"] == "hit"
+    assert cached.json()["data"]["fields"] == doc["data"]["fields"]
+    plain = post("/v1/ocr", data, headers={"content-type": "image/png"})
+    assert "fields" not in plain.json()["data"]
+    bad = post(
+        "/v1/ocr", json.dumps({"image": base64.b64encode(data).decode(), "fields": "passport"}).encode()
+    )
+    assert bad.status_code == 400
+    assert (
+        post("/v1/ocr", data, headers={"content-type": "image/png", "x-edgeocr-fields": "x"}).status_code
+        == 400
+    )
+
+
+def test_fields_come_from_the_answers_boxes():
+    """The endpoint's fields are the extractor's over the answer's boxes (as a cached answer has them)."""
+    from edge_ocr.synth.receipt import generate_receipt
+    from edge_ocr.types import TextLine
+    from edge_ocr_sync.endpoint.core import _with_fields
+
+    _, values = _receipt_png()
+
+    receipt = generate_receipt(np.random.default_rng([1000, 4]))
+    boxes = [TextLine(line.text, 0.95, line.box).to_dict() for line in receipt.lines]
+    doc = {"status": "success", "data": {"text": "", "confidence": 0.95, "boxes": boxes}, "timestamp": 0.0}
+    out = _with_fields(doc, "receipt")
+    assert out["data"]["fields"]["total"]["value"] == values["total"]
+    assert out["data"]["fields"]["date"]["value"] == values["date"]
+    assert "fields" not in doc["data"] and _with_fields(doc, None) is doc
+
+
+def test_batch_with_receipt_fields_is_stored(post, backend, device_id):
+    """A result record carrying fields is accepted and stored as sent (batch object and fleet
+    records); fields of the wrong shape are a 400 and nothing is stored."""
+    from edge_ocr.fields import extract_receipt
+    from edge_ocr.types import TextLine
+
+    lines = (
+        TextLine("GOLDEN TRADING SDN BHD", 0.9, ((0, 0), (200, 0), (200, 20), (0, 20))),
+        TextLine("DATE: 05/03/2018", 0.9, ((0, 40), (150, 40), (150, 60), (0, 60))),
+        TextLine("TOTAL 12.50", 0.9, ((0, 80), (120, 80), (120, 100), (0, 100))),
+    )
+    fields = extract_receipt(lines)
+    payload = {"result_id": 1, "text": "x", "fields_kind": "receipt", **fields.contract()}
+    doc = {
+        "schema": 1,
+        "device_id": device_id,
+        "batch_id": "batch-fields-1",
+        "records": [{"seq": 1, "kind": "result", "ref_id": 1, "payload": payload}],
+    }
+    body, _ = encode_document(doc)
+    r = post("/v1/batches", body, headers={"content-encoding": "gzip"})
+    assert r.status_code == 200, r.text
+    fleet = [k for k in backend.objects() if k.startswith("results/")]
+    (row,) = [json.loads(line) for k in fleet for line in backend.read(k).decode().splitlines()]
+    assert row["payload"]["fields"] == fields.to_dict()
+    bad = json.loads(json.dumps(doc))
+    bad["batch_id"] = "batch-fields-2"
+    bad["records"][0]["payload"]["fields"]["total"] = {"text": 5}
+    before = backend.objects()
+    body, _ = encode_document(bad)
+    r = post("/v1/batches", body, headers={"content-encoding": "gzip"})
+    assert r.status_code == 400, r.text
+    assert backend.objects() == before

@@ -504,6 +504,8 @@ def _camera(raw: Mapping[str, Any], where: str, index: int) -> CameraSourceConfi
     inputs = [k for k in ("device", "url", "file") if getattr(cam, k) is not None]
     if len(inputs) != 1:
         raise ConfigError(f"{where}: set exactly one of device, url, file (got {inputs or 'none'})")
+    if cam.trigger is Trigger.LINE and "consensus_frames" not in raw:
+        cam = replace(cam, consensus_frames=1)  # a line waits for the verdict: one fresh frame
     if cam.trigger is Trigger.FILE and cam.trigger_file is None:
         raise ConfigError(f"{where}: trigger = 'file' needs trigger_file")
     if cam.consensus_frames < 1:

@@ -360,3 +360,17 @@ def test_old_line_jobs_and_acknowledged_messages_are_forgotten_pending_ones_kept
         assert line_store.count_unacked(conn) == 1
     finally:
         conn.close()
+
+
+def test_a_line_camera_reads_one_fresh_frame_unless_told_otherwise(tmp_path: Path) -> None:
+    raw = {
+        "sources": {
+            "camera": [
+                {"name": "a", "url": "http://127.0.0.1:1/a", "trigger": "line"},
+                {"name": "b", "url": "http://127.0.0.1:1/b", "trigger": "line", "consensus_frames": 3},
+                {"name": "c", "url": "http://127.0.0.1:1/c"},
+            ]
+        },
+        "line": {"modbus": {}, "source": "camera:a"},
+    }
+    assert [c.consensus_frames for c in parse_config(raw, env={}).cameras] == [1, 3, 3]

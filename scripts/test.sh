@@ -10,6 +10,11 @@
 #      (.../edge-ocr/models-pyXY: the build's recipes hash the tool versions, so two venvs must not
 #      share one), and the `lite` tests deselected (-m "not lite") when that Python cannot have
 #      Paddle Lite. EDGE_OCR_SECOND_PYTHON=none runs the first only.
+#
+# The two suites run side by side (most of a suite's time is spent waiting on real servers,
+# brokers, agents and subprocesses, not computing): the first prints as it goes, the second writes
+# .venv-pyXY/test.log, printed when both are done. EDGE_OCR_TEST_SERIAL=1 runs them one after the
+# other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -47,10 +52,11 @@ lite_possible() {
 
 DATA=${XDG_DATA_HOME:-$HOME/.local/share}/edge-ocr
 export QT_QPA_PLATFORM=offscreen
-declare -a RESULTS=()
-STATUS=0
+RESULTS_FILE=$(mktemp)
+trap 'rm -f "$RESULTS_FILE"' EXIT
 
-# suite VENV MODELS_DIR [PYTEST ARGS...]: build the models with VENV, then run pytest with it
+# suite VENV MODELS_DIR [PYTEST ARGS...]: build the models with VENV, then run pytest with it; its
+# outcome goes to RESULTS_FILE and its exit status is returned
 suite() {
     local venv=$1 models=$2 ver start rc=0 deselect=${DESELECT:-}
     shift 2
@@ -67,8 +73,8 @@ suite() {
         say "Python $ver: pytest with models in $models"
         EDGE_OCR_MODELS_DIR=$models "$venv/bin/python" -m pytest "${marks[@]}" "$@" || rc=$?
     fi
-    RESULTS+=("Python $ver (${venv#"$ROOT"/}): exit $rc in $(( $(date +%s) - start )) s")
-    [ "$rc" = 0 ] || STATUS=$rc
+    echo "Python $ver (${venv#"$ROOT"/}): exit $rc in $(( $(date +%s) - start )) s" >>"$RESULTS_FILE"
+    return "$rc"
 }
 
 # -- 1. Python 3.10 (or the system's) ------------------------------------------------------------
@@ -76,7 +82,6 @@ EDGE_OCR_PREFER_PYTHON=3.10 EDGE_OCR_VENV=.venv scripts/setup.sh dev
 # The layering (pyproject.toml's import-linter contracts): no cycles, Qt only in gui, ...
 .venv/bin/lint-imports
 FIRST=$(py_version .venv/bin/python)
-suite "$ROOT/.venv" "${EDGE_OCR_MODELS_DIR:-$DATA/models}" "$@"
 
 # -- 2. a newer Python ---------------------------------------------------------------------------
 SECOND=${EDGE_OCR_SECOND_PYTHON:-}
@@ -88,16 +93,40 @@ if [ -z "$SECOND" ]; then
         fi
     done
 fi
-if [ "$SECOND" = none ]; then
-    say "EDGE_OCR_SECOND_PYTHON=none: the suite ran on Python $FIRST only"
-elif [ -z "$SECOND" ]; then
-    say "no Python other than $FIRST found: the suite ran on Python $FIRST only"
-else
-    V2=$(py_version "$SECOND")
-    TAG=py${V2/./}
+second_suite() {
     EDGE_OCR_PYTHON=$SECOND EDGE_OCR_VENV=.venv-$TAG scripts/setup.sh dev
     # the container tests (a Debian root with its own Python) run once, with the first Python
     DESELECT="not container" suite "$ROOT/.venv-$TAG" "$DATA/models-$TAG" "$@"
+}
+SECOND_PID=
+STATUS=0
+if [ "$SECOND" = none ]; then
+    say "EDGE_OCR_SECOND_PYTHON=none: the suite runs on Python $FIRST only"
+    SECOND=
+elif [ -z "$SECOND" ]; then
+    say "no Python other than $FIRST found: the suite runs on Python $FIRST only"
+else
+    V2=$(py_version "$SECOND")
+    TAG=py${V2/./}
+    if [ "${EDGE_OCR_TEST_SERIAL:-0}" = 0 ]; then
+        mkdir -p ".venv-$TAG"
+        SECOND_LOG=$ROOT/.venv-$TAG/test.log
+        say "Python $V2: set up and run beside Python $FIRST; its output goes to ${SECOND_LOG#"$ROOT"/}"
+        second_suite "$@" >"$SECOND_LOG" 2>&1 &
+        SECOND_PID=$!
+    fi
 fi
-for r in "${RESULTS[@]}"; do say "$r"; done
+
+suite "$ROOT/.venv" "${EDGE_OCR_MODELS_DIR:-$DATA/models}" "$@" || STATUS=$?
+
+if [ -n "$SECOND_PID" ]; then
+    rc=0
+    wait "$SECOND_PID" || rc=$?
+    say "Python $V2: its output (${SECOND_LOG#"$ROOT"/}):"
+    cat "$SECOND_LOG"
+    [ "$rc" = 0 ] || STATUS=$rc
+elif [ -n "$SECOND" ]; then
+    second_suite "$@" || STATUS=$?
+fi
+while read -r r; do say "$r"; done <"$RESULTS_FILE"
 exit "$STATUS"

@@ -152,11 +152,16 @@ def test_a_tiff_of_more_pages_than_the_limit_is_refused_before_any_page(tmp_path
 
 
 def _peak_rss_mb(code: str) -> tuple[float, str]:
-    """Run `code` in a fresh interpreter; its peak resident memory (MB) and what it printed."""
+    """Run `code` in a fresh interpreter; its peak resident memory (MB) and what it printed. The
+    peak is the new process's own (VmHWM): getrusage's ru_maxrss carries the parent's peak across
+    fork and exec, so it reports pytest's memory when pytest has models loaded."""
     import subprocess
     import sys
 
-    wrapper = f"{code}\nimport resource\nprint('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    wrapper = (
+        f"{code}\nimport re\n"
+        "print('PEAK', re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     peak = next(int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("PEAK"))

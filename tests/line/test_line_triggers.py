@@ -42,11 +42,13 @@ def _index(img: np.ndarray) -> int:
 
 class MjpegCamera:
     """An IP camera: MJPEG over HTTP (what OpenCV's FFmpeg backend reads), sending its frames in
-    bursts, as a congested network delivers them; `sent[i]` is when frame i left."""
+    bursts, as a congested network delivers a backlog: each burst's frames leave together, in one
+    write, then nothing for `period` seconds. `sent[i]` is when frame i left; `burst_sent` is set
+    once a burst has left."""
 
     def __init__(self, burst: int = 30, period: float = 1.0) -> None:
         self.sent: dict[int, float] = {}
-        self.burst_started = threading.Event()
+        self.burst_sent = threading.Event()
         self.stop = threading.Event()
         self.bases = [cv2.resize(label_image(f"LOT {i:05d}", i), (640, 480)) for i in range(8)]
         camera = self
@@ -59,17 +61,19 @@ class MjpegCamera:
                 index = 0
                 try:
                     while not camera.stop.is_set():
-                        camera.burst_started.set()
-                        for _ in range(burst):
-                            jpg = _stamp(camera.bases[index % len(camera.bases)], index % (1 << BITS))
-                            camera.sent[index] = time.monotonic()
-                            self.wfile.write(
+                        parts = []
+                        for i in range(index, index + burst):
+                            jpg = _stamp(camera.bases[i % len(camera.bases)], i % (1 << BITS))
+                            parts.append(
                                 b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg)
                                 + jpg + b"\r\n"
                             )  # fmt: skip
-                            index += 1
+                        now = time.monotonic()
+                        camera.sent.update((i, now) for i in range(index, index + burst))
+                        self.wfile.write(b"".join(parts))
                         self.wfile.flush()
-                        camera.burst_started.clear()
+                        index += burst
+                        camera.burst_sent.set()
                         camera.stop.wait(period)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
@@ -107,8 +111,8 @@ def test_a_triggered_camera_reads_a_frame_sent_after_the_trigger_never_a_buffere
         with running_agent(cfg):
             wait_for(lambda: len(camera.sent) > 60, what="the camera streaming")
             for n in range(6):
-                camera.burst_started.clear()
-                assert camera.burst_started.wait(10)
+                camera.burst_sent.clear()
+                assert camera.burst_sent.wait(10)
                 time.sleep(0.002 * n)  # while the reader is still taking the burst's frames
                 triggered_at.append(time.monotonic())
                 sub.publish("edge-ocr/st1/trigger", json.dumps({"request_id": str(n)}))

@@ -158,7 +158,10 @@ def test_the_glue_table_matches_the_layout_and_the_glue_api_takes_it(moto_server
     assert list(columns) == ["device_id", "batch_id", "seq", "kind", "ref_id", "created_at", "payload"]
     for field in ("station:string", "text:string", "confidence:double", "status:string", "recipe:string"):
         assert field in columns["payload"]
-    assert "fields:map<string,struct<value:string,found:boolean>>" in columns["payload"]
+    assert (
+        "fields:map<string,struct<value:string,found:boolean,text:string,confidence:double,currency:string>>"
+        in columns["payload"]
+    )
 
     def resolve(v):  # the template's !Sub values, as CloudFormation would fill them in
         if isinstance(v, dict) and "Fn::Sub" in v:

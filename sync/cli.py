@@ -298,6 +298,8 @@ def run_endpoint_serve(args: argparse.Namespace) -> int:
     rate_limit_handlers("uvicorn", "uvicorn.access", "")
     try:
         uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn raises the captured SIGINT again once it has shut down
+        pass
     finally:
         core.close()
     return 0

@@ -98,6 +98,7 @@ class EndpointCore:
             max_in_flight=settings.ocr_max_in_flight,
             max_queued=settings.ocr_max_queued,
             wait_s=settings.ocr_queue_wait_s,
+            isolate_pixels=settings.ocr_isolate_mp * 1_000_000,
         )
         self.clock = clock
         self.metrics = EndpointMetrics()

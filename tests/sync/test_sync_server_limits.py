@@ -260,3 +260,47 @@ def test_a_repeated_error_is_logged_once_per_interval_with_a_count(log_file, mon
     assert text.count("Traceback") == 2
     assert "[9999 more like this in the last 11s not logged]" in text
     assert text.count("an info line 1") == 2
+
+
+# --- large images: their memory goes back after each one ----------------------------------------
+
+
+def test_a_large_image_is_read_in_a_process_that_ends_with_it(post, endpoint):
+    """Through the real server: a 16 MP image (the default threshold) is decoded and read in a
+    process of its own, with the same answer as in the server's own process; a small one is read
+    in the server's process. The memory figures are in docs/BENCHMARKS.md."""
+    import multiprocessing
+
+    from test_sync_endpoint import png_bytes
+
+    from edge_ocr_sync.endpoint.ocr_runner import OcrRunner
+
+    runner = endpoint.core.ocr
+    small = post("/v1/ocr", png_bytes(), headers={"content-type": "image/png"})
+    assert small.status_code == 200 and runner.isolated_runs == 0
+    large_png = png_bytes(4000, 4000)
+    large = post("/v1/ocr", large_png, headers={"content-type": "image/png"})
+    assert large.status_code == 200, large.text
+    assert runner.isolated_runs == 1
+    assert not multiprocessing.active_children()
+    in_process = OcrRunner("fake").run(large_png, "<upload>")
+    assert large.json()["data"]["text"] == in_process.text and in_process.text
+
+
+def test_a_broken_large_image_is_still_a_400_naming_why(post, endpoint):
+    from test_sync_endpoint import png_bytes
+
+    truncated = png_bytes(4000, 4000)[:-200]
+    answer = post("/v1/ocr", truncated, headers={"content-type": "image/png"})
+    assert answer.status_code == 400 and "corrupt or truncated" in answer.json()["error"]
+    assert endpoint.core.ocr.isolated_runs == 1
+
+
+def test_the_threshold_is_a_setting():
+    from edge_ocr.errors import ConfigError
+    from edge_ocr_sync.endpoint.settings import EndpointSettings
+
+    assert EndpointSettings.from_env({}).ocr_isolate_mp == 16
+    assert EndpointSettings.from_env({"EDGE_OCR_OCR_ISOLATE_MP": "0"}).ocr_isolate_mp == 0
+    with pytest.raises(ConfigError, match="EDGE_OCR_OCR_ISOLATE_MP"):
+        EndpointSettings.from_env({"EDGE_OCR_OCR_ISOLATE_MP": "lots"})

@@ -174,3 +174,25 @@ def test_the_default_build_folder_is_git_ignored_and_is_the_template_code_uri(te
     assert proc.returncode == 0, "packaging/serverless/build/ must stay out of git"
     uri = template["Resources"]["EndpointFunction"]["Properties"]["CodeUri"]
     assert uri == "build/lambda/"
+
+
+def test_the_deploy_guide_lists_the_rights_the_template_grants(template):
+    """Issue 21 item 8: docs/DEPLOY.md left out the role's rights on `results/`, and did not say
+    that uploads to an on-premises S3 service are read only by `endpoint reprocess`."""
+    import re
+
+    doc = (REPO / "docs" / "DEPLOY.md").read_text()
+    rights = doc.split("an IAM role limited to", 1)[1].split("Bucket and table are retained", 1)[0]
+    policy = template["Resources"]["EndpointFunction"]["Properties"]["Policies"][0]["Statement"]
+    for statement in policy:
+        for action in statement["Action"]:
+            if not action.startswith("s3:") or action == "s3:ListBucket":
+                continue
+            for resource in statement["Resource"]:
+                prefix = re.search(r"/([a-z]+)/\*$", str(resource["Fn::Sub"]))
+                assert prefix, resource
+                assert f"`{prefix.group(1)}/`" in rights, (
+                    f"{action} on {prefix.group(1)}/ is not in DEPLOY.md"
+                )
+    on_prem = [line for line in doc.splitlines() if line.startswith("| on premises, S3-compatible")]
+    assert on_prem and "`edge-ocr endpoint reprocess`" in on_prem[0]

@@ -6,7 +6,10 @@ added with `edge-ocr endpoint add-device`), posts N distinct large PNG images (d
 /v1/ocr one after another, and prints the server's resident memory (VmRSS) after each answer and
 its peak (VmHWM). The figures are in docs/BENCHMARKS.md.
 
-    .venv/bin/python studies/endpoint_memory.py [--images 12] [--engine onnx|fake]
+    .venv/bin/python studies/endpoint_memory.py [--images 12] [--engine onnx|fake] [--isolate-mp 16]
+
+`--isolate-mp 0` reads every image in the server's own process, as before issue 21. The peak is
+also given for the server with its children (a large image's process), sampled every 50 ms.
 """
 
 from __future__ import annotations
@@ -47,10 +50,37 @@ def status_kb(pid: int, field: str) -> int:
     return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1))
 
 
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process and its descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            total += status_kb(p, "VmRSS")
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, AttributeError):
+            continue
+    return total
+
+
+class TreePeak:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_kb = pid, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.05):
+            self.peak_kb = max(self.peak_kb, tree_rss_kb(self.pid))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--engine", default="onnx")
+    ap.add_argument("--isolate-mp", default="16", help="EDGE_OCR_OCR_ISOLATE_MP for the server")
     args = ap.parse_args()
     from edge_ocr_sync.auth import sign_headers
 
@@ -61,6 +91,7 @@ def main() -> int:
                 "EDGE_OCR_ENDPOINT_DIR": str(Path(tmp) / "endpoint"),
                 "EDGE_OCR_OCR_ENGINE": args.engine,
                 "EDGE_OCR_OCR_QUEUE_WAIT_S": "600",
+                "EDGE_OCR_OCR_ISOLATE_MP": args.isolate_mp,
             }
         )
         if os.environ.get("EDGE_OCR_MODELS_DIR"):
@@ -83,6 +114,7 @@ def main() -> int:
                 break
         assert url, "the endpoint did not start"
         threading.Thread(target=proc.stdout.read, daemon=True).start()
+        tree = TreePeak(proc.pid)
         try:
             print(f"start: RSS {status_kb(proc.pid, 'VmRSS') / 1024:.0f} MB")
             with httpx.Client(base_url=url, timeout=600) as client:
@@ -97,9 +129,11 @@ def main() -> int:
                     print(
                         f"image {i + 1:2d} ({len(body) / 1e6:.1f} MB PNG): {answer.status_code} in {took:.1f} s, "
                         f"RSS {status_kb(proc.pid, 'VmRSS') / 1024:.0f} MB, "
-                        f"peak {status_kb(proc.pid, 'VmHWM') / 1024:.0f} MB; {text[:40]!r}"
+                        f"peak {status_kb(proc.pid, 'VmHWM') / 1024:.0f} MB, with children "
+                        f"{tree.peak_kb / 1024:.0f} MB; {text[:40]!r}"
                     )
         finally:
+            tree.stop.set()
             proc.terminate()
             proc.wait(30)
     return 0

@@ -62,6 +62,30 @@ def register(subparsers) -> None:
     s.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
     s.add_argument("--data-dir", type=Path, default=None, help="local storage folder (local storage only)")
     s.add_argument(
+        "--header-timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="a request's headers must arrive within S seconds, else 408 and the connection is closed "
+        "(default: 10)",
+    )
+    s.add_argument(
+        "--body-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="a request's body must arrive within S seconds of its headers, else the connection is "
+        "closed (default: 60; raise it for large uploads over slow links)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="open connections at most (default: 1000, and always below the file limit, ulimit -n); "
+        "past it the connection waiting longest for a request is closed, or the new one gets a 503",
+    )
+    s.add_argument(
         "--create-resources",
         action="store_true",
         help="S3 + DynamoDB only: create the bucket (in AWS_REGION) and table if missing",
@@ -160,6 +184,16 @@ def register(subparsers) -> None:
     a.set_defaults(func=run_endpoint_add_device)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600 seconds, got {text}")
+    return value
+
+
 def _config_path(args: argparse.Namespace) -> Path:
     path = args.config or (Path(os.environ[ENV_CONFIG]) if os.environ.get(ENV_CONFIG) else None)
     if path is None:
@@ -184,9 +218,10 @@ def run_sync(args: argparse.Namespace) -> int:
         service.run()
         return 0
     try:
-        report = service.run_once(flush=True)
-        while not report.failures and not report.drained and (report.batches_acked or report.conflicts):
-            report = service.run_once(flush=True)
+        last = report = service.run_once(flush=True)
+        while not last.failures and not last.drained and (last.batches_acked or last.conflicts):
+            last = service.run_once(flush=True)
+            report = report.then(last)
     finally:
         service.close()
     if args.json:
@@ -229,11 +264,42 @@ def run_endpoint_serve(args: argparse.Namespace) -> int:
                 "EDGE_OCR_TABLE (local storage needs no resources)"
             )
         create_resources(settings.bucket, settings.table)
-    core = build_core(settings)
-    where = settings.data_dir if settings.storage == "local" else f"s3://{settings.bucket} + {settings.table}"
-    logger.info("endpoint storage: %s (%s)", settings.storage, where)
+    from edge_ocr.ops.logsetup import rate_limit_handlers
+    from edge_ocr_sync.endpoint.server import BACKLOG, ServerLimits, connection_limit, guarded_protocol
+
     try:
-        uvicorn.run(create_app(core), host=args.host, port=args.port, log_level="info", access_log=True)
+        max_connections = connection_limit(args.max_connections)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.max_connections is not None and max_connections < args.max_connections:
+        print(
+            f"--max-connections {args.max_connections} is over what the file limit (ulimit -n) "
+            f"allows: serving at most {max_connections}",
+            file=sys.stderr,
+        )
+    limits = ServerLimits(args.header_timeout, args.body_timeout, max_connections)
+    core = build_core(settings)
+    where = (
+        f"local, data folder {settings.data_dir}"
+        if settings.storage == "local"
+        else f"S3 bucket {settings.bucket}, DynamoDB table {settings.table}"
+    )
+    print(f"endpoint storage: {where}", file=sys.stderr, flush=True)
+    config = uvicorn.Config(
+        create_app(core),
+        host=args.host,
+        port=args.port,
+        http=guarded_protocol(limits),
+        backlog=BACKLOG,
+        log_level="info",
+        access_log=True,
+    )
+    # uvicorn's log handlers exist once its Config is made: repeated lines are counted, not written
+    rate_limit_handlers("uvicorn", "uvicorn.access", "")
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn raises the captured SIGINT again once it has shut down
+        pass
     finally:
         core.close()
     return 0

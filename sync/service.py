@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,25 @@ class SyncReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def then(self, later: SyncReport) -> SyncReport:
+        """This pass followed by `later`: the counts added up, the state (last error, circuit,
+        what is still pending) as `later` left it; what `sync --once` reports over its passes."""
+        counts = {f: getattr(self, f) + getattr(later, f) for f in _COUNTS}
+        return replace(later, **counts, last_error=later.last_error or self.last_error)
+
+
+_COUNTS = (
+    "batches_cut",
+    "batches_sent",
+    "batches_acked",
+    "duplicates",
+    "conflicts",
+    "rejected",
+    "records_acked",
+    "failures",
+    "images_uploaded",
+)
 
 
 class _Retryable(Exception):

@@ -109,6 +109,22 @@ def download(wheelhouse: Path, requirements: Path) -> None:
     )
 
 
+def check_wheelhouse(wheelhouse: Path | None, offline: bool) -> None:
+    """Before anything is removed or written: an offline build needs a wheelhouse with wheels."""
+    if not offline:
+        return
+    if wheelhouse is None:
+        raise SystemExit(
+            "error: --offline installs only from a wheelhouse: add --wheelhouse DIR (fill it once, "
+            "online, with --wheelhouse DIR --download)"
+        )
+    if not wheelhouse.is_dir() or not any(wheelhouse.glob("*.whl")):
+        raise SystemExit(
+            f"error: the wheelhouse {wheelhouse} has no wheels: fill it once, online, with "
+            f"--wheelhouse {wheelhouse} --download"
+        )
+
+
 def install_deps(target: Path, requirements: Path, wheelhouse: Path | None, offline: bool) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "--target", str(target), "--no-compile", "--upgrade"]
     # pip checks Requires-Python against the interpreter running it, not --python-version; the
@@ -117,11 +133,21 @@ def install_deps(target: Path, requirements: Path, wheelhouse: Path | None, offl
     if wheelhouse is not None:
         cmd += ["--find-links", str(wheelhouse)]
     if offline:
-        if wheelhouse is None:
-            raise SystemExit("--offline needs --wheelhouse (fill it once with --download)")
         cmd += ["--no-index"]
     cmd += ["-r", str(requirements)]
-    run(cmd)
+    try:
+        run(cmd)
+    except subprocess.CalledProcessError:
+        where = f"the wheelhouse {wheelhouse}" if offline else "the package registry"
+        raise SystemExit(
+            f"error: pip could not install {requirements.name} from {where} (pip's message above names "
+            "the missing wheel)"
+            + (
+                f"; fill the wheelhouse again, online, with --wheelhouse {wheelhouse} --download"
+                if offline
+                else ""
+            )
+        ) from None
 
 
 def copy_sources(target: Path) -> None:
@@ -291,13 +317,17 @@ def main(argv: list[str] | None = None) -> int:
         from edge_ocr.ocr.modelstore import default_models_dir
 
         models_dir = default_models_dir()
+    if args.download and args.wheelhouse is None:
+        raise SystemExit("error: --download fills a wheelhouse: add --wheelhouse DIR")
+    if not args.download:
+        check_wheelhouse(args.wheelhouse, args.offline and not args.skip_deps)
     target = args.out / "lambda"
+    # the default is git-ignored and is the template's CodeUri (docs/DEPLOY.md)
+    print(f"building in {target} (--out to change; the template's CodeUri is {HERE / 'build' / 'lambda'})")
+    if args.download:
+        download(args.wheelhouse, args.requirements)
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    if args.download:
-        if args.wheelhouse is None:
-            raise SystemExit("--download needs --wheelhouse")
-        download(args.wheelhouse, args.requirements)
     if not args.skip_deps:
         install_deps(target, args.requirements, args.wheelhouse, args.offline)
     copy_sources(target)

@@ -42,7 +42,7 @@ from edge_ocr_sync.endpoint.metrics import (
     route_label,
 )
 from edge_ocr_sync.endpoint.ocr_runner import OcrBusy, OcrRunner, ocr_contract
-from edge_ocr_sync.endpoint.schema import BodyError, openapi_bytes, parse_json, validate
+from edge_ocr_sync.endpoint.schema import BodyError, check_times, openapi_bytes, parse_json, validate
 from edge_ocr_sync.endpoint.settings import EndpointSettings
 from edge_ocr_sync.endpoint.storage import LOCAL_OBJECTS_ROUTE, MissingObject, Storage, StorageUnavailable
 from edge_ocr_sync.payload import SCHEMA_VERSION
@@ -98,6 +98,7 @@ class EndpointCore:
             max_in_flight=settings.ocr_max_in_flight,
             max_queued=settings.ocr_max_queued,
             wait_s=settings.ocr_queue_wait_s,
+            isolate_pixels=settings.ocr_isolate_mp * 1_000_000,
         )
         self.clock = clock
         self.metrics = EndpointMetrics()
@@ -211,15 +212,18 @@ class EndpointCore:
         doc = parse_json(raw)
         if not isinstance(doc, dict):
             raise HttpError(400, "a batch must be a JSON object")
-        if doc.get("schema") != SCHEMA_VERSION:
+        schema = doc.get("schema")
+        if type(schema) is not int or schema != SCHEMA_VERSION:  # 1.0 and true equal 1 in Python
             raise HttpError(
                 400,
-                f"unsupported batch schema version {doc.get('schema')!r:.40}; this endpoint accepts {SCHEMA_VERSION}",
+                f"unsupported batch schema version {schema!r:.40}; this endpoint accepts {SCHEMA_VERSION} "
+                "(a JSON integer)",
             )
         records = doc.get("records")
         if isinstance(records, list) and len(records) > self.settings.max_batch_records:
             raise HttpError(413, f"{len(records)} records, over the {self.settings.max_batch_records} limit")
         validate(doc, "Batch", "batch")
+        check_times(doc, self.clock())
         if doc["device_id"] != device:
             raise HttpError(400, "batch device_id does not match the signing device")
         batch_id = doc["batch_id"]

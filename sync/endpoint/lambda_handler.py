@@ -26,9 +26,14 @@ _http = None
 def get_core() -> EndpointCore:
     global _core
     if _core is None:
-        from edge_ocr_sync.endpoint.core import build_core
+        from dataclasses import replace
 
-        _core = build_core()
+        from edge_ocr_sync.endpoint.core import build_core
+        from edge_ocr_sync.endpoint.settings import EndpointSettings
+
+        # no process of its own for large images: Lambda has no /dev/shm for a process pool's
+        # locks, and it recycles the whole sandbox itself
+        _core = build_core(replace(EndpointSettings.from_env(), ocr_isolate_mp=0))
         if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # on Lambda: each request as an EMF record
             from edge_ocr_sync.endpoint.metrics import emit_emf
 

@@ -10,6 +10,7 @@ longer than `MAX_INT_DIGITS` digits and the non-JSON constants NaN/Infinity are 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -113,3 +114,46 @@ def _describe(error) -> str:
     if v == "additionalProperties":
         return error.message[:MAX_MESSAGE]
     return f"fails {v}"
+
+
+#: the time stamps a batch may carry: none before this, none more than `MAX_CLOCK_AHEAD` after the
+#: endpoint's clock (a device clock a little ahead is allowed; dt=9999-12-31 partitions are not)
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
+MAX_CLOCK_AHEAD = timedelta(days=1)
+
+
+def check_times(doc: dict[str, Any], now: float) -> None:
+    """The batch's and its records' `created_at` (a record without one: its payload's, which then
+    names its day in the fleet layout) must be ISO 8601 date-times (or dates) from EARLIEST_TIME to a day past
+    `now`; BodyError names the first that is not, and why."""
+    latest = datetime.fromtimestamp(now, tz=timezone.utc) + MAX_CLOCK_AHEAD
+    stamps = [("$.created_at", doc.get("created_at"))]
+    for i, rec in enumerate(doc.get("records") or []):
+        if "created_at" in rec:
+            stamps.append((f"$.records[{i}].created_at", rec["created_at"]))
+        elif isinstance(rec.get("payload"), dict) and "created_at" in rec["payload"]:
+            stamps.append((f"$.records[{i}].payload.created_at", rec["payload"]["created_at"]))
+    for where, value in stamps:
+        if value is None:
+            continue
+        when = _parse_time(value)
+        if when is None:
+            raise BodyError(
+                f"{where}: {str(value)[:40]!r} is not an ISO 8601 date-time (2026-01-31T12:00:00Z)"
+            )
+        if not EARLIEST_TIME <= when <= latest:
+            raise BodyError(
+                f"{where}: {str(value)[:40]} is out of range: time stamps from {EARLIEST_TIME:%Y-%m-%d} to "
+                f"a day past the endpoint's clock ({latest:%Y-%m-%dT%H:%M}Z) are accepted; check the device's clock"
+            )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)

@@ -33,6 +33,7 @@ ENV_OCR_MODELS = "EDGE_OCR_OCR_MODELS"
 ENV_OCR_MAX_IN_FLIGHT = "EDGE_OCR_OCR_MAX_IN_FLIGHT"
 ENV_OCR_MAX_QUEUED = "EDGE_OCR_OCR_MAX_QUEUED"
 ENV_OCR_QUEUE_WAIT_S = "EDGE_OCR_OCR_QUEUE_WAIT_S"
+ENV_OCR_ISOLATE_MP = "EDGE_OCR_OCR_ISOLATE_MP"
 LOCAL_SECRETS_NAME = "device-secrets.json"
 
 MB = 1024 * 1024
@@ -59,6 +60,9 @@ class EndpointSettings:
     ocr_max_in_flight: int = 1
     ocr_max_queued: int = 4
     ocr_queue_wait_s: float = 10.0
+    # images of at least this many megapixels are decoded and read in a process of their own that
+    # ends with the request, so their memory goes back to the system (0: never; Lambda: never)
+    ocr_isolate_mp: int = 16
     busy_retry_after_s: int = 2
     max_body_bytes: int = 6 * MB  # Lambda's synchronous payload limit
     max_batch_json_bytes: int = 64 * MB  # after gunzip
@@ -90,6 +94,7 @@ class EndpointSettings:
             "ocr_max_in_flight": _env_int(env, ENV_OCR_MAX_IN_FLIGHT, cls.ocr_max_in_flight, 1, 64),
             "ocr_max_queued": _env_int(env, ENV_OCR_MAX_QUEUED, cls.ocr_max_queued, 0, 1024),
             "ocr_queue_wait_s": _env_float(env, ENV_OCR_QUEUE_WAIT_S, cls.ocr_queue_wait_s, 0.0, 600.0),
+            "ocr_isolate_mp": _env_int(env, ENV_OCR_ISOLATE_MP, cls.ocr_isolate_mp, 0, 1000),
         }
         if bucket:
             if data_dir is not None:

@@ -38,3 +38,25 @@ def test_ops_commands_are_documented() -> None:
         assert f"edge-ocr service {sub}" in guide
     for sub in ("verify", "activate", "deactivate", "rollback"):
         assert f"edge-ocr models-admin {sub}" in guide
+
+
+def test_every_doc_a_doc_names_exists() -> None:
+    """Issue 21 item 8: docs/CONFIG.md sent readers to docs/SYNC.md, which never existed."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        text = page.read_text()
+        for name in set(re.findall(r"docs/([A-Za-z_]+\.md)", text)):
+            assert (ROOT / "docs" / name).is_file(), f"{page.name} names docs/{name}, which does not exist"
+        for target in set(re.findall(r"\]\(([A-Za-z_/.]+\.md)(?:#[^)]*)?\)", text)):
+            assert (page.parent / target).is_file(), f"{page.name} links {target}, which does not exist"
+
+
+def test_every_sync_key_is_in_the_config_reference() -> None:
+    from dataclasses import fields
+
+    from edge_ocr_sync.config import SyncConfig
+
+    doc = (ROOT / "docs" / "CONFIG.md").read_text()
+    section = doc.split("## `[sync]`", 1)[1].split("\n## ", 1)[0]
+    for f in fields(SyncConfig):
+        assert f"`{f.name}`" in section, f"[sync] {f.name} is not in docs/CONFIG.md"

@@ -71,6 +71,31 @@ def test_system_unit_verifies(tmp_path: Path) -> None:
     verify_with_systemd(text, tmp_path)
 
 
+ENDPOINT_UNIT = ROOT / "packaging" / "systemd" / "edge-ocr-endpoint.service"
+
+
+def test_endpoint_unit_verifies_and_sets_its_limits(tmp_path: Path) -> None:
+    """Issue 21 item 7: the endpoint's unit, with a file limit its connection limit stays under,
+    read timeouts and a memory ceiling; its ExecStart parses as `edge-ocr endpoint serve`."""
+    text = ENDPOINT_UNIT.read_text().replace("/opt/edge-ocr/venv/bin/edge-ocr", str(VENV_EDGE_OCR))
+    verify_with_systemd(text, tmp_path)
+    svc = parse_unit(text)["Service"]
+    assert int(svc["LimitNOFILE"][0]) > 1000 + 512  # --max-connections, the reserve and the slack
+    assert svc["MemoryMax"] and svc["Restart"] == ["on-failure"]
+    assert svc["ProtectSystem"] == ["strict"] and svc["StateDirectory"] == ["edge-ocr-endpoint"]
+    exec_start = svc["ExecStart"][0].split()
+    assert exec_start[0] == str(VENV_EDGE_OCR)
+    import argparse
+
+    from edge_ocr_sync.cli import register
+
+    parser = argparse.ArgumentParser(prog="edge-ocr")
+    parser.add_argument("--log-format")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(exec_start[1:])
+    assert (args.header_timeout, args.body_timeout, args.max_connections) == (10.0, 60.0, 1000)
+
+
 def test_user_unit_verifies(tmp_path: Path) -> None:
     config = tmp_path / "my config %h.toml"  # a space and a specifier character must survive
     text = render_user_unit(config, [str(VENV_EDGE_OCR)], env={"EDGE_OCR_MODELS_DIR": "/opt/models"})

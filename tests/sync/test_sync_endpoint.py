@@ -38,7 +38,13 @@ def batch_body(device_id: str, batch_id: str, n: int = 3, text: str = "LOT") -> 
         for i in range(1, n + 1)
     ]
     return encode_document(
-        {"schema": 1, "device_id": device_id, "batch_id": batch_id, "created_at": "x", "records": records}
+        {
+            "schema": 1,
+            "device_id": device_id,
+            "batch_id": batch_id,
+            "created_at": "2026-01-01T00:00:01.000Z",
+            "records": records,
+        }
     )
 
 

@@ -86,6 +86,73 @@ def test_schema_errors_say_where(post):
     assert "integer of 5000 digits" in r.json()["error"]
 
 
+# --- issue 21 item 8: schema 1.0 and time stamps out of range ------------------------------------
+
+
+def _batch_with(schema="1", batch_created='"2026-01-01T00:00:00.000Z"', record_created=None, payload="{}"):
+    rec = '{"kind":"result","payload":' + payload
+    if record_created is not None:
+        rec += ',"created_at":' + record_created
+    return (
+        '{"schema":'
+        + schema
+        + ',"device_id":"line1-cam1","batch_id":"stamps-'
+        + uuid.uuid4().hex[:12]
+        + '","created_at":'
+        + batch_created
+        + ',"records":['
+        + rec
+        + "}]}"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (_batch_with(schema="1.0"), "unsupported batch schema version 1.0"),
+        (_batch_with(schema="true"), "unsupported batch schema version True"),
+        (
+            _batch_with(batch_created='"9999-12-31T23:59:59Z"'),
+            "$.created_at: 9999-12-31T23:59:59Z is out of range",
+        ),
+        (
+            _batch_with(record_created='"1970-01-01T00:00:00Z"'),
+            "$.records[0].created_at: 1970-01-01T00:00:00Z is out of range",
+        ),
+        (
+            _batch_with(record_created='"2026-13-45T00:00:00Z"'),
+            "$.records[0].created_at: '2026-13-45T00:00:00Z' is not an ISO 8601",
+        ),
+        (
+            _batch_with(payload='{"created_at":"3000-01-01T00:00:00Z"}'),
+            "$.records[0].payload.created_at: 3000-01-01T00:00:00Z is out of range",
+        ),
+    ],
+    ids=[
+        "schema-1.0",
+        "schema-true",
+        "batch-far-future",
+        "record-epoch",
+        "record-month-13",
+        "payload-year-3000",
+    ],
+)
+def test_batches_with_schema_1_0_or_times_out_of_range_are_a_400_naming_why(post, backend, body, says):
+    objects = backend.objects()
+    r = post("/v1/batches", body)
+    assert r.status_code == 400, r.text
+    assert says in r.json()["error"]
+    assert backend.objects() == objects
+
+
+def test_times_a_little_ahead_of_the_endpoint_clock_are_accepted(post):
+    import time
+
+    ahead = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 3600))
+    r = post("/v1/batches", _batch_with(batch_created=f'"{ahead}"', record_created=f'"{ahead}"'))
+    assert r.status_code == 200, r.text
+
+
 # --- item 9: --create-resources in any region ----------------------------------------------------
 
 

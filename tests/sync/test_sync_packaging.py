@@ -127,3 +127,72 @@ def test_build_refuses_a_models_dir_without_an_active_onnx_set(tmp_path, build_m
     (tmp_path / "m" / "manifest.json").write_text(json.dumps({"schema": 1, "sets": {}}))
     with pytest.raises(SystemExit, match="no active onnx/fp32"):
         build_module.main(["--models-dir", str(tmp_path / "m"), "--out", str(tmp_path / "b"), "--skip-deps"])
+
+
+def _build(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SERVERLESS / "build_lambda.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_an_offline_build_without_wheels_says_what_is_missing_and_keeps_the_last_build(tmp_path):
+    """Issue 21 item 8: `--offline` with no wheelhouse, an empty one, or one missing a wheel ends
+    with one line naming what to do (no traceback), and the last build is still there."""
+    out = tmp_path / "build"
+    (out / "lambda").mkdir(parents=True)
+    (out / "lambda" / "last-build").write_text("kept")
+    empty = tmp_path / "wheelhouse"
+    empty.mkdir()
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "nothing_useful-1.0-py3-none-any.whl").write_bytes(b"not a wheel")
+    cases = [
+        ((), "add --wheelhouse DIR"),
+        (("--wheelhouse", str(empty)), f"the wheelhouse {empty} has no wheels"),
+        (("--wheelhouse", str(tmp_path / "missing")), "has no wheels"),
+        (
+            ("--wheelhouse", str(partial)),
+            f"pip could not install requirements-lambda.txt from the wheelhouse {partial}",
+        ),
+    ]
+    for extra, says in cases:
+        proc = _build("--offline", "--out", str(out), "--no-zip", *extra)
+        assert proc.returncode != 0, proc.stdout
+        assert says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        if "pip could not" not in says:
+            assert (out / "lambda" / "last-build").read_text() == "kept"
+    assert f"building in {out / 'lambda'}" in proc.stdout
+
+
+def test_the_default_build_folder_is_git_ignored_and_is_the_template_code_uri(template):
+    proc = subprocess.run(
+        ["git", "check-ignore", "-q", str(SERVERLESS / "build" / "lambda" / "x.py")], cwd=REPO, check=False
+    )
+    assert proc.returncode == 0, "packaging/serverless/build/ must stay out of git"
+    uri = template["Resources"]["EndpointFunction"]["Properties"]["CodeUri"]
+    assert uri == "build/lambda/"
+
+
+def test_the_deploy_guide_lists_the_rights_the_template_grants(template):
+    """Issue 21 item 8: docs/DEPLOY.md left out the role's rights on `results/`, and did not say
+    that uploads to an on-premises S3 service are read only by `endpoint reprocess`."""
+    import re
+
+    doc = (REPO / "docs" / "DEPLOY.md").read_text()
+    rights = doc.split("an IAM role limited to", 1)[1].split("Bucket and table are retained", 1)[0]
+    policy = template["Resources"]["EndpointFunction"]["Properties"]["Policies"][0]["Statement"]
+    for statement in policy:
+        for action in statement["Action"]:
+            if not action.startswith("s3:") or action == "s3:ListBucket":
+                continue
+            for resource in statement["Resource"]:
+                prefix = re.search(r"/([a-z]+)/\*$", str(resource["Fn::Sub"]))
+                assert prefix, resource
+                assert f"`{prefix.group(1)}/`" in rights, (
+                    f"{action} on {prefix.group(1)}/ is not in DEPLOY.md"
+                )
+    on_prem = [line for line in doc.splitlines() if line.startswith("| on premises, S3-compatible")]
+    assert on_prem and "`edge-ocr endpoint reprocess`" in on_prem[0]

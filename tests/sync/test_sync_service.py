@@ -356,6 +356,23 @@ def test_cli_sync_once(
     assert acked_counts(store_path) == (42, 42)
 
 
+def test_cli_sync_once_reports_every_pass(
+    cli_logging, endpoint, backend, store_path, enqueue_results, secret_file, tmp_path, capsys
+):
+    """Issue 21 item 8: 987 records at 5 per batch and 100 batches per pass take two passes; the
+    line totals both ("acked 987 records in 198 batches"), not only the last."""
+    enqueue_results(store_path, 987)
+    cfg = tmp_path / "edge-ocr.toml"
+    cfg.write_text(
+        f'[sync]\nendpoint_url = "{endpoint.url}"\ndevice_id = "line1-cam1"\nsecret_file = "{secret_file}"\n'
+        "batch_max_records = 5\nmax_batches_per_pass = 100\n"
+    )
+    argv = ["sync", "--once", "--db", str(store_path), "--config", str(cfg)]
+    assert main(argv) == 0
+    assert "acked 987 records in 198 batches (0 duplicates)" in capsys.readouterr().out
+    assert acked_counts(store_path) == (987, 987)
+
+
 def test_cli_sync_once_fails_with_exit_code_when_offline(
     cli_logging, store_path, enqueue_results, secret_file, tmp_path
 ):

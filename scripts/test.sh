@@ -13,7 +13,8 @@
 #
 # The two suites run side by side (most of a suite's time is spent waiting on real servers,
 # brokers, agents and subprocesses, not computing): the first prints as it goes, the second writes
-# .venv-pyXY/test.log, printed when both are done. EDGE_OCR_TEST_SERIAL=1 runs them one after the
+# .venv-pyXY.test.log (beside its venv: setup.sh may remake the venv's folder), printed when both
+# are done. EDGE_OCR_TEST_SERIAL=1 runs them one after the
 # other.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,8 +110,7 @@ else
     V2=$(py_version "$SECOND")
     TAG=py${V2/./}
     if [ "${EDGE_OCR_TEST_SERIAL:-0}" = 0 ]; then
-        mkdir -p ".venv-$TAG"
-        SECOND_LOG=$ROOT/.venv-$TAG/test.log
+        SECOND_LOG=$ROOT/.venv-$TAG.test.log
         say "Python $V2: set up and run beside Python $FIRST; its output goes to ${SECOND_LOG#"$ROOT"/}"
         second_suite "$@" >"$SECOND_LOG" 2>&1 &
         SECOND_PID=$!
@@ -123,7 +123,7 @@ if [ -n "$SECOND_PID" ]; then
     rc=0
     wait "$SECOND_PID" || rc=$?
     say "Python $V2: its output (${SECOND_LOG#"$ROOT"/}):"
-    cat "$SECOND_LOG"
+    cat "$SECOND_LOG" || say "cannot read ${SECOND_LOG#"$ROOT"/}"
     [ "$rc" = 0 ] || STATUS=$rc
 elif [ -n "$SECOND" ]; then
     second_suite "$@" || STATUS=$?

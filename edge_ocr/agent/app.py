@@ -97,6 +97,7 @@ class Agent:
         self.jobs: queue.Queue[Work] = queue.Queue(cfg.agent.queue_size)
         self._retries: RetryQueue[Work] = RetryQueue()
         self._inflight: dict[int, Flight] = {}
+        self._in_hand = 0  # an item taken from the queues and not yet in flight (being prepared)
         self._next_job = 0
         self._workers: list[WorkerHandle] = []
         self._folders: list[FolderSource] = []
@@ -228,6 +229,7 @@ class Agent:
     def queue_depth(self) -> int:
         return (
             self.jobs.qsize()
+            + self._in_hand
             + len(self._retries)
             + len(self._inflight)
             + sum(s.pending() for s in self._folders)
@@ -385,15 +387,19 @@ class Agent:
             if not w.idle:
                 continue
             while True:
-                got = self._next_item(cameras_only)
-                if got is None:
-                    return
-                item, attempts = got
-                flight = self._prepare(item, attempts)
-                if flight is not None:
-                    self._inflight[flight.job.job_id] = flight
-                    w.send(flight.job)
-                    break
+                self._in_hand = 1  # counted by queue_depth() from the moment it leaves a queue
+                try:
+                    got = self._next_item(cameras_only)
+                    if got is None:
+                        return
+                    item, attempts = got
+                    flight = self._prepare(item, attempts)
+                    if flight is not None:
+                        self._inflight[flight.job.job_id] = flight
+                        w.send(flight.job)
+                        break
+                finally:
+                    self._in_hand = 0
 
     def _next_item(self, cameras_only: bool) -> tuple[Work, int] | None:
         retry = self._retries.take(lambda item: not cameras_only or isinstance(item, CameraCapture))

@@ -378,3 +378,33 @@ def test_a_line_camera_reads_one_fresh_frame_unless_told_otherwise(tmp_path: Pat
         "line": {"modbus": {}, "source": "camera:a"},
     }
     assert [c.consensus_frames for c in parse_config(raw, env={}).cameras] == [1, 3, 3]
+
+
+def test_the_thread_clock_counts_sleep_and_not_work_nor_waiting_for_a_cpu() -> None:
+    """What FreshFrames calls waiting for the camera: time the reading thread slept. A grab that
+    decodes a buffered frame on a busy machine (running, or runnable and waiting for a CPU) has
+    slept nothing, however long it took; one blocked on the socket has slept the whole wait."""
+    import subprocess
+    import sys
+
+    from edge_ocr.agent.sources.camera import ThreadClock
+
+    clock = ThreadClock()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        time.sleep(0.3)
+        for _ in range(3):
+            start, busy = time.monotonic(), clock.busy()
+            x = 0
+            for i in range(2_000_000):  # CPU work, preempted by the hogs
+                x += i
+            wall = time.monotonic() - start
+            assert clock.slept(wall, busy) < 0.2 * wall + 0.002, "work counted as waiting"
+        start, busy = time.monotonic(), clock.busy()
+        time.sleep(0.05)  # blocked, as on a socket
+        assert clock.slept(time.monotonic() - start, busy) >= 0.045
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+        clock.close()

@@ -15,6 +15,7 @@ import contextlib
 import heapq
 import http.server
 import logging
+import os
 import queue
 import threading
 import time
@@ -211,6 +212,35 @@ class PresenceTracker:
 # -- line triggers: the freshest frames ---------------------------------------------------------
 
 
+class ThreadClock:
+    """How long the calling thread slept (blocked, e.g. on a socket) during a span of wall time: the
+    span less its time on a CPU (`time.thread_time`, exact) and in the run queue, waiting for a CPU
+    (Linux's /proc/thread-self/schedstat). Without schedstat, only the CPU time is taken out. Use
+    it from the thread that made it."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        with contextlib.suppress(OSError):
+            self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY | os.O_CLOEXEC)
+
+    def busy(self) -> int:
+        """Nanoseconds this thread has run or waited to run."""
+        queued = 0
+        if self._fd is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                queued = int(os.pread(self._fd, 128, 0).split()[1])
+        return time.thread_time_ns() + queued
+
+    def slept(self, wall: float, busy_before: int) -> float:
+        """Seconds slept during the `wall` seconds since busy() said `busy_before`."""
+        return max(0.0, wall - (self.busy() - busy_before) / 1e9)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class FreshFrames:
     """Picks the frames that answer a line trigger. The camera is read all the time, so its buffers
     stay drained. A grab that had to wait for the camera returns the frame that just arrived; one
@@ -219,7 +249,11 @@ class FreshFrames:
     when its grab began after the trigger and waited for it: at least a third of the camera's
     frame period, measured between the frames it waited for (a steady camera's next frame is waited
     for nearly a whole period; a buffered one comes in decoding time, far less), and never under
-    FRESH_WAIT_S. Frames buffered from before the trigger are dropped."""
+    FRESH_WAIT_S. Frames buffered from before the trigger are dropped.
+
+    "Waited" is the time the reading thread slept during the grab (`ThreadClock`): its time on a
+    CPU and in the run queue taken out, so a buffered frame whose decoding a busy machine held up
+    is not mistaken for one the camera sent after the trigger."""
 
     def __init__(self, wanted: int, max_drain: int) -> None:
         self.wanted = wanted
@@ -232,9 +266,9 @@ class FreshFrames:
     def start(self, job: LineJob) -> None:
         self.job, self.frames, self._drained = job, [], 0
 
-    def observe(self, started: float, returned: float) -> None:
+    def observe(self, returned: float, waited: float) -> None:
         """Every grab, triggered or not: learn the camera's frame period."""
-        if returned - started >= FRESH_WAIT_S:
+        if waited >= FRESH_WAIT_S:
             self._arrivals.append(returned)
 
     @property
@@ -245,13 +279,13 @@ class FreshFrames:
         gaps = np.diff(np.asarray(self._arrivals))
         return max(FRESH_WAIT_S, float(np.median(gaps)) / 3)
 
-    def offer(self, started: float, returned: float) -> bool:
-        """Should the frame whose grab ran from `started` to `returned` (monotonic) be kept? Only a
-        grab begun after the trigger counts: the one under way may be bringing a frame that was
-        already on its way."""
+    def offer(self, started: float, waited: float) -> bool:
+        """Should the frame whose grab began at `started` (monotonic) and waited `waited` seconds
+        for the camera be kept? Only a grab begun after the trigger counts: the one under way may
+        be bringing a frame that was already on its way."""
         if self.job is None or started < self.job.requested_mono:
             return False
-        if returned - started >= self.wait_needed or self.frames:
+        if waited >= self.wait_needed or self.frames:
             return True
         if self._drained >= self.max_drain:
             if self.max_drain == MAX_DRAIN_LIVE:
@@ -471,6 +505,13 @@ class CameraSource:
         """trigger = "line": grab every frame the camera gives (decoding only those kept), answer each
         line trigger with the freshest frames after it; in continuous execution, a record every
         `interval` seconds."""
+        clock = ThreadClock()  # the reading thread's: made here
+        try:
+            self._read_line_timed(cap, clock)
+        finally:
+            clock.close()
+
+    def _read_line_timed(self, cap: cv2.VideoCapture, clock: ThreadClock) -> None:
         fresh = FreshFrames(
             self.cfg.consensus_frames, MAX_DRAIN_FILE if self.cfg.file is not None else MAX_DRAIN_LIVE
         )
@@ -479,18 +520,19 @@ class CameraSource:
         if not self.started:
             self.started = time.monotonic()
         while not self._stop.is_set():
-            started = time.monotonic()
+            started, busy = time.monotonic(), clock.busy()
             if not cap.grab():
                 if self.cfg.file is None:
                     logger.warning("%s: stream ended; reconnecting", self.name)
                 break
             returned = time.monotonic()
+            waited = clock.slept(returned - started, busy)
             self.frames_read += 1
             if fresh.job is None:
                 with contextlib.suppress(queue.Empty):
                     fresh.start(self._line_jobs.get_nowait())
-            keep = fresh.offer(started, returned)
-            fresh.observe(started, returned)
+            keep = fresh.offer(started, waited)
+            fresh.observe(returned, waited)
             if keep:
                 ok, frame = cap.retrieve()
                 if ok and frame is not None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge_ocr.ocr.pipeline.dots import DetCheck, DotOptions, check_boxes, prefer_joined
+from edge_ocr.ocr.pipeline.dots import DetCheck, DotOptions, check_boxes, prefer_joined, runs_lines_together
 from edge_ocr.synth import Degradations, GeneratorOptions, generate_label
 from edge_ocr.synth.label import Layout, SyntheticLabel
 
@@ -75,18 +75,35 @@ def test_blank_and_cluttered_images_are_not_suspect() -> None:
     empty = check_boxes(blank, [], opts)
     assert (empty.boxes, empty.unexplained) == (0, 0.0) and not empty.suspect(opts)
     # most of the ink outside the boxes: a scene's clutter, not text left out
-    clutter = DetCheck(boxes=3, line_boxes=3, unexplained=0.9, elapsed_ms=0.0)
+    clutter = DetCheck(boxes=3, line_boxes=3, unexplained=0.95, elapsed_ms=0.0)
     assert not clutter.suspect(opts)
     # ... unless nothing was found at all
     assert replace(clutter, boxes=0, line_boxes=0).suspect(opts)
 
 
-def test_a_joined_detection_that_merges_lines_is_not_preferred() -> None:
-    first = DetCheck(boxes=4, line_boxes=3, unexplained=0.3, elapsed_ms=0.0)
-    assert not prefer_joined(first, replace(first, boxes=2, line_boxes=2, unexplained=0.0))
-    # more lines but the ink left out stays out: not the dots that were missed
-    assert not prefer_joined(first, replace(first, boxes=5, line_boxes=4, unexplained=0.25))
-    assert prefer_joined(first, replace(first, boxes=4, line_boxes=4, unexplained=0.05))
+def test_a_joined_detection_must_box_what_was_left_out() -> None:
+    first = DetCheck(boxes=30, line_boxes=25, unexplained=0.2, elapsed_ms=0.0)
+    # the ink left out stays out: not the dots that were missed
+    assert not prefer_joined(first, replace(first, boxes=31, unexplained=0.15))
+    assert not prefer_joined(first, replace(first, boxes=0, line_boxes=0, unexplained=0.0))
+    assert prefer_joined(first, replace(first, boxes=28, unexplained=0.01))
+    nothing = DetCheck(boxes=0, line_boxes=0, unexplained=1.0, elapsed_ms=0.0)
+    assert prefer_joined(nothing, replace(first, unexplained=0.1))
+
+
+def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+
+
+def test_lines_run_together_by_joining_are_found() -> None:
+    lines = [_rect(10, 10, 300, 30), _rect(10, 36, 280, 56)]  # two receipt lines
+    assert runs_lines_together(lines, [_rect(8, 8, 302, 58)])  # joined into one block
+    assert not runs_lines_together(lines, [_rect(8, 8, 302, 32), _rect(8, 34, 282, 58)])
+    # a line broken into pieces (characters, a colon's two dots) joined into one line
+    pieces = [_rect(10, 10, 22, 30), _rect(26, 10, 38, 30), _rect(42, 12, 46, 16), _rect(42, 24, 46, 28)]
+    assert not runs_lines_together(pieces, [_rect(8, 8, 120, 32)])
+    # pieces of one line side by side, a little offset: the same row
+    assert not runs_lines_together([_rect(10, 10, 100, 30), _rect(110, 14, 200, 34)], [_rect(8, 8, 202, 36)])
 
 
 def test_layouts_with_bars_and_borders_are_not_suspect() -> None:

@@ -31,14 +31,19 @@ import numpy as np
 class DotOptions:
     #: on `auto`, look for dotted print the detector missed; False: `auto` never joins dots
     enabled: bool = True
+    #: the ink is looked at with the image's longer side at most this (the detector's own limit)
+    max_side: int = 960
     #: the image is suspect when at least this share of its text-sized ink lies outside every box ...
-    min_unexplained: float = 0.15
+    min_unexplained: float = 0.1
     #: ... but less than this share (most of the ink outside the boxes is a scene's clutter, not
     #: text left out), unless no box was found at all
     max_unexplained: float = 0.9
-    #: the joined detection is kept when it finds more lines and leaves at most this share of the
-    #: ink the first one left out
+    #: the joined detection is kept when it leaves at most this share of the ink the first one left
+    #: out ...
     joined_unexplained: float = 0.5
+    #: ... and no box holding two boxes of the first that overlap by less than this share of the
+    #: lower one's height (lines one above the other run together)
+    row_overlap: float = 0.5
     #: a box is a line when its long side is at least this times its short side
     line_aspect: float = 2.0
     #: ink components of text size: at least this many pixels (per 480 pixels of the shorter image
@@ -96,12 +101,17 @@ def check_boxes(image: np.ndarray, quads: Sequence[np.ndarray], opts: DotOptions
         _, (w, h), _ = cv2.minAreaRect(np.asarray(quad, dtype=np.float32).reshape(-1, 2))
         lines += max(w, h) >= opts.line_aspect * min(w, h)
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    scale = min(1.0, opts.max_side / max(gray.shape[:2]))
+    if scale < 1.0:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     ink = _text_ink(gray, opts)
     total = int(ink.sum())
     unexplained = 0.0
     if total:
         covered = np.zeros(gray.shape[:2], dtype=np.uint8)
-        polygons = [np.asarray(q, dtype=np.float32).reshape(-1, 2).round().astype(np.int32) for q in quads]
+        polygons = [
+            (np.asarray(q, dtype=np.float32).reshape(-1, 2) * scale).round().astype(np.int32) for q in quads
+        ]
         if polygons:
             cv2.fillPoly(covered, polygons, 1)
         unexplained = float((ink & (covered == 0)).sum()) / total
@@ -113,11 +123,44 @@ def check_boxes(image: np.ndarray, quads: Sequence[np.ndarray], opts: DotOptions
     )
 
 
-def prefer_joined(first: DetCheck, joined: DetCheck, opts: DotOptions | None = None) -> bool:
-    """Whether the detection on the dots-joined image found the text the first one missed: more
-    lines, and most of the ink the first left out now inside a box."""
+def _rows_apart(a: np.ndarray, b: np.ndarray, overlap: float) -> bool:
+    """Whether boxes `a` and `b` stand one above the other (their heights overlap by less than
+    `overlap` of the lower box's height)."""
+    ay0, ay1 = float(a[:, 1].min()), float(a[:, 1].max())
+    by0, by1 = float(b[:, 1].min()), float(b[:, 1].max())
+    shared = min(ay1, by1) - max(ay0, by0)
+    return shared < overlap * min(ay1 - ay0, by1 - by0)
+
+
+def runs_lines_together(
+    first: Sequence[np.ndarray], joined: Sequence[np.ndarray], opts: DotOptions | None = None
+) -> bool:
+    """Whether a box of the joined detection holds the centres of two line boxes (`line_aspect`)
+    of the first detection that stand one above the other: joining ran lines together (dense solid
+    print, as on receipts), rather than joining a line's dots or characters (pieces of a line, as
+    the two dots of a colon, may stand one above the other)."""
     opts = opts or DotOptions()
-    return (
-        joined.line_boxes > first.line_boxes
-        and joined.unexplained <= opts.joined_unexplained * first.unexplained
-    )
+    boxes = []
+    for quad in first:
+        box = np.asarray(quad, dtype=np.float32).reshape(-1, 2)
+        _, (w, h), _ = cv2.minAreaRect(box)
+        if max(w, h) >= opts.line_aspect * min(w, h):
+            boxes.append(box)
+    centres = [tuple(map(float, b.mean(axis=0))) for b in boxes]
+    for quad in joined:
+        poly = np.asarray(quad, dtype=np.float32).reshape(-1, 1, 2)
+        inside = [b for b, c in zip(boxes, centres) if cv2.pointPolygonTest(poly, c, False) >= 0]
+        for i, a in enumerate(inside):
+            if any(_rows_apart(a, b, opts.row_overlap) for b in inside[i + 1 :]):
+                return True
+    return False
+
+
+def prefer_joined(first: DetCheck, joined: DetCheck, opts: DotOptions | None = None) -> bool:
+    """Whether the detection on the dots-joined image boxed the ink the first one left out: it
+    found boxes, and leaves out at most `joined_unexplained` of what the first left out. (The
+    pipeline also refuses it when it `runs_lines_together`.)"""
+    opts = opts or DotOptions()
+    if joined.boxes == 0 or joined.unexplained >= first.unexplained:
+        return False
+    return joined.unexplained <= opts.joined_unexplained * first.unexplained

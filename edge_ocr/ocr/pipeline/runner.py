@@ -301,7 +301,9 @@ class OcrPipeline:
         timings["det_joined"] = (time.perf_counter() - t0) * 1000
         second = dots_stage.check_boxes(image, [r.quad for r in joined], opts)
         timings["dots"] += second.elapsed_ms
-        if dots_stage.prefer_joined(first, second, opts):
+        if dots_stage.prefer_joined(first, second, opts) and not dots_stage.runs_lines_together(
+            [r.quad for r in regions], [r.quad for r in joined], opts
+        ):
             logger.debug("dotted print found: %s, with dots joined %s", first, second)
             return joined, True
         return regions, False

@@ -79,6 +79,11 @@ def test_blank_and_cluttered_images_are_not_suspect() -> None:
     assert not clutter.suspect(opts)
     # ... unless nothing was found at all
     assert replace(clutter, boxes=0, line_boxes=0).suspect(opts)
+    # a label (a few boxes) is suspect with less ink left out than a page or a receipt
+    label = DetCheck(boxes=4, line_boxes=4, unexplained=0.05, elapsed_ms=0.0)
+    assert label.suspect(opts)
+    assert not replace(label, boxes=40, line_boxes=38).suspect(opts)
+    assert replace(label, boxes=40, line_boxes=38, unexplained=0.12).suspect(opts)
 
 
 def test_a_joined_detection_must_box_what_was_left_out() -> None:

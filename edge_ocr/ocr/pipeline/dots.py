@@ -33,8 +33,12 @@ class DotOptions:
     enabled: bool = True
     #: the ink is looked at with the image's longer side at most this (the detector's own limit)
     max_side: int = 960
-    #: the image is suspect when at least this share of its text-sized ink lies outside every box ...
+    #: the image is suspect when at least this share of its text-sized ink lies outside every box
+    #: (this one when it has at most `few_boxes` boxes, as a label: one short dotted line of four
+    #: can be 5% of the ink beside a bold title; pages and receipts leave more ink out) ...
     min_unexplained: float = 0.1
+    min_unexplained_few: float = 0.04
+    few_boxes: int = 12
     #: ... but less than this share (most of the ink outside the boxes is a scene's clutter, not
     #: text left out), unless no box was found at all
     max_unexplained: float = 0.9
@@ -69,7 +73,8 @@ class DetCheck:
     def suspect(self, opts: DotOptions) -> bool:
         """Whether the image may hold dotted print the detector missed: text-sized ink outside
         the boxes found."""
-        if self.unexplained < opts.min_unexplained:
+        least = opts.min_unexplained_few if self.boxes <= opts.few_boxes else opts.min_unexplained
+        if self.unexplained < least:
             return False
         return self.boxes == 0 or self.unexplained < opts.max_unexplained
 

@@ -34,7 +34,7 @@ class DotOptions:
     #: the ink is looked at with the image's longer side at most this (the detector's own limit)
     max_side: int = 960
     #: the image is suspect when at least this share of its text-sized ink lies outside every box
-    #: (this one when it has at most `few_boxes` boxes, as a label: one short dotted line of four
+    #: (this one with at most `few_boxes` line boxes, as a label: one short dotted line of four
     #: can be 5% of the ink beside a bold title; pages and receipts leave more ink out) ...
     min_unexplained: float = 0.1
     min_unexplained_few: float = 0.04
@@ -45,9 +45,11 @@ class DotOptions:
     #: the joined detection is kept when it leaves at most this share of the ink the first one left
     #: out ...
     joined_unexplained: float = 0.5
-    #: ... and no box holding two boxes of the first that overlap by less than this share of the
-    #: lower one's height (lines one above the other run together)
+    #: ... and no box holding two line boxes of the first, each at least `row_length` of its
+    #: length, that overlap by less than `row_overlap` of the lower one's height (lines one above
+    #: the other run together; pieces of a dotted line are shorter)
     row_overlap: float = 0.5
+    row_length: float = 0.33
     #: a box is a line when its long side is at least this times its short side
     line_aspect: float = 2.0
     #: ink components of text size: at least this many pixels (per 480 pixels of the shorter image
@@ -73,7 +75,7 @@ class DetCheck:
     def suspect(self, opts: DotOptions) -> bool:
         """Whether the image may hold dotted print the detector missed: text-sized ink outside
         the boxes found."""
-        least = opts.min_unexplained_few if self.boxes <= opts.few_boxes else opts.min_unexplained
+        least = opts.min_unexplained_few if self.line_boxes <= opts.few_boxes else opts.min_unexplained
         if self.unexplained < least:
             return False
         return self.boxes == 0 or self.unexplained < opts.max_unexplained
@@ -154,9 +156,15 @@ def runs_lines_together(
     centres = [tuple(map(float, b.mean(axis=0))) for b in boxes]
     for quad in joined:
         poly = np.asarray(quad, dtype=np.float32).reshape(-1, 1, 2)
-        inside = [b for b, c in zip(boxes, centres) if cv2.pointPolygonTest(poly, c, False) >= 0]
-        for i, a in enumerate(inside):
-            if any(_rows_apart(a, b, opts.row_overlap) for b in inside[i + 1 :]):
+        _, (w, h), _ = cv2.minAreaRect(poly)
+        long = [
+            b
+            for b, c in zip(boxes, centres)
+            if cv2.pointPolygonTest(poly, c, False) >= 0
+            and max(cv2.minAreaRect(b)[1]) >= opts.row_length * max(w, h)
+        ]
+        for i, a in enumerate(long):
+            if any(_rows_apart(a, b, opts.row_overlap) for b in long[i + 1 :]):
                 return True
     return False
 

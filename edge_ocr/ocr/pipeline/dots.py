@@ -45,8 +45,8 @@ class DotOptions:
     #: the joined detection is kept when it leaves at most this share of the ink the first one left
     #: out ...
     joined_unexplained: float = 0.5
-    #: ... and no box holding two line boxes of the first, each at least `row_length` of its
-    #: length, that overlap by less than `row_overlap` of the lower one's height (lines one above
+    #: ... and no box holding two line boxes of the first (on a label, `few_boxes` line boxes or
+    #: fewer: each at least `row_length` of its length) that overlap by less than `row_overlap` of the lower one's height (lines one above
     #: the other run together; pieces of a dotted line are shorter)
     row_overlap: float = 0.5
     row_length: float = 0.33
@@ -154,6 +154,8 @@ def runs_lines_together(
         if max(w, h) >= opts.line_aspect * min(w, h):
             boxes.append(box)
     centres = [tuple(map(float, b.mean(axis=0))) for b in boxes]
+    # a label's dotted line can be found in pieces; a page's or a receipt's lines are all lines
+    row_length = opts.row_length if len(boxes) <= opts.few_boxes else 0.0
     for quad in joined:
         poly = np.asarray(quad, dtype=np.float32).reshape(-1, 1, 2)
         _, (w, h), _ = cv2.minAreaRect(poly)
@@ -161,7 +163,7 @@ def runs_lines_together(
             b
             for b, c in zip(boxes, centres)
             if cv2.pointPolygonTest(poly, c, False) >= 0
-            and max(cv2.minAreaRect(b)[1]) >= opts.row_length * max(w, h)
+            and max(cv2.minAreaRect(b)[1]) >= row_length * max(w, h)
         ]
         for i, a in enumerate(long):
             if any(_rows_apart(a, b, opts.row_overlap) for b in long[i + 1 :]):

@@ -6,8 +6,9 @@ lines out: it breaks a line into boxes of a character or two, runs several dotte
 block, or finds nothing where the dots are. In every case, text-sized ink is left outside the boxes
 found. Left on `auto`, the pipeline checks that (`check_boxes`, `DetCheck.suspect`) after detecting
 on the image as it is, and only on a suspect image does it detect again with the dots joined; it
-keeps that second detection when it boxes more lines and leaves at most half of the ink out
-(`prefer_joined`), and the image is then read as dot-matrix print. Plain labels have their text
+keeps that second detection when it leaves at most half of that ink out (`prefer_joined`) and runs
+no lines of the first together (`runs_lines_together`), and the image is then read as dot-matrix
+print. Plain labels have their text
 inside the boxes and pass the check without a second detection.
 
 Tests of the dots themselves (round blobs on a regular pitch, grey-level dot centres, periodic
@@ -46,8 +47,9 @@ class DotOptions:
     #: out ...
     joined_unexplained: float = 0.5
     #: ... and no box holding two line boxes of the first (on a label, `few_boxes` line boxes or
-    #: fewer: each at least `row_length` of its length) that overlap by less than `row_overlap` of the lower one's height (lines one above
-    #: the other run together; pieces of a dotted line are shorter)
+    #: fewer: each at least `row_length` of its length) that overlap by less than `row_overlap` of
+    #: the lower one's height (lines one above the other run together; pieces of a dotted line
+    #: are shorter)
     row_overlap: float = 0.5
     row_length: float = 0.33
     #: a box is a line when its long side is at least this times its short side

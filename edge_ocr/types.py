@@ -15,7 +15,7 @@ Quad = tuple[Point, Point, Point, Point]
 class PrintProfile(str, enum.Enum):
     """What a line's print is, as a recipe, a station or `--print` declares it."""
 
-    AUTO = "auto"  # unknown: every variant as a low-confidence retry
+    AUTO = "auto"  # unknown: every variant as a low-confidence retry; dots found by the pipeline (dots.py)
     PLAIN = "plain"  # solid print (laser, thermal transfer, offset): no dot or contrast variants
     DOT_MATRIX = "dot-matrix"  # separate round dots: dots joined on every line
     INKJET = "inkjet"  # continuous inkjet: spread, uneven dots, blurred into strokes on every line

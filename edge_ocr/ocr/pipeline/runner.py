@@ -15,6 +15,7 @@ from edge_ocr.ocr.engine import Engine
 from edge_ocr.ocr.pipeline import calibration as calibration_stage
 from edge_ocr.ocr.pipeline import cls as cls_stage
 from edge_ocr.ocr.pipeline import det as det_stage
+from edge_ocr.ocr.pipeline import dots as dots_stage
 from edge_ocr.ocr.pipeline import model_config as model_config_stage
 from edge_ocr.ocr.pipeline import patterns as pattern_stage
 from edge_ocr.ocr.pipeline import prepare as prepare_stage
@@ -41,6 +42,8 @@ class PipelineOptions:
     calibration: calibration_stage.CalibrationOptions = field(
         default_factory=calibration_stage.CalibrationOptions
     )
+    #: on `auto`, how dotted print the detector missed is found (only where `det.dot_join_per_px` is set)
+    dots: dots_stage.DotOptions = field(default_factory=dots_stage.DotOptions)
     use_cls: bool = False
 
     @classmethod
@@ -85,7 +88,8 @@ class PipelineOptions:
                 outline_unclip_ratio=min(defaults.outline_unclip_ratio or 1.2, det["unclip_ratio"]),
                 max_candidates=det["max_candidates"],
                 # its detector misses about a sixth of dot-matrix lines whose dots do not touch
-                # (200 generated dot-matrix labels, --print dot-matrix: 680 of 800 found, 800 joined)
+                # (200 generated dot-matrix labels, --print dot-matrix: 680 of 800 found, 800 joined);
+                # on `auto` the dots are joined where the first detection leaves ink out (dots.py)
                 dot_join_per_px=160.0,
             ),
             rec=rec_stage.RecOptions(
@@ -281,6 +285,30 @@ class OcrPipeline:
         read(jobs)
         return best, best_crops, len(retried)
 
+    def _find_missed_dots(
+        self, image: np.ndarray, regions: list[det_stage.DetBox], timings: dict[str, float]
+    ) -> tuple[list[det_stage.DetBox], bool]:
+        """On `auto`: when the boxes found leave text-sized ink out (`dots.DetCheck.suspect`), detect
+        again with the dots joined and keep that when it finds the lines missed. Returns the regions
+        and whether the image was found to be dotted. Timings: `dots` for the checks, `det_joined`
+        for the second detection when it ran."""
+        opts = self.options.dots
+        first = dots_stage.check_boxes(image, [r.quad for r in regions], opts)
+        timings["dots"] = first.elapsed_ms
+        if not first.suspect(opts):
+            return regions, False
+        t0 = time.perf_counter()
+        joined = self.detect(det_stage.join_dots(image, self.options.det.dot_join_per_px))
+        timings["det_joined"] = (time.perf_counter() - t0) * 1000
+        second = dots_stage.check_boxes(image, [r.quad for r in joined], opts)
+        timings["dots"] += second.elapsed_ms
+        if dots_stage.prefer_joined(first, second, opts) and not dots_stage.runs_lines_together(
+            [r.quad for r in regions], [r.quad for r in joined], opts
+        ):
+            logger.debug("dotted print found: %s, with dots joined %s", first, second)
+            return joined, True
+        return regions, False
+
     # -- whole image --------------------------------------------------------------------
     def run(
         self,
@@ -307,10 +335,15 @@ class OcrPipeline:
                 else retry_stage.parse_print(print_profile)
             )
             dots = declared in DOTTED_PRINTS
+            join = self.options.det.dot_join_per_px
             det_image = prepared.image
-            if dots and self.options.det.dot_join_per_px > 0:
-                det_image = det_stage.join_dots(prepared.image, self.options.det.dot_join_per_px)
+            if dots and join > 0:
+                det_image = det_stage.join_dots(prepared.image, join)
             regions = self.detect(det_image)
+            if declared in (None, PrintProfile.AUTO) and join > 0 and self.options.dots.enabled:
+                regions, found_dots = self._find_missed_dots(prepared.image, regions, timings)
+                if found_dots:  # read as a declared dot-matrix print from here on
+                    print_profile = PrintProfile.DOT_MATRIX
             timings["det"] = (time.perf_counter() - t0) * 1000
             crops = [det_stage.crop_quad(prepared.image, r.quad) for r in regions]
             boxes = [prepared.to_source(r.outline) for r in regions]

@@ -246,14 +246,18 @@ class FreshFrames:
     stay drained. A grab that had to wait for the camera returns the frame that just arrived; one
     that returns at once (in the time it takes to decode) returns a frame some buffer held (the
     driver's, FFmpeg's, the network's) since some earlier time. So a frame answers a trigger only
-    when its grab began after the trigger and waited for it: at least a third of the camera's
-    frame period, measured between the frames it waited for (a steady camera's next frame is waited
-    for nearly a whole period; a buffered one comes in decoding time, far less), and never under
-    FRESH_WAIT_S. Frames buffered from before the trigger are dropped.
+    when its grab waited for it (at least a third of the camera's frame period, measured between
+    the frames it waited for: a steady camera's next frame is waited for nearly a whole period, a
+    buffered one comes in decoding time, far less; never under FRESH_WAIT_S) and was still waiting
+    that long after the trigger: its frame began to arrive at least that long after the trigger,
+    not on its way before it. The grab under way when the trigger comes counts too when it keeps
+    waiting that long (a trigger early in a frame period is answered by the next frame, not the
+    one after). Frames buffered from before the trigger are dropped.
 
     "Waited" is the time the reading thread slept during the grab (`ThreadClock`): its time on a
     CPU and in the run queue taken out, so a buffered frame whose decoding a busy machine held up
-    is not mistaken for one the camera sent after the trigger."""
+    is not mistaken for one the camera sent after the trigger; and the grab's start plus its wait
+    is when its frame began to arrive."""
 
     def __init__(self, wanted: int, max_drain: int) -> None:
         self.wanted = wanted
@@ -281,12 +285,17 @@ class FreshFrames:
 
     def offer(self, started: float, waited: float) -> bool:
         """Should the frame whose grab began at `started` (monotonic) and waited `waited` seconds
-        for the camera be kept? Only a grab begun after the trigger counts: the one under way may
-        be bringing a frame that was already on its way."""
-        if self.job is None or started < self.job.requested_mono:
+        for the camera be kept? Only if it waited, and its frame began to arrive (`started +
+        waited`) at least that wait after the trigger: a frame already on its way is not fresh."""
+        if self.job is None:
             return False
-        if waited >= self.wait_needed or self.frames:
+        if self.frames:
+            return True  # the frames after a fresh one
+        needed = self.wait_needed
+        if waited >= needed and started + waited >= self.job.requested_mono + needed:
             return True
+        if started < self.job.requested_mono:
+            return False  # the grab under way at the trigger: not a buffered frame to count
         if self._drained >= self.max_drain:
             if self.max_drain == MAX_DRAIN_LIVE:
                 logger.warning(

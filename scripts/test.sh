@@ -14,8 +14,7 @@
 # The two suites run side by side (most of a suite's time is spent waiting on real servers,
 # brokers, agents and subprocesses, not computing): the first prints as it goes, the second writes
 # .venv-pyXY.test.log (beside its venv: setup.sh may remake the venv's folder), printed when both
-# are done. EDGE_OCR_TEST_SERIAL=1 runs them one after the
-# other.
+# are done. EDGE_OCR_TEST_SERIAL=1 runs them one after the other. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -114,6 +113,8 @@ else
         say "Python $V2: set up and run beside Python $FIRST; its output goes to ${SECOND_LOG#"$ROOT"/}"
         second_suite "$@" >"$SECOND_LOG" 2>&1 &
         SECOND_PID=$!
+        # a job started in the background of a script ignores Ctrl-C: stop the whole group with it
+        trap 'trap - INT TERM; say "stopping both suites"; kill -TERM 0' INT TERM
     fi
 fi
 
